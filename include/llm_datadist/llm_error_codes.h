@@ -1,0 +1,33 @@
+// Status codes of the LLM-DataDist API. The values are part of the ABI:
+// users compare and print them in hex, so they never change.
+#ifndef LLM_DATADIST_LLM_ERROR_CODES_H_
+#define LLM_DATADIST_LLM_ERROR_CODES_H_
+
+#include "llm_datadist/ge_types.h"
+
+namespace llm_datadist {
+
+using Status = ge::Status;
+
+constexpr Status LLM_SUCCESS = 0x0U;
+constexpr Status LLM_FAILED = 0xFFFFFFFFU;
+constexpr Status LLM_WAIT_PROC_TIMEOUT = 0x5010B001U;
+constexpr Status LLM_KV_CACHE_NOT_EXIST = 0x5010B002U;
+constexpr Status LLM_PARAM_INVALID = 0x5010B005U;
+constexpr Status LLM_NOT_YET_LINK = 0x5010B007U;
+constexpr Status LLM_ALREADY_LINK = 0x5010B008U;
+constexpr Status LLM_LINK_FAILED = 0x5010B009U;
+constexpr Status LLM_UNLINK_FAILED = 0x5010B00AU;
+constexpr Status LLM_NOTIFY_PROMPT_UNLINK_FAILED = 0x5010B00BU;
+constexpr Status LLM_CLUSTER_NUM_EXCEED_LIMIT = 0x5010B00CU;
+constexpr Status LLM_PROCESSING_LINK = 0x5010B00DU;
+constexpr Status LLM_DEVICE_OUT_OF_MEMORY = 0x5010B00EU;
+constexpr Status LLM_EXIST_LINK = 0x5010B018U;
+constexpr Status LLM_FEATURE_NOT_ENABLED = 0x5010B019U;
+constexpr Status LLM_TIMEOUT = 0x5010B01AU;
+constexpr Status LLM_LINK_BUSY = 0x5010B01BU;
+constexpr Status LLM_OUT_OF_MEMORY = 0x5010B01CU;
+
+}  // namespace llm_datadist
+
+#endif  // LLM_DATADIST_LLM_ERROR_CODES_H_

@@ -1,0 +1,29 @@
+#include "control/frame_io.h"
+
+#include "net/socket.h"
+
+namespace lldd {
+
+Result SendFrame(int fd, FrameHeader header, const std::vector<uint8_t>& meta, Deadline deadline) {
+  header.meta_len = static_cast<uint32_t>(meta.size());
+  uint8_t head[kFrameHeaderBytes];
+  EncodeFrameHeader(header, head);
+  IovCursor cursor;
+  cursor.Append(head, sizeof(head));
+  cursor.Append(const_cast<uint8_t*>(meta.data()), meta.size());
+  return SendAll(fd, cursor, deadline);
+}
+
+Result RecvFrame(int fd, FrameHeader* header, std::vector<uint8_t>* meta, Deadline deadline, uint32_t meta_limit) {
+  uint8_t head[kFrameHeaderBytes];
+  LDD_RETURN_IF_ERROR(RecvAll(fd, head, sizeof(head), deadline));
+  LDD_RETURN_IF_ERROR(DecodeFrameHeader(head, header));
+  if (header->meta_len > meta_limit)
+    return Result::Failed(Msg("frame metadata of ", header->meta_len, " bytes exceeds this connection's limit of ",
+                              meta_limit));
+  meta->resize(header->meta_len);
+  if (header->meta_len > 0) LDD_RETURN_IF_ERROR(RecvAll(fd, meta->data(), meta->size(), deadline));
+  return Result::Ok();
+}
+
+}  // namespace lldd

@@ -1,0 +1,126 @@
+// The wire protocol between two linked instances.
+//
+// Every message is a fixed 32-byte header, then `meta_len` bytes of
+// metadata (decoded by the functions below, each bounds-checked), then
+// `data_len` raw bytes (only READ responses and WRITE requests carry data,
+// and it goes straight between tensors and the socket).
+//
+// Decoding never trusts a length: headers are checked for magic, version,
+// type and limits before any allocation, and every list is checked against
+// the bytes actually present. A frame that fails a check closes only the
+// connection it came on.
+#ifndef LLM_DATADIST_SRC_CONTROL_PROTOCOL_H_
+#define LLM_DATADIST_SRC_CONTROL_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/segment.h"
+
+namespace lldd {
+
+constexpr uint32_t kFrameMagic = 0x3144444CU;  // "LDD1" little-endian
+constexpr uint16_t kProtocolVersion = 1;
+constexpr size_t kFrameHeaderBytes = 32;
+constexpr uint32_t kMaxMetaBytes = 64U << 20;       // 64 MiB of segment lists
+constexpr uint64_t kMaxDataBytes = 1ULL << 40;      // 1 TiB per request
+constexpr uint32_t kMaxSegmentsPerRequest = (kMaxMetaBytes - 16) / 24;
+constexpr uint32_t kMaxTensorsPerCache = 4096;
+constexpr uint32_t kMaxShapeRank = 32;
+
+enum class MsgType : uint16_t {
+  kHello = 1,
+  kHelloAck = 2,
+  kCacheQuery = 3,
+  kCacheInfo = 4,
+  kRead = 5,
+  kReadResp = 6,
+  kWrite = 7,
+  kWriteResp = 8,
+  kUnlink = 9,
+  kUnlinkAck = 10,
+  kOpenReverse = 11,
+  kOpenReverseAck = 12,
+  kCacheRevoked = 13,
+  kCacheRevokedAck = 14,
+  kLast = 14,
+};
+
+struct FrameHeader {
+  MsgType type = MsgType::kHello;
+  uint64_t request_id = 0;
+  uint32_t status = 0;  // an LLM_* code in responses
+  uint32_t meta_len = 0;
+  uint64_t data_len = 0;
+};
+
+void EncodeFrameHeader(const FrameHeader& h, uint8_t out[kFrameHeaderBytes]);
+Result DecodeFrameHeader(const uint8_t in[kFrameHeaderBytes], FrameHeader* h);
+
+// What a connection is for, declared in its HELLO.
+enum class ConnKind : uint8_t {
+  kControl = 1,      // small messages both ways; its loss ends the link
+  kDataForward = 2,  // the connecting side sends READ/WRITE, the other serves
+  kDataReverse = 3,  // the accepting side sends READ/WRITE, the connector serves
+};
+
+struct Hello {
+  ConnKind kind = ConnKind::kControl;
+  uint64_t cluster_id = 0;
+  int32_t role = 0;
+  uint64_t link_id = 0;       // data connections: which link they join
+  uint64_t link_secret = 0;   // data connections: proves they belong to it
+  std::string transport;      // requested backend: auto, tcp, shm
+  std::string host_identity;  // same-host detection for shm
+  std::vector<uint8_t> auth_nonce;  // link token challenge (empty: none)
+};
+
+struct HelloAck {
+  uint64_t cluster_id = 0;
+  int32_t role = 0;
+  uint64_t link_id = 0;
+  uint64_t link_secret = 0;
+  std::string transport;      // the backend both sides will use
+  std::string host_identity;
+  std::string error;          // why the link was refused
+};
+
+struct RemoteDesc {
+  uint32_t placement = 0;
+  uint32_t num_tensors = 0;
+  int32_t data_type = 0;
+  std::vector<int64_t> shape;
+  uint64_t tensor_bytes = 0;
+  std::vector<uint64_t> region_ids;  // one per tensor
+};
+
+struct CacheInfo {
+  int64_t cache_id = 0;
+  RemoteDesc desc;
+};
+
+struct TransferRequest {
+  uint32_t timeout_ms = 0;
+  std::vector<Segment> segments;
+};
+
+std::vector<uint8_t> EncodeHello(const Hello& m);
+Result DecodeHello(const std::vector<uint8_t>& meta, Hello* m);
+std::vector<uint8_t> EncodeHelloAck(const HelloAck& m);
+Result DecodeHelloAck(const std::vector<uint8_t>& meta, HelloAck* m);
+std::vector<uint8_t> EncodeCacheInfo(const CacheInfo& m);
+Result DecodeCacheInfo(const std::vector<uint8_t>& meta, CacheInfo* m);
+std::vector<uint8_t> EncodeCacheId(int64_t cache_id);
+Result DecodeCacheId(const std::vector<uint8_t>& meta, int64_t* cache_id);
+std::vector<uint8_t> EncodeTransferRequest(const TransferRequest& m);
+// Also checks that no segment is empty and that the lengths add up to
+// `expected_data_len` without overflow.
+Result DecodeTransferRequest(const std::vector<uint8_t>& meta, uint64_t expected_data_len, TransferRequest* m);
+std::vector<uint8_t> EncodeText(const std::string& text);
+std::string DecodeText(const std::vector<uint8_t>& meta);
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_CONTROL_PROTOCOL_H_

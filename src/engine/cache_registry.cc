@@ -1,0 +1,109 @@
+#include "engine/cache_registry.h"
+
+#include <cstring>
+
+namespace lldd {
+
+RemoteDesc LocalCache::ToRemoteDesc() const {
+  RemoteDesc d;
+  d.placement = static_cast<uint32_t>(desc.placement);
+  d.num_tensors = desc.num_tensors;
+  d.data_type = desc.data_type;
+  d.shape = desc.shape;
+  d.tensor_bytes = layout.tensor_bytes;
+  d.region_ids = region_ids;
+  return d;
+}
+
+int64_t CacheRegistry::Insert(std::shared_ptr<LocalCache> cache) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cache->id = next_id_++;
+  caches_[cache->id] = cache;
+  return cache->id;
+}
+
+Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* out) {
+  auto cache = std::make_shared<LocalCache>();
+  LDD_RETURN_IF_ERROR(ComputeLayout(desc, &cache->layout));
+  cache->desc = desc;
+  const uint64_t total = cache->layout.tensor_bytes * desc.num_tensors;
+  if (total / desc.num_tensors != cache->layout.tensor_bytes || total > (1ULL << 46))
+    return Result::ParamInvalid("cache is larger than 64 TiB");
+  // Tensors start on 64-byte boundaries so that SIMD copies stay aligned.
+  const uint64_t stride = (cache->layout.tensor_bytes + 63) / 64 * 64;
+  Result r = SharedMemory::Create(stride * desc.num_tensors, "llm_datadist_cache", &cache->memory);
+  if (!r.ok()) {
+    return desc.placement == llm_datadist::CachePlacement::kDevice
+               ? Result(llm_datadist::LLM_DEVICE_OUT_OF_MEMORY, r.message())
+               : r;
+  }
+  for (uint32_t t = 0; t < desc.num_tensors; ++t) {
+    uint8_t* p = cache->memory->data() + stride * t;
+    cache->addrs.push_back(reinterpret_cast<uintptr_t>(p));
+    cache->region_ids.push_back(regions_.Add(p, cache->layout.tensor_bytes));
+  }
+  out->cache_desc = desc;
+  out->tensor_addrs = cache->addrs;
+  out->cache_id = Insert(cache);
+  return Result::Ok();
+}
+
+Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
+                               int64_t* cache_id) {
+  auto cache = std::make_shared<LocalCache>();
+  LDD_RETURN_IF_ERROR(ComputeLayout(desc, &cache->layout));
+  if (addrs.size() != desc.num_tensors)
+    return Result::ParamInvalid(Msg(addrs.size(), " addresses given for ", desc.num_tensors, " tensors"));
+  if (addrs.size() > kMaxRegisteredAddrs)
+    return Result::ParamInvalid(Msg("at most ", kMaxRegisteredAddrs, " addresses per cache"));
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    if (addrs[i] == 0) return Result::ParamInvalid(Msg("addrs[", i, "] is null"));
+    if (addrs[i] > UINT64_MAX - cache->layout.tensor_bytes)
+      return Result::ParamInvalid(Msg("addrs[", i, "] + tensor size wraps around"));
+  }
+  cache->desc = desc;
+  for (uint64_t a : addrs) {
+    cache->addrs.push_back(static_cast<uintptr_t>(a));
+    cache->region_ids.push_back(regions_.Add(reinterpret_cast<void*>(a), cache->layout.tensor_bytes));
+  }
+  *cache_id = Insert(cache);
+  return Result::Ok();
+}
+
+Result CacheRegistry::Remove(int64_t cache_id, bool allocated) {
+  std::shared_ptr<LocalCache> cache;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = caches_.find(cache_id);
+    if (it == caches_.end()) return Result::Ok();  // unknown or already removed
+    if (it->second->allocated() != allocated)
+      return Result::ParamInvalid(Msg("cache ", cache_id, allocated ? " was registered: use UnregisterKvCache"
+                                                                    : " was allocated: use DeallocateCache"));
+    cache = it->second;
+    caches_.erase(it);
+  }
+  regions_.Remove(cache->region_ids);
+  return Result::Ok();
+}
+
+std::shared_ptr<const LocalCache> CacheRegistry::Find(int64_t cache_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = caches_.find(cache_id);
+  return it == caches_.end() ? nullptr : it->second;
+}
+
+void CacheRegistry::Clear() {
+  std::map<int64_t, std::shared_ptr<LocalCache>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(caches_);
+  }
+  for (auto& [id, cache] : all) regions_.Remove(cache->region_ids);
+}
+
+size_t CacheRegistry::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return caches_.size();
+}
+
+}  // namespace lldd

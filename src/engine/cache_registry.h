@@ -1,0 +1,60 @@
+// The caches of this instance: ids, descriptors, tensor addresses, the
+// memory regions peers may reach, and (for AllocateCache) the memory itself.
+//
+// Ids are positive, start at 1 and are never reused. Removing a cache first
+// revokes its regions (waiting for transfers that use them), then releases
+// memory; a transfer that looked the cache up just before then fails with
+// LLM_KV_CACHE_NOT_EXIST instead of touching freed memory. Thread-safe.
+#ifndef LLM_DATADIST_SRC_ENGINE_CACHE_REGISTRY_H_
+#define LLM_DATADIST_SRC_ENGINE_CACHE_REGISTRY_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "control/protocol.h"
+#include "engine/cache_layout.h"
+#include "llm_datadist/llm_types.h"
+#include "memory/region_table.h"
+#include "memory/shared_memory.h"
+
+namespace lldd {
+
+struct LocalCache {
+  int64_t id = 0;
+  llm_datadist::CacheDesc desc;
+  CacheLayout layout;
+  std::vector<uintptr_t> addrs;
+  std::vector<uint64_t> region_ids;
+  std::unique_ptr<SharedMemory> memory;  // set for AllocateCache
+  bool allocated() const { return memory != nullptr; }
+  RemoteDesc ToRemoteDesc() const;
+};
+
+class CacheRegistry {
+ public:
+  // The original's limit is 240; ours is the protocol's per-cache maximum.
+  static constexpr size_t kMaxRegisteredAddrs = kMaxTensorsPerCache;
+
+  explicit CacheRegistry(RegionTable& regions) : regions_(regions) {}
+  Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache);
+  Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
+  // `allocated` says which call asks: Deallocate (true) or Unregister (false).
+  Result Remove(int64_t cache_id, bool allocated);
+  std::shared_ptr<const LocalCache> Find(int64_t cache_id) const;
+  void Clear();
+  size_t size() const;
+
+ private:
+  int64_t Insert(std::shared_ptr<LocalCache> cache);
+
+  RegionTable& regions_;
+  mutable std::mutex mu_;
+  std::map<int64_t, std::shared_ptr<LocalCache>> caches_;
+  int64_t next_id_ = 1;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_ENGINE_CACHE_REGISTRY_H_

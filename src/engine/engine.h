@@ -1,0 +1,113 @@
+// The engine behind LlmDataDist: options, caches, links, and the calls
+// that move bytes. LlmDataDist is a thin shell over it that turns Results
+// into status codes and last-error messages.
+//
+// Locking: `lifecycle_mu_` is held shared by every API call and exclusively
+// by Initialize/SetRole/Finalize, so teardown never frees what a call still
+// uses; Finalize first shuts every socket down so in-flight calls return
+// quickly (with an error) and release it.
+#ifndef LLM_DATADIST_SRC_ENGINE_ENGINE_H_
+#define LLM_DATADIST_SRC_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "common/thread_group.h"
+#include "engine/cache_registry.h"
+#include "engine/link.h"
+#include "engine/options.h"
+#include "engine/transfer_planner.h"
+#include "llm_datadist/llm_types.h"
+#include "memory/region_table.h"
+
+namespace lldd {
+
+class Engine {
+ public:
+  Engine(uint64_t cluster_id, llm_datadist::LlmRole role);
+  ~Engine();
+
+  Result Initialize(const OptionMap& options);
+  void Finalize();
+  Result SetRole(llm_datadist::LlmRole role, const OptionMap& options);
+
+  Result Link(const std::vector<llm_datadist::ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms);
+  Result Unlink(const std::vector<llm_datadist::ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms,
+                bool force);
+
+  Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache);
+  Result DeallocateCache(int64_t cache_id);
+  Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
+  Result UnregisterKvCache(int64_t cache_id);
+
+  // A remote <-> local transfer, described the way the API calls do.
+  struct TransferSpec {
+    bool push = false;                 // local -> remote
+    llm_datadist::CacheIndex remote;   // cluster, cache, batch (0 for blocks)
+    int64_t local_cache_id = 0;
+    bool blocks = false;
+    uint32_t local_batch = 0;
+    int64_t size = -1;
+    const std::vector<uint64_t>* remote_blocks = nullptr;
+    const std::vector<uint64_t>* local_blocks = nullptr;
+    llm_datadist::KvCacheExtParam ext;
+  };
+  Result Transfer(const TransferSpec& spec);
+  Result CopyKvCache(const llm_datadist::Cache& src, const llm_datadist::Cache& dst, uint32_t src_batch,
+                     uint32_t dst_batch, uint64_t offset, int64_t size);
+  Result CopyKvBlocks(const llm_datadist::Cache& src, const llm_datadist::Cache& dst,
+                      const std::vector<uint64_t>& src_blocks, const std::vector<std::vector<uint64_t>>& dst_lists);
+
+  uint16_t listen_port() const { return listen_port_.load(); }
+  const char* LinkTransport(uint64_t remote_cluster_id);
+
+ private:
+  using LinkPtr = std::shared_ptr<lldd::Link>;
+
+  Result CheckInitialized() const;
+  Result StartListening();
+  void StopListening();
+  void AcceptLoop(std::shared_ptr<Socket> listener);
+  void HandleIncoming(std::shared_ptr<Socket> socket, std::string peer);
+  Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
+                       LinkPtr* link, std::string* why);
+  Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
+  Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
+  // Wires control channel, pool and endpoint into a new link.
+  void AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& control_socket, const std::string& host,
+                      uint16_t port, const std::string& local_host);
+  Reply HandleControl(const std::weak_ptr<lldd::Link>& link, MsgType type, const std::vector<uint8_t>& meta);
+  Result DialData(const LinkPtr& link, ConnKind kind, const std::string& host, uint16_t port,
+                  const std::string& local_host, Deadline deadline, std::shared_ptr<Socket>* out);
+  void RunControl(const LinkPtr& link);
+  void RemoveLink(const LinkPtr& link);
+  Result FindLink(uint64_t cluster_id, LinkPtr* link);
+  Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
+
+  const uint64_t cluster_id_;
+  llm_datadist::LlmRole role_;
+  EngineOptions options_;
+  bool initialized_ = false;
+  std::atomic<bool> stopping_{false};
+  mutable std::shared_mutex lifecycle_mu_;
+
+  RegionTable regions_;
+  CacheRegistry caches_{regions_};
+
+  std::shared_ptr<Socket> listener_;
+  std::atomic<uint16_t> listen_port_{0};
+  ThreadGroup threads_;
+
+  std::mutex links_mu_;
+  std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
+  std::vector<std::weak_ptr<Socket>> handshaking_;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_ENGINE_ENGINE_H_

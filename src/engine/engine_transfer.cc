@@ -1,0 +1,149 @@
+// The calls that move bytes: Pull/Push (remote) and Copy (local).
+#include <cstring>
+
+#include "engine/engine.h"
+
+namespace lldd {
+namespace {
+
+using llm_datadist::KvCacheExtParam;
+
+bool IsDefaultExt(const KvCacheExtParam& ext) {
+  return ext.src_layer_range == std::make_pair(-1, -1) && ext.dst_layer_range == std::make_pair(-1, -1) &&
+         ext.tensor_num_per_layer == 2;
+}
+
+// Tensor pairs for a transfer: all tensors index for index when the caller
+// left the extension parameters alone, else grouped by layer.
+Result PairTensors(const KvCacheExtParam& ext, const CacheLayout& src, const CacheLayout& dst,
+                   std::vector<std::pair<uint32_t, uint32_t>>* pairs) {
+  if (!IsDefaultExt(ext)) return MapTensors(ext, src, dst, pairs);
+  Result r;
+  *pairs = AllTensors(src, dst, &r);
+  return r;
+}
+
+}  // namespace
+
+Result Engine::Transfer(const TransferSpec& spec) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  const uint64_t cluster = spec.remote.cluster_id;
+  if (cluster == cluster_id_)
+    return Result::ParamInvalid(Msg("cluster id ", cluster, " is this instance's own; use CopyKvCache/CopyKvBlocks"));
+  if (spec.blocks) {
+    if (spec.remote.batch_index != 0)
+      return Result::ParamInvalid(Msg("block transfers need batch_index 0 in the CacheIndex, not ", spec.remote.batch_index));
+    if (spec.remote_blocks->empty() || spec.local_blocks->empty())
+      return Result::ParamInvalid("block lists must not be empty");
+    if (spec.remote_blocks->size() != spec.local_blocks->size())
+      return Result::ParamInvalid(Msg("block lists differ in length: ", spec.push ? spec.local_blocks->size() : spec.remote_blocks->size(),
+                                      " source blocks, ", spec.push ? spec.remote_blocks->size() : spec.local_blocks->size(),
+                                      " destination blocks"));
+  } else if (spec.push && spec.size != -1) {
+    return Result::ParamInvalid(Msg("PushKvCache accepts only size -1, not ", spec.size));
+  }
+  auto local = caches_.Find(spec.local_cache_id);
+  if (!local) return Result::CacheNotExist(Msg("local cache ", spec.local_cache_id, " does not exist"));
+  LinkPtr link;
+  LDD_RETURN_IF_ERROR(FindLink(cluster, &link));
+
+  const Deadline deadline = Deadline::AfterMillis(options_.sync_wait_ms);
+  RemoteDesc remote;
+  Result r = link->GetRemoteCache(spec.remote.cache_id, deadline, &remote);
+  if (!r.ok()) return r.WithContext(Msg("cache ", spec.remote.cache_id, " of cluster ", cluster));
+  CacheLayout remote_layout;
+  if (!ComputeLayout(remote.num_tensors, remote.data_type, remote.shape, &remote_layout).ok() ||
+      remote_layout.tensor_bytes != remote.tensor_bytes || remote.region_ids.size() != remote.num_tensors)
+    return Result::LinkFailed(Msg("cluster ", cluster, " described cache ", spec.remote.cache_id, " inconsistently"));
+
+  const CacheLayout& src = spec.push ? local->layout : remote_layout;
+  const CacheLayout& dst = spec.push ? remote_layout : local->layout;
+  std::vector<std::pair<uint32_t, uint32_t>> pairs;
+  LDD_RETURN_IF_ERROR(PairTensors(spec.ext, src, dst, &pairs));
+  std::vector<CopyRange> ranges;
+  if (spec.blocks) {
+    const auto& src_blocks = spec.push ? *spec.local_blocks : *spec.remote_blocks;
+    const auto& dst_blocks = spec.push ? *spec.remote_blocks : *spec.local_blocks;
+    LDD_RETURN_IF_ERROR(PlanBlocks(src, dst, src_blocks, dst_blocks, pairs, &ranges));
+  } else {
+    uint64_t src_row = spec.push ? spec.local_batch : spec.remote.batch_index;
+    uint64_t dst_row = spec.push ? spec.remote.batch_index : spec.local_batch;
+    LDD_RETURN_IF_ERROR(PlanRow(src, dst, src_row, dst_row, 0, spec.size, pairs, &ranges));
+  }
+
+  RegionLease local_lease;
+  LDD_RETURN_IF_ERROR(regions_.Acquire(local->region_ids, &local_lease));
+  std::vector<IoOp> ops;
+  ops.reserve(ranges.size());
+  for (const CopyRange& c : ranges) {
+    if (spec.push)
+      ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.src_tensor]) + c.src_offset, remote.region_ids[c.dst_tensor],
+                     c.dst_offset, c.length});
+    else
+      ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset, remote.region_ids[c.src_tensor],
+                     c.src_offset, c.length});
+  }
+  r = spec.push ? link->endpoint().Write(ops, deadline) : link->endpoint().Read(ops, deadline);
+  if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
+  if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
+    Result usable = link->CheckUsable();
+    if (!usable.ok()) return usable;
+  }
+  return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
+}
+
+Result Engine::CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges) {
+  RegionLease src_lease;
+  RegionLease dst_lease;
+  LDD_RETURN_IF_ERROR(regions_.Acquire(src.region_ids, &src_lease));
+  LDD_RETURN_IF_ERROR(regions_.Acquire(dst.region_ids, &dst_lease));
+  for (const CopyRange& c : ranges) {
+    // memmove: source and destination may be the same cache.
+    std::memmove(reinterpret_cast<uint8_t*>(dst.addrs[c.dst_tensor]) + c.dst_offset,
+                 reinterpret_cast<const uint8_t*>(src.addrs[c.src_tensor]) + c.src_offset, c.length);
+  }
+  return Result::Ok();
+}
+
+Result Engine::CopyKvCache(const llm_datadist::Cache& src_cache, const llm_datadist::Cache& dst_cache,
+                           uint32_t src_batch, uint32_t dst_batch, uint64_t offset, int64_t size) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  auto src = caches_.Find(src_cache.cache_id);
+  if (!src) return Result::CacheNotExist(Msg("source cache ", src_cache.cache_id, " does not exist"));
+  auto dst = caches_.Find(dst_cache.cache_id);
+  if (!dst) return Result::CacheNotExist(Msg("destination cache ", dst_cache.cache_id, " does not exist"));
+  Result r;
+  auto pairs = AllTensors(src->layout, dst->layout, &r);
+  LDD_RETURN_IF_ERROR(r);
+  std::vector<CopyRange> ranges;
+  LDD_RETURN_IF_ERROR(PlanRow(src->layout, dst->layout, src_batch, dst_batch, offset, size, pairs, &ranges));
+  return CopyLocal(*src, *dst, ranges);
+}
+
+Result Engine::CopyKvBlocks(const llm_datadist::Cache& src_cache, const llm_datadist::Cache& dst_cache,
+                            const std::vector<uint64_t>& src_blocks,
+                            const std::vector<std::vector<uint64_t>>& dst_lists) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (dst_lists.empty()) return Result::ParamInvalid("dst_blocks_list must not be empty");
+  auto src = caches_.Find(src_cache.cache_id);
+  if (!src) return Result::CacheNotExist(Msg("source cache ", src_cache.cache_id, " does not exist"));
+  auto dst = caches_.Find(dst_cache.cache_id);
+  if (!dst) return Result::CacheNotExist(Msg("destination cache ", dst_cache.cache_id, " does not exist"));
+  Result r;
+  auto pairs = AllTensors(src->layout, dst->layout, &r);
+  LDD_RETURN_IF_ERROR(r);
+  // Every target is validated before the first byte is copied.
+  std::vector<CopyRange> all;
+  for (size_t i = 0; i < dst_lists.size(); ++i) {
+    std::vector<CopyRange> ranges;
+    LDD_RETURN_IF_ERROR(
+        PlanBlocks(src->layout, dst->layout, src_blocks, dst_lists[i], pairs, &ranges).WithContext(Msg("dst_blocks_list[", i, "]")));
+    all.insert(all.end(), ranges.begin(), ranges.end());
+  }
+  return CopyLocal(*src, *dst, all);
+}
+
+}  // namespace lldd

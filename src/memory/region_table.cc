@@ -1,0 +1,97 @@
+#include "memory/region_table.h"
+
+#include <algorithm>
+
+namespace lldd {
+
+void RegionLease::Release() {
+  if (table_ != nullptr) table_->ReleaseAll(regions_);
+  table_ = nullptr;
+}
+
+uint64_t RegionTable::Add(void* base, uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto region = std::make_unique<Region>();
+  region->id = next_id_++;
+  region->base = static_cast<uint8_t*>(base);
+  region->length = length;
+  uint64_t id = region->id;
+  regions_.emplace(id, std::move(region));
+  return id;
+}
+
+void RegionTable::Remove(const std::vector<uint64_t>& ids) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<Region*> waiting;
+  for (uint64_t id : ids) {
+    auto it = regions_.find(id);
+    if (it == regions_.end()) continue;
+    waiting.push_back(it->second.get());
+    removing_.push_back(std::move(it->second));
+    regions_.erase(it);
+  }
+  released_.wait(lock, [&] {
+    return std::all_of(waiting.begin(), waiting.end(), [](const Region* r) { return r->users == 0; });
+  });
+  removing_.erase(std::remove_if(removing_.begin(), removing_.end(),
+                                 [&](const std::unique_ptr<Region>& r) {
+                                   return std::find(waiting.begin(), waiting.end(), r.get()) != waiting.end();
+                                 }),
+                  removing_.end());
+}
+
+Result RegionTable::Resolve(const std::vector<Segment>& segments, RegionLease* lease, std::vector<iovec>* iovs) {
+  lease->Release();
+  std::lock_guard<std::mutex> lock(mu_);
+  iovs->clear();
+  iovs->reserve(segments.size());
+  std::vector<Region*> used;
+  Region* last = nullptr;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const Segment& s = segments[i];
+    if (last == nullptr || last->id != s.region_id) {
+      auto it = regions_.find(s.region_id);
+      if (it == regions_.end())
+        return Result::CacheNotExist(Msg("memory region ", s.region_id, " is not registered (cache gone?)"));
+      last = it->second.get();
+      if (std::find(used.begin(), used.end(), last) == used.end()) used.push_back(last);
+    }
+    if (s.offset > last->length || s.length > last->length - s.offset)
+      return Result::ParamInvalid(Msg("segment ", i, " [", s.offset, ", +", s.length, ") lies outside region ",
+                                      s.region_id, " of ", last->length, " bytes"));
+    iovs->push_back({last->base + s.offset, s.length});
+  }
+  for (Region* r : used) ++r->users;
+  lease->table_ = this;
+  lease->regions_ = std::move(used);
+  return Result::Ok();
+}
+
+Result RegionTable::Acquire(const std::vector<uint64_t>& ids, RegionLease* lease) {
+  lease->Release();
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Region*> used;
+  for (uint64_t id : ids) {
+    auto it = regions_.find(id);
+    if (it == regions_.end()) return Result::CacheNotExist(Msg("memory region ", id, " was released"));
+    used.push_back(it->second.get());
+  }
+  for (Region* r : used) ++r->users;
+  lease->table_ = this;
+  lease->regions_ = std::move(used);
+  return Result::Ok();
+}
+
+void RegionTable::ReleaseAll(std::vector<Region*>& regions) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Region* r : regions) --r->users;
+  regions.clear();
+  released_.notify_all();
+}
+
+size_t RegionTable::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return regions_.size();
+}
+
+}  // namespace lldd

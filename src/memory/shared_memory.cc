@@ -1,0 +1,48 @@
+#include "memory/shared_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace lldd {
+
+Result SharedMemory::Create(size_t size, const char* name, std::unique_ptr<SharedMemory>* out) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (size == 0 || size > (SIZE_MAX - page)) return Result::ParamInvalid(Msg("cannot allocate ", size, " bytes"));
+  size_t rounded = (size + page - 1) / page * page;
+  int fd = memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) return Result::OutOfMemory(Msg("memfd_create: ", std::strerror(errno)));
+  if (ftruncate(fd, static_cast<off_t>(rounded)) != 0) {
+    int err = errno;
+    close(fd);
+    return Result::OutOfMemory(Msg("cannot size shared memory to ", rounded, " bytes: ", std::strerror(err)));
+  }
+  void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return Result::OutOfMemory(Msg("cannot map ", rounded, " bytes: ", std::strerror(err)));
+  }
+  out->reset(new SharedMemory(fd, static_cast<uint8_t*>(p), rounded));
+  return Result::Ok();
+}
+
+Result SharedMemory::Map(int fd, size_t size, std::unique_ptr<SharedMemory>* out) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return Result::Failed(Msg("cannot map peer memory of ", size, " bytes: ", std::strerror(err)));
+  }
+  out->reset(new SharedMemory(fd, static_cast<uint8_t*>(p), size));
+  return Result::Ok();
+}
+
+SharedMemory::~SharedMemory() {
+  munmap(data_, size_);
+  close(fd_);
+}
+
+}  // namespace lldd

@@ -1,0 +1,103 @@
+// Thin, deadline-aware wrappers over POSIX TCP sockets.
+//
+// Every socket made here is non-blocking; blocking behaviour comes from
+// poll() with the caller's deadline, so no call can hang past it, and
+// shutdown() from another thread wakes a waiter at once.
+#ifndef LLM_DATADIST_SRC_NET_SOCKET_H_
+#define LLM_DATADIST_SRC_NET_SOCKET_H_
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/deadline.h"
+#include "common/result.h"
+
+namespace lldd {
+
+// Owns a file descriptor; closes it on destruction.
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket() { Close(); }
+  Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Socket& operator=(Socket&& o) noexcept {
+    if (this != &o) {
+      Close();
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  int fd() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Close();
+  // Wakes every thread blocked on this socket; the fd stays open.
+  void Shutdown() const;
+
+ private:
+  int fd_ = -1;
+};
+
+// Splits "ip:port" or "[ipv6]:port". The address must be numeric.
+Result ParseHostPort(const std::string& text, std::string* host, uint16_t* port);
+bool IsNumericAddress(const std::string& host);
+
+Result Listen(const std::string& host, uint16_t port, Socket* out, uint16_t* bound_port);
+// Accepts one connection; returns an invalid socket (and ok) when the
+// listener was shut down.
+Result Accept(const Socket& listener, Socket* out, std::string* peer);
+Result Connect(const std::string& host, uint16_t port, const std::string& local_host, Deadline deadline,
+               Socket* out);
+void TuneForTransfer(int fd);
+void EnableKeepAlive(int fd, int idle_s, int interval_s, int count);
+
+// A position within a list of buffers; the unit of scatter/gather I/O.
+class IovCursor {
+ public:
+  IovCursor() = default;
+  explicit IovCursor(std::vector<iovec> iovs) : iovs_(std::move(iovs)) { SkipEmpty(); }
+  void Append(void* base, size_t len) {
+    if (len > 0) iovs_.push_back({base, len});
+  }
+  bool done() const { return index_ >= iovs_.size(); }
+  // Fills at most max entries describing what is left; returns the count.
+  int Fill(iovec* out, int max) const;
+  void Advance(size_t bytes);
+  uint64_t Remaining() const;
+
+ private:
+  void SkipEmpty() {
+    while (index_ < iovs_.size() && iovs_[index_].iov_len == offset_) {
+      ++index_;
+      offset_ = 0;
+    }
+  }
+  std::vector<iovec> iovs_;
+  size_t index_ = 0;
+  size_t offset_ = 0;
+};
+
+// Outcome of one non-blocking step of I/O.
+enum class IoStep { kProgress, kWouldBlock, kClosed, kError };
+
+IoStep SendSome(int fd, IovCursor& cursor);
+IoStep RecvSome(int fd, IovCursor& cursor);
+
+// Blocking (deadline-bounded) whole-buffer I/O.
+Result SendAll(int fd, IovCursor& cursor, Deadline deadline);
+Result RecvAll(int fd, IovCursor& cursor, Deadline deadline);
+Result SendAll(int fd, const void* data, size_t len, Deadline deadline);
+Result RecvAll(int fd, void* data, size_t len, Deadline deadline);
+// Waits for fd readable (or closed); false on timeout.
+bool WaitReadable(int fd, Deadline deadline);
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_NET_SOCKET_H_

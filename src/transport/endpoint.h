@@ -1,0 +1,47 @@
+// The contract between the engine and a data path ("transport").
+//
+// The engine plans a transfer as a list of IoOps: a local address, and a
+// range of a region the peer registered (named by region id, the key every
+// transport understands). An Endpoint is one linked peer as seen through
+// one transport; it moves the bytes one-sidedly: the peer's application
+// calls nothing. Read pulls remote ranges into local memory; Write pushes
+// local memory into remote ranges.
+//
+// Contract for implementations:
+//   - Return within `deadline` (LLM_TIMEOUT), whatever the peer does.
+//   - After a call returns, no byte of it lands in local memory any more.
+//   - The peer validates every range against its own region table; refusal
+//     comes back as LLM_KV_CACHE_NOT_EXIST (unknown region) or
+//     LLM_PARAM_INVALID (out of bounds), with the peer's reason.
+//   - Safe to call from several threads at once.
+#ifndef LLM_DATADIST_SRC_TRANSPORT_ENDPOINT_H_
+#define LLM_DATADIST_SRC_TRANSPORT_ENDPOINT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/deadline.h"
+#include "common/result.h"
+
+namespace lldd {
+
+struct IoOp {
+  uint8_t* local = nullptr;
+  uint64_t region_id = 0;
+  uint64_t remote_offset = 0;
+  uint64_t length = 0;
+};
+
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  virtual const char* name() const = 0;
+  virtual Result Read(const std::vector<IoOp>& ops, Deadline deadline) = 0;
+  virtual Result Write(const std::vector<IoOp>& ops, Deadline deadline) = 0;
+  // Makes in-flight and later calls fail promptly.
+  virtual void Close() = 0;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_TRANSPORT_ENDPOINT_H_

@@ -1,0 +1,89 @@
+#include "transport/tcp/data_server.h"
+
+#include <algorithm>
+
+#include "control/frame_io.h"
+#include "control/protocol.h"
+
+namespace lldd {
+namespace {
+
+constexpr int kFrameBodyTimeoutMs = 10000;
+constexpr int64_t kMinServeTimeoutMs = 100;
+
+Result SendError(int fd, const FrameHeader& req, MsgType type, const Result& why, Deadline deadline) {
+  FrameHeader h;
+  h.type = type;
+  h.request_id = req.request_id;
+  h.status = why.code();
+  return SendFrame(fd, h, EncodeText(why.message()), deadline);
+}
+
+// Reads and drops `len` bytes (the payload of a refused WRITE) so the
+// connection stays in step.
+Result Drain(int fd, uint64_t len, Deadline deadline) {
+  std::vector<uint8_t> sink(std::min<uint64_t>(len, 1U << 20));
+  while (len > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(len, sink.size()));
+    LDD_RETURN_IF_ERROR(RecvAll(fd, sink.data(), n, deadline));
+    len -= n;
+  }
+  return Result::Ok();
+}
+
+Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::vector<uint8_t>& meta) {
+  const bool is_write = h.type == MsgType::kWrite;
+  const MsgType resp_type = is_write ? MsgType::kWriteResp : MsgType::kReadResp;
+  TransferRequest req;
+  Result decoded = DecodeTransferRequest(meta, is_write ? h.data_len : UINT64_MAX, &req);
+  if (!decoded.ok()) return decoded;  // malformed: the connection cannot be trusted
+  // The requester stops waiting at its deadline; so do we, a little later.
+  Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(req.timeout_ms, kMinServeTimeoutMs) + 1000);
+
+  RegionLease lease;
+  std::vector<iovec> iovs;
+  Result resolved = regions.Resolve(req.segments, &lease, &iovs);
+  if (!resolved.ok()) {
+    if (is_write) LDD_RETURN_IF_ERROR(Drain(fd, h.data_len, deadline));
+    return SendError(fd, h, resp_type, resolved, deadline);
+  }
+  uint64_t total = 0;
+  for (const auto& s : req.segments) total += s.length;
+
+  FrameHeader out;
+  out.type = resp_type;
+  out.request_id = h.request_id;
+  uint8_t head[kFrameHeaderBytes];
+  if (is_write) {
+    IovCursor into(std::move(iovs));
+    LDD_RETURN_IF_ERROR(RecvAll(fd, into, deadline));
+    lease.Release();
+    EncodeFrameHeader(out, head);
+    return SendAll(fd, head, sizeof(head), deadline);
+  }
+  out.data_len = total;
+  EncodeFrameHeader(out, head);
+  IovCursor from;
+  from.Append(head, sizeof(head));
+  for (const iovec& v : iovs) from.Append(v.iov_base, v.iov_len);
+  return SendAll(fd, from, deadline);
+}
+
+}  // namespace
+
+std::string ServeDataConnection(const Socket& socket, RegionTable& regions) {
+  const int fd = socket.fd();
+  for (;;) {
+    if (!WaitReadable(fd, Deadline::Never())) continue;
+    FrameHeader h;
+    std::vector<uint8_t> meta;
+    Result r = RecvFrame(fd, &h, &meta, Deadline::AfterMillis(kFrameBodyTimeoutMs));
+    if (!r.ok()) return r.message();
+    if (h.type != MsgType::kRead && h.type != MsgType::kWrite)
+      return Msg("unexpected frame type ", static_cast<int>(h.type), " on a data connection");
+    r = ServeOne(fd, regions, h, meta);
+    if (!r.ok()) return r.message();
+  }
+}
+
+}  // namespace lldd

@@ -1,0 +1,24 @@
+// The TCP data path, serving side: answers READ and WRITE requests on one
+// connection from the local region table, until the connection ends.
+//
+// Every request is validated before a byte moves: each segment must lie
+// inside a live region. A refused request is answered with the reason and
+// the connection stays usable; a malformed frame closes the connection
+// (only this one) with a log line.
+#ifndef LLM_DATADIST_SRC_TRANSPORT_TCP_DATA_SERVER_H_
+#define LLM_DATADIST_SRC_TRANSPORT_TCP_DATA_SERVER_H_
+
+#include <string>
+
+#include "memory/region_table.h"
+#include "net/socket.h"
+
+namespace lldd {
+
+// Runs until the peer closes the connection, a frame is malformed, or the
+// socket is shut down; returns why it stopped.
+std::string ServeDataConnection(const Socket& socket, RegionTable& regions);
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_TRANSPORT_TCP_DATA_SERVER_H_

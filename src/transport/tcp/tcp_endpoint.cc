@@ -1,0 +1,228 @@
+#include "transport/tcp/tcp_endpoint.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "control/protocol.h"
+
+namespace lldd {
+namespace {
+
+constexpr uint32_t kErrorTextLimit = 64U << 10;
+
+enum class Phase { kSend, kRecvHeader, kRecvData, kRecvError, kDone };
+
+// One request on one connection.
+struct Stripe {
+  SocketPtr socket;
+  uint64_t request_id = 0;
+  uint64_t bytes = 0;
+  std::vector<uint8_t> head;  // frame header + segment list
+  std::vector<iovec> data;    // local side of the segments, in order
+  IovCursor send;
+  IovCursor recv;
+  uint8_t resp_head[kFrameHeaderBytes] = {};
+  std::vector<uint8_t> error_text;
+  Phase phase = Phase::kSend;
+  Result outcome;
+  bool connection_clean = false;
+};
+
+// Cuts ops into `n` groups of roughly equal bytes, splitting ops as needed.
+std::vector<std::vector<IoOp>> SplitIntoStripes(const std::vector<IoOp>& ops, uint64_t total, size_t n) {
+  std::vector<std::vector<IoOp>> out(n);
+  uint64_t per = (total + n - 1) / n;
+  size_t s = 0;
+  uint64_t filled = 0;
+  for (IoOp op : ops) {
+    while (op.length > 0) {
+      uint64_t room = (s + 1 == n) ? op.length : per - filled;
+      uint64_t take = std::min(room, op.length);
+      IoOp part = op;
+      part.length = take;
+      out[s].push_back(part);
+      op.local += take;
+      op.remote_offset += take;
+      op.length -= take;
+      filled += take;
+      if (filled >= per && s + 1 < n) {
+        ++s;
+        filled = 0;
+      }
+    }
+  }
+  while (!out.empty() && out.back().empty()) out.pop_back();
+  return out;
+}
+
+void BuildRequest(Stripe& st, const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
+  TransferRequest req;
+  req.timeout_ms = static_cast<uint32_t>(std::min<int64_t>(deadline.RemainingMillis(), UINT32_MAX));
+  req.segments.reserve(ops.size());
+  st.data.reserve(ops.size());
+  for (const IoOp& op : ops) {
+    req.segments.push_back({op.region_id, op.remote_offset, op.length});
+    st.data.push_back({op.local, op.length});
+    st.bytes += op.length;
+  }
+  std::vector<uint8_t> meta = EncodeTransferRequest(req);
+  FrameHeader h;
+  h.type = is_write ? MsgType::kWrite : MsgType::kRead;
+  h.request_id = st.request_id;
+  h.meta_len = static_cast<uint32_t>(meta.size());
+  h.data_len = is_write ? st.bytes : 0;
+  st.head.resize(kFrameHeaderBytes + meta.size());
+  EncodeFrameHeader(h, st.head.data());
+  std::memcpy(st.head.data() + kFrameHeaderBytes, meta.data(), meta.size());
+  st.send.Append(st.head.data(), st.head.size());
+  if (is_write)
+    for (const iovec& v : st.data) st.send.Append(v.iov_base, v.iov_len);
+  st.recv.Append(st.resp_head, kFrameHeaderBytes);
+}
+
+// Called when the response header is complete; decides what follows.
+void OnResponseHeader(Stripe& st, bool is_write) {
+  FrameHeader h;
+  Result r = DecodeFrameHeader(st.resp_head, &h);
+  MsgType expected = is_write ? MsgType::kWriteResp : MsgType::kReadResp;
+  if (r.ok() && (h.type != expected || h.request_id != st.request_id))
+    r = Result::Failed("response does not match the request");
+  if (r.ok() && h.status != llm_datadist::LLM_SUCCESS) {
+    if (h.meta_len > kErrorTextLimit || h.data_len != 0) {
+      r = Result::Failed("oversized error response");
+    } else {
+      st.outcome = Result(h.status, "");
+      st.error_text.resize(h.meta_len);
+      st.recv = IovCursor();
+      st.recv.Append(st.error_text.data(), st.error_text.size());
+      st.phase = st.recv.done() ? Phase::kDone : Phase::kRecvError;
+      st.connection_clean = st.phase == Phase::kDone;
+      return;
+    }
+  }
+  if (r.ok() && (h.meta_len != 0 || h.data_len != (is_write ? 0 : st.bytes)))
+    r = Result::Failed("response length does not match the request");
+  if (!r.ok()) {
+    st.outcome = Result::LinkFailed(Msg("protocol error from peer: ", r.message()));
+    st.phase = Phase::kDone;
+    return;
+  }
+  if (is_write) {
+    st.phase = Phase::kDone;
+    st.connection_clean = true;
+    return;
+  }
+  st.recv = IovCursor(st.data);
+  st.phase = st.recv.done() ? Phase::kDone : Phase::kRecvData;
+  st.connection_clean = st.phase == Phase::kDone;
+}
+
+// Advances a stripe as far as it goes without blocking. Returns the poll
+// events it now waits for (0 when done).
+short Pump(Stripe& st, bool is_write) {
+  for (;;) {
+    IoStep step;
+    switch (st.phase) {
+      case Phase::kDone:
+        return 0;
+      case Phase::kSend:
+        step = SendSome(st.socket->fd(), st.send);
+        if (step == IoStep::kProgress && st.send.done()) st.phase = Phase::kRecvHeader;
+        if (step == IoStep::kWouldBlock) return POLLOUT;
+        break;
+      default:
+        step = RecvSome(st.socket->fd(), st.recv);
+        if (step == IoStep::kProgress && st.recv.done()) {
+          if (st.phase == Phase::kRecvHeader) {
+            OnResponseHeader(st, is_write);
+          } else if (st.phase == Phase::kRecvError) {
+            st.outcome = Result(st.outcome.code(), Msg("peer refused: ", DecodeText(st.error_text)));
+            st.phase = Phase::kDone;
+            st.connection_clean = true;
+          } else {
+            st.phase = Phase::kDone;
+            st.connection_clean = true;
+          }
+        }
+        if (step == IoStep::kWouldBlock) return POLLIN;
+        break;
+    }
+    if (step == IoStep::kClosed || step == IoStep::kError) {
+      st.outcome = Result::LinkFailed(step == IoStep::kClosed ? "data connection closed by peer"
+                                                              : Msg("data connection failed: ", std::strerror(errno)));
+      st.phase = Phase::kDone;
+      return 0;
+    }
+  }
+}
+
+}  // namespace
+
+Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
+  uint64_t total = 0;
+  for (const IoOp& op : ops) total += op.length;
+  if (total == 0) return Result::Ok();
+
+  size_t want = static_cast<size_t>(std::min<uint64_t>(pool_->max_connections(), (total + kMinStripeBytes - 1) / kMinStripeBytes));
+  std::vector<SocketPtr> sockets;
+  LDD_RETURN_IF_ERROR(pool_->Acquire(want, deadline, &sockets));
+
+  auto groups = SplitIntoStripes(ops, total, sockets.size());
+  std::vector<Stripe> stripes(groups.size());
+  for (size_t i = 0; i < stripes.size(); ++i) {
+    stripes[i].socket = sockets[i];
+    stripes[i].request_id = next_request_id_++;
+    BuildRequest(stripes[i], groups[i], is_write, deadline);
+  }
+  for (size_t i = stripes.size(); i < sockets.size(); ++i) pool_->Release(sockets[i]);
+
+  std::vector<pollfd> fds;
+  std::vector<Stripe*> waiting;
+  bool timed_out = false;
+  for (;;) {
+    fds.clear();
+    waiting.clear();
+    for (auto& st : stripes) {
+      short events = Pump(st, is_write);
+      if (events != 0) {
+        fds.push_back({st.socket->fd(), events, 0});
+        waiting.push_back(&st);
+      }
+    }
+    if (fds.empty()) break;
+    int rc = ::poll(fds.data(), fds.size(), deadline.RemainingMillisForPoll());
+    if (rc == 0) {
+      timed_out = true;
+      break;
+    }
+    if (rc < 0 && errno != EINTR) {
+      for (Stripe* st : waiting) st->outcome = Result::Failed(Msg("poll: ", std::strerror(errno)));
+      break;
+    }
+  }
+
+  Result result;
+  for (auto& st : stripes) {
+    bool done = st.phase == Phase::kDone;
+    if (done && st.connection_clean) {
+      pool_->Release(st.socket);
+    } else {
+      // Bytes of this request may still arrive: the connection is closed
+      // before we return, so none can land in memory the caller reuses.
+      pool_->Discard(st.socket);
+    }
+    if (!done && timed_out && result.ok())
+      result = Result::Timeout(Msg(is_write ? "write" : "read", " of ", total, " bytes did not finish in time"));
+    if (done && !st.outcome.ok() && result.ok()) result = st.outcome;
+  }
+  if (result.ok() && !timed_out) {
+    for (auto& st : stripes)
+      if (st.phase != Phase::kDone) return Result::Failed("transfer interrupted");
+  }
+  return result;
+}
+
+}  // namespace lldd
