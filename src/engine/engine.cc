@@ -462,12 +462,14 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   hello.transport = options_.backend;
   HelloAck ack;
   r = Handshake(s.fd(), hello, deadline, &ack);
+  // A refusal still names the server, and talking to the wrong server is
+  // the more useful thing to report.
+  if (ack.cluster_id != 0 && ack.cluster_id != cluster.remote_cluster_id)
+    return Result::LinkFailed(Msg("the server at ", host, ":", port, " is cluster ", ack.cluster_id, ", not ",
+                                  cluster.remote_cluster_id));
   if (!r.ok()) {
     return r.code() == llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT ? r : Result::LinkFailed(r.message());
   }
-  if (ack.cluster_id != cluster.remote_cluster_id)
-    return Result::LinkFailed(Msg("the server at ", host, ":", port, " is cluster ", ack.cluster_id, ", not ",
-                                  cluster.remote_cluster_id));
   EnableKeepAlive(s.fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
   auto socket = std::make_shared<Socket>(std::move(s));
   auto link = std::make_shared<lldd::Link>(cluster.remote_cluster_id, true, ack.link_id, ack.link_secret);

@@ -1,0 +1,244 @@
+#include "test_peer.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+namespace lldd_test {
+
+using namespace llm_datadist;
+
+namespace {
+
+bool ReadLine(int fd, std::string* line) {
+  line->clear();
+  char c;
+  for (;;) {
+    ssize_t n = ::read(fd, &c, 1);
+    if (n <= 0) return false;
+    if (c == '\n') return true;
+    line->push_back(c);
+  }
+}
+
+void WriteLine(int fd, const std::string& line) {
+  std::string l = line + "\n";
+  ssize_t ignored = ::write(fd, l.data(), l.size());
+  (void)ignored;
+}
+
+// The child: one server instance obeying commands until "quit".
+[[noreturn]] void ChildMain(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
+  auto dd = std::make_unique<LlmDataDist>(cluster_id, LlmRole::kPrompt);
+  std::map<AscendString, AscendString> options{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}, {OPTION_DEVICE_ID, "0"}};
+  for (const auto& [k, v] : extra) options[AscendString(k.c_str())] = AscendString(v.c_str());
+  if (dd->Initialize(options) != LLM_SUCCESS) {
+    WriteLine(out, std::string("error ") + LlmDataDist::GetLastErrorMessage());
+    _exit(3);
+  }
+  WriteLine(out, "port " + std::to_string(dd->GetListenPort()));
+  struct Owned {
+    std::vector<std::vector<int32_t>> tensors;
+    uint64_t rows = 0, cols = 0;
+    std::vector<uintptr_t> addrs;
+  };
+  std::map<int64_t, Owned> caches;
+  std::string line;
+  while (ReadLine(in, &line)) {
+    std::istringstream is(line);
+    std::string cmd;
+    is >> cmd;
+    if (cmd == "quit") break;
+    if (cmd == "register" || cmd == "alloc") {
+      uint32_t n;
+      uint64_t rows, cols;
+      int64_t seed;
+      is >> n >> rows >> cols >> seed;
+      Owned o;
+      o.rows = rows;
+      o.cols = cols;
+      int64_t id = -1;
+      Status st;
+      if (cmd == "register") {
+        std::vector<uint64_t> addrs;
+        o.tensors.assign(n, std::vector<int32_t>(rows * cols));
+        for (auto& t : o.tensors) {
+          addrs.push_back(reinterpret_cast<uint64_t>(t.data()));
+          o.addrs.push_back(reinterpret_cast<uintptr_t>(t.data()));
+        }
+        st = dd->RegisterKvCache(Int32Desc(n, rows, cols), addrs, RegisterCfg{}, id);
+      } else {
+        Cache cache;
+        st = dd->AllocateCache(Int32Desc(n, rows, cols), cache);
+        id = cache.cache_id;
+        o.addrs = cache.tensor_addrs;
+      }
+      if (st != LLM_SUCCESS) {
+        WriteLine(out, "error " + std::string(LlmDataDist::GetLastErrorMessage()));
+        continue;
+      }
+      FillPattern(o.addrs, rows, cols, seed);
+      caches[id] = std::move(o);
+      WriteLine(out, std::to_string(id));
+    } else if (cmd == "unregister" || cmd == "dealloc") {
+      int64_t id;
+      is >> id;
+      Status st = cmd == "unregister" ? dd->UnregisterKvCache(id) : dd->DeallocateCache(id);
+      caches.erase(id);
+      WriteLine(out, st == LLM_SUCCESS ? "ok" : "error");
+    } else if (cmd == "row") {
+      int64_t id;
+      uint32_t t;
+      uint64_t r;
+      is >> id >> t >> r;
+      auto it = caches.find(id);
+      if (it == caches.end() || t >= it->second.addrs.size() || r >= it->second.rows) {
+        WriteLine(out, "error");
+        continue;
+      }
+      const int32_t* p = reinterpret_cast<const int32_t*>(it->second.addrs[t]) + r * it->second.cols;
+      std::string s;
+      for (uint64_t c = 0; c < it->second.cols; ++c) s += std::to_string(p[c]) + " ";
+      WriteLine(out, s);
+    } else if (cmd == "pull" || cmd == "push") {
+      // The server side acting on its own: either end of a link may move data.
+      uint64_t cluster;
+      int64_t remote_id, local_id;
+      is >> cluster >> remote_id >> local_id;
+      Cache local;
+      local.cache_id = local_id;
+      CacheIndex remote{cluster, remote_id, 0};
+      Status st = cmd == "pull" ? dd->PullKvCache(remote, local) : dd->PushKvCache(local, remote);
+      char text[32];
+      std::snprintf(text, sizeof(text), "0x%X", st);
+      WriteLine(out, text);
+    } else if (cmd == "hang") {
+      // Stops answering anything: the process stays, its threads freeze.
+      WriteLine(out, "ok");
+      ::kill(getpid(), SIGSTOP);
+    } else {
+      WriteLine(out, "error unknown command");
+    }
+  }
+  dd->Finalize();
+  dd.reset();
+  _exit(0);
+}
+
+}  // namespace
+
+ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::string> options) {
+  int down[2];
+  int up[2];
+  if (pipe(down) != 0 || pipe(up) != 0) throw std::runtime_error("pipe failed");
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    close(down[1]);
+    close(up[0]);
+    ChildMain(cluster_id, options, down[0], up[1]);
+  }
+  close(down[0]);
+  close(up[1]);
+  to_child_ = down[1];
+  from_child_ = up[0];
+  std::string line;
+  if (!ReadLine(from_child_, &line) || line.rfind("port ", 0) != 0)
+    throw std::runtime_error("server child failed to start: " + line);
+  port_ = static_cast<uint16_t>(std::stoi(line.substr(5)));
+}
+
+ForkedServer::~ForkedServer() {
+  if (pid_ > 0) {
+    Kill();
+  }
+  if (to_child_ >= 0) close(to_child_);
+  if (from_child_ >= 0) close(from_child_);
+}
+
+std::string ForkedServer::Command(const std::string& line) {
+  WriteLine(to_child_, line);
+  std::string answer;
+  if (!ReadLine(from_child_, &answer)) return "error child gone";
+  return answer;
+}
+
+int64_t ForkedServer::RegisterInt32(uint32_t n, uint64_t rows, uint64_t cols, int64_t seed) {
+  std::string a = Command("register " + std::to_string(n) + " " + std::to_string(rows) + " " + std::to_string(cols) +
+                          " " + std::to_string(seed));
+  return a.rfind("error", 0) == 0 ? -1 : std::stoll(a);
+}
+
+int64_t ForkedServer::AllocateInt32(uint32_t n, uint64_t rows, uint64_t cols, int64_t seed) {
+  std::string a = Command("alloc " + std::to_string(n) + " " + std::to_string(rows) + " " + std::to_string(cols) +
+                          " " + std::to_string(seed));
+  return a.rfind("error", 0) == 0 ? -1 : std::stoll(a);
+}
+
+std::vector<int32_t> ForkedServer::ReadRow(int64_t cache_id, uint32_t tensor, uint64_t row) {
+  std::istringstream is(Command("row " + std::to_string(cache_id) + " " + std::to_string(tensor) + " " +
+                                std::to_string(row)));
+  std::vector<int32_t> values;
+  int32_t v;
+  while (is >> v) values.push_back(v);
+  return values;
+}
+
+void ForkedServer::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int ForkedServer::Stop() {
+  if (pid_ <= 0) return -1;
+  WriteLine(to_child_, "quit");
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols, int64_t seed) {
+  for (uint32_t t = 0; t < addrs.size(); ++t) {
+    auto* p = reinterpret_cast<int32_t*>(addrs[t]);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t c = 0; c < cols; ++c) p[r * cols + c] = Pattern(seed, t, r, c);
+  }
+}
+
+CacheDesc Int32Desc(uint32_t num_tensors, uint64_t rows, uint64_t cols, CachePlacement placement) {
+  CacheDesc d;
+  d.placement = placement;
+  d.num_tensors = num_tensors;
+  d.data_type = DT_INT32;
+  d.shape = {static_cast<int64_t>(rows), static_cast<int64_t>(cols)};
+  return d;
+}
+
+std::map<AscendString, AscendString> ClientOptions(std::map<std::string, std::string> extra) {
+  std::map<AscendString, AscendString> options{{OPTION_DEVICE_ID, "0"}};
+  for (const auto& [k, v] : extra) options[AscendString(k.c_str())] = AscendString(v.c_str());
+  return options;
+}
+
+ClusterInfo ClusterAt(uint64_t cluster_id, uint16_t port, const char* ip) {
+  ClusterInfo c;
+  c.remote_cluster_id = cluster_id;
+  IpInfo remote;
+  remote.ip = ip;
+  remote.port = port;
+  c.remote_ip_infos.push_back(remote);
+  return c;
+}
+
+}  // namespace lldd_test
