@@ -50,12 +50,14 @@ struct UserCache {
   }
 };
 
-class CrossProcessTest : public ::testing::Test {
+// Every test runs over each data path; both ends force it.
+class CrossProcessTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<ForkedServer>(kServerId);
+    server_ = std::make_unique<ForkedServer>(kServerId, std::map<std::string, std::string>{{OPTION_TRANSFER_BACKEND, GetParam()}});
     client_ = std::make_unique<LlmDataDist>(kClientId, LlmRole::kDecoder);
-    ASSERT_EQ(client_->Initialize(ClientOptions({{OPTION_SYNC_CACHE_WAIT_TIME, "5000"}})), LLM_SUCCESS)
+    ASSERT_EQ(client_->Initialize(ClientOptions({{OPTION_SYNC_CACHE_WAIT_TIME, "5000"}, {OPTION_TRANSFER_BACKEND, GetParam()}})),
+              LLM_SUCCESS)
         << LlmDataDist::GetLastErrorMessage();
     std::vector<Status> rets;
     ASSERT_EQ(client_->LinkLlmClusters({ClusterAt(kServerId, server_->port())}, rets, 3000), LLM_SUCCESS)
@@ -72,7 +74,7 @@ class CrossProcessTest : public ::testing::Test {
   std::unique_ptr<LlmDataDist> client_;
 };
 
-TEST_F(CrossProcessTest, VendorSampleSequence) {
+TEST_P(CrossProcessTest, VendorSampleSequence) {
   const int64_t remote = server_->RegisterInt32(4, kRows, kCols, 1);
   ASSERT_GT(remote, 0);
   UserCache local(*client_, 4, kRows, kCols);
@@ -91,10 +93,10 @@ TEST_F(CrossProcessTest, VendorSampleSequence) {
     for (uint64_t r = 0; r <= 3; ++r) EXPECT_TRUE(local.RowIs(t, r, 1, t, r));
     for (uint64_t r = 4; r < kRows; ++r) EXPECT_TRUE(local.RowIsZero(t, r));
   }
-  EXPECT_STREQ(client_->GetLinkTransport(kServerId), "tcp");
+  EXPECT_EQ(client_->GetLinkTransport(kServerId), GetParam());
 }
 
-TEST_F(CrossProcessTest, PermutedBlockLists) {
+TEST_P(CrossProcessTest, PermutedBlockLists) {
   const int64_t remote = server_->AllocateInt32(4, kRows, kCols, 3);
   ASSERT_GT(remote, 0);
   UserCache local(*client_, 4, kRows, kCols);
@@ -110,7 +112,7 @@ TEST_F(CrossProcessTest, PermutedBlockLists) {
   }
 }
 
-TEST_F(CrossProcessTest, BatchIndexMappingAndPartialSize) {
+TEST_P(CrossProcessTest, BatchIndexMappingAndPartialSize) {
   const int64_t remote = server_->RegisterInt32(2, kRows, kCols, 4);
   UserCache local(*client_, 2, kRows, kCols);
   ASSERT_EQ(client_->PullKvCache(CacheIndex{kServerId, remote, 3}, local.cache, 6), LLM_SUCCESS)
@@ -126,7 +128,7 @@ TEST_F(CrossProcessTest, BatchIndexMappingAndPartialSize) {
   }
 }
 
-TEST_F(CrossProcessTest, LayerRangeMovesOnlyThoseLayers) {
+TEST_P(CrossProcessTest, LayerRangeMovesOnlyThoseLayers) {
   const int64_t remote = server_->RegisterInt32(4, kRows, kCols, 5);  // 2 layers of K,V
   UserCache local(*client_, 4, kRows, kCols);
   KvCacheExtParam ext;
@@ -153,7 +155,7 @@ TEST_F(CrossProcessTest, LayerRangeMovesOnlyThoseLayers) {
   EXPECT_TRUE(local.RowIsZero(1, 7));
 }
 
-TEST_F(CrossProcessTest, PushThenPullBack) {
+TEST_P(CrossProcessTest, PushThenPullBack) {
   const int64_t remote = server_->RegisterInt32(2, kRows, kCols, 6);
   Cache mine;
   ASSERT_EQ(client_->AllocateCache(Int32Desc(2, kRows, kCols), mine), LLM_SUCCESS);
@@ -184,7 +186,7 @@ TEST_F(CrossProcessTest, PushThenPullBack) {
   }
 }
 
-TEST_F(CrossProcessTest, ServerPullsAndPushesOverTheSameLink) {
+TEST_P(CrossProcessTest, ServerPullsAndPushesOverTheSameLink) {
   Cache mine;
   ASSERT_EQ(client_->AllocateCache(Int32Desc(2, kRows, kCols), mine), LLM_SUCCESS);
   lldd_test::FillPattern(mine.tensor_addrs, kRows, kCols, 11);
@@ -205,7 +207,7 @@ TEST_F(CrossProcessTest, ServerPullsAndPushesOverTheSameLink) {
   EXPECT_EQ(p[3], Pattern(11, 0, 0, 3));
 }
 
-TEST_F(CrossProcessTest, RegistrationAfterLinkIsReachableAndUnregisterRevokes) {
+TEST_P(CrossProcessTest, RegistrationAfterLinkIsReachableAndUnregisterRevokes) {
   UserCache local(*client_, 2, kRows, kCols);
   const int64_t late = server_->RegisterInt32(2, kRows, kCols, 13);
   ASSERT_EQ(client_->PullKvBlocks(CacheIndex{kServerId, late}, local.cache, {1}, {1}), LLM_SUCCESS)
@@ -219,7 +221,7 @@ TEST_F(CrossProcessTest, RegistrationAfterLinkIsReachableAndUnregisterRevokes) {
   EXPECT_TRUE(local.RowIsZero(1, 2));
 }
 
-TEST_F(CrossProcessTest, LargeStripedTransferArrivesIntact) {
+TEST_P(CrossProcessTest, LargeStripedTransferArrivesIntact) {
   // 4 tensors x 128 blocks x 64 KiB = 32 MiB, several connections at once.
   constexpr uint64_t rows = 128, cols = 16384;
   const int64_t remote = server_->AllocateInt32(4, rows, cols, 2);
@@ -236,7 +238,7 @@ TEST_F(CrossProcessTest, LargeStripedTransferArrivesIntact) {
     for (uint64_t i = 0; i < rows; ++i) ASSERT_TRUE(local.RowIs(t, dst[i], 2, t, src[i])) << t << " " << i;
 }
 
-TEST_F(CrossProcessTest, UnlinkThenPullFailsAndRelinkWorks) {
+TEST_P(CrossProcessTest, UnlinkThenPullFailsAndRelinkWorks) {
   const int64_t remote = server_->RegisterInt32(2, kRows, kCols, 14);
   UserCache local(*client_, 2, kRows, kCols);
   std::vector<Status> rets;
@@ -254,7 +256,7 @@ TEST_F(CrossProcessTest, UnlinkThenPullFailsAndRelinkWorks) {
   EXPECT_TRUE(local.RowIs(1, 0, 14, 1, 0));
 }
 
-TEST_F(CrossProcessTest, DeadServerFailsFastAndForceUnlinkCleansUp) {
+TEST_P(CrossProcessTest, DeadServerFailsFastAndForceUnlinkCleansUp) {
   const int64_t remote = server_->RegisterInt32(2, kRows, kCols, 15);
   UserCache local(*client_, 2, kRows, kCols);
   server_->Kill();
@@ -270,13 +272,22 @@ TEST_F(CrossProcessTest, DeadServerFailsFastAndForceUnlinkCleansUp) {
   EXPECT_EQ(client_->PullKvCache(CacheIndex{kServerId, remote, 0}, local.cache), LLM_NOT_YET_LINK);
 }
 
-TEST_F(CrossProcessTest, HungServerTimesOutWithinWaitTime) {
+TEST_P(CrossProcessTest, HungServerTimesOutWithinWaitTime) {
   const int64_t remote = server_->RegisterInt32(2, kRows, kCols, 16);
   UserCache local(*client_, 2, kRows, kCols);
   // A first pull so that the cache description is known; then the peer freezes.
   ASSERT_EQ(client_->PullKvCache(CacheIndex{kServerId, remote, 0}, local.cache), LLM_SUCCESS);
   ASSERT_EQ(server_->Command("hang"), "ok");
   auto start = std::chrono::steady_clock::now();
+  if (GetParam() == "shm") {
+    // Same host: the frozen peer is not needed to read its memory.
+    EXPECT_EQ(client_->PullKvCache(CacheIndex{kServerId, remote, 1}, local.cache, 1), LLM_SUCCESS)
+        << LlmDataDist::GetLastErrorMessage();
+    EXPECT_TRUE(local.RowIs(0, 1, 16, 0, 1));
+    server_->Kill();
+    server_.reset();
+    return;
+  }
   EXPECT_EQ(client_->PullKvCache(CacheIndex{kServerId, remote, 1}, local.cache, 1), LLM_TIMEOUT)
       << LlmDataDist::GetLastErrorMessage();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
@@ -286,5 +297,8 @@ TEST_F(CrossProcessTest, HungServerTimesOutWithinWaitTime) {
   server_->Kill();
   server_.reset();
 }
+
+INSTANTIATE_TEST_SUITE_P(DataPaths, CrossProcessTest, ::testing::Values("tcp", "shm"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace

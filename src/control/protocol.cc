@@ -90,6 +90,7 @@ std::vector<uint8_t> EncodeHelloAck(const HelloAck& m) {
   w.U64(m.link_secret);
   w.Str(m.transport);
   w.Str(m.host_identity);
+  w.Str(m.shm_socket);
   w.Str(m.error);
   return std::move(w.buffer());
 }
@@ -102,6 +103,7 @@ Result DecodeHelloAck(const std::vector<uint8_t>& meta, HelloAck* m) {
   m->link_secret = r.U64();
   m->transport = r.Str(64);
   m->host_identity = r.Str(256);
+  m->shm_socket = r.Str(108);
   m->error = r.Str(4096);
   return r.done() ? Result::Ok() : Malformed("HELLO_ACK");
 }

@@ -45,7 +45,14 @@ enum class MsgType : uint16_t {
   kOpenReverseAck = 12,
   kCacheRevoked = 13,
   kCacheRevokedAck = 14,
-  kLast = 14,
+  // On the same-host (shm) channel, a Unix socket beside the TCP link.
+  kShmHello = 15,
+  kShmHelloAck = 16,
+  kShmMap = 17,
+  kShmMapResp = 18,
+  kShmRevoke = 19,
+  kShmRevokeAck = 20,
+  kLast = 20,
 };
 
 struct FrameHeader {
@@ -84,6 +91,7 @@ struct HelloAck {
   uint64_t link_secret = 0;
   std::string transport;      // the backend both sides will use
   std::string host_identity;
+  std::string shm_socket;     // abstract Unix socket name, for "shm"
   std::string error;          // why the link was refused
 };
 

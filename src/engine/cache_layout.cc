@@ -51,6 +51,10 @@ Result ComputeLayout(uint32_t num_tensors, int32_t data_type, const std::vector<
     return Result::ParamInvalid(Msg("a row of ", static_cast<uint64_t>(row_elems), " elements of ", bits,
                                     "-bit type does not fill whole bytes"));
   unsigned __int128 row_bytes = row_bits / 8;
+  // Bound the row first: row_bytes (up to 2^66) times shape[0] (up to 2^63)
+  // could exceed 128 bits and wrap to a small value.
+  if (row_bytes > (static_cast<unsigned __int128>(1) << 46))
+    return Result::ParamInvalid("cache tensor is larger than 64 TiB");
   unsigned __int128 tensor_bytes = row_bytes * static_cast<uint64_t>(shape[0]);
   if (tensor_bytes > (static_cast<unsigned __int128>(1) << 46))
     return Result::ParamInvalid("cache tensor is larger than 64 TiB");

@@ -37,10 +37,18 @@ Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist
                ? Result(llm_datadist::LLM_DEVICE_OUT_OF_MEMORY, r.message())
                : r;
   }
+  ShmBacking backing;
+  backing.memfd = cache->memory->fd();
+  backing.memfd_size = cache->memory->size();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    backing.memory_id = next_memory_id_++;
+  }
   for (uint32_t t = 0; t < desc.num_tensors; ++t) {
     uint8_t* p = cache->memory->data() + stride * t;
+    backing.memfd_offset = stride * t;
     cache->addrs.push_back(reinterpret_cast<uintptr_t>(p));
-    cache->region_ids.push_back(regions_.Add(p, cache->layout.tensor_bytes));
+    cache->region_ids.push_back(regions_.Add(p, cache->layout.tensor_bytes, backing));
   }
   out->cache_desc = desc;
   out->tensor_addrs = cache->addrs;
@@ -70,7 +78,7 @@ Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::v
   return Result::Ok();
 }
 
-Result CacheRegistry::Remove(int64_t cache_id, bool allocated) {
+Result CacheRegistry::Remove(int64_t cache_id, bool allocated, const RevokeHook& revoke) {
   std::shared_ptr<LocalCache> cache;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -82,7 +90,11 @@ Result CacheRegistry::Remove(int64_t cache_id, bool allocated) {
     cache = it->second;
     caches_.erase(it);
   }
-  regions_.Remove(cache->region_ids);
+  if (revoke) {
+    regions_.Remove(cache->region_ids, [&] { revoke(cache->region_ids); });
+  } else {
+    regions_.Remove(cache->region_ids);
+  }
   return Result::Ok();
 }
 

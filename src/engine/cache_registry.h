@@ -8,6 +8,7 @@
 #ifndef LLM_DATADIST_SRC_ENGINE_CACHE_REGISTRY_H_
 #define LLM_DATADIST_SRC_ENGINE_CACHE_REGISTRY_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,8 +41,13 @@ class CacheRegistry {
   explicit CacheRegistry(RegionTable& regions) : regions_(regions) {}
   Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache);
   Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
+  // Called with a removed cache's regions once no new access can start,
+  // before waiting for accesses in flight: it must make peers that reach
+  // the memory directly (shared mappings) stop doing so.
+  using RevokeHook = std::function<void(const std::vector<uint64_t>& region_ids)>;
+
   // `allocated` says which call asks: Deallocate (true) or Unregister (false).
-  Result Remove(int64_t cache_id, bool allocated);
+  Result Remove(int64_t cache_id, bool allocated, const RevokeHook& revoke = nullptr);
   std::shared_ptr<const LocalCache> Find(int64_t cache_id) const;
   void Clear();
   size_t size() const;
@@ -53,6 +59,7 @@ class CacheRegistry {
   mutable std::mutex mu_;
   std::map<int64_t, std::shared_ptr<LocalCache>> caches_;
   int64_t next_id_ = 1;
+  uint64_t next_memory_id_ = 1;
 };
 
 }  // namespace lldd

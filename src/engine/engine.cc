@@ -1,11 +1,17 @@
 #include "engine/engine.h"
 
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <future>
 
 #include "common/logging.h"
 #include "control/frame_io.h"
+#include "transport/shm/shm_endpoint.h"
+#include "transport/shm/unix_channel.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_endpoint.h"
 
@@ -73,6 +79,7 @@ Result Engine::Initialize(const OptionMap& options) {
   LDD_RETURN_IF_ERROR(ParseOptions(options, &parsed));
   options_ = parsed;
   stopping_ = false;
+  if (host_identity_.empty()) host_identity_ = HostIdentity();
   if (options_.listen) LDD_RETURN_IF_ERROR(StartListening());
   initialized_ = true;
   LDD_LOG(Info) << "cluster " << cluster_id_ << " initialized as "
@@ -105,6 +112,7 @@ void Engine::Finalize() {
   }
   caches_.Clear();
   listener_.reset();
+  shm_listener_.reset();
   listen_port_ = 0;
   initialized_ = false;
 }
@@ -132,6 +140,7 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
     links_.clear();
   }
   listener_.reset();
+  shm_listener_.reset();
   listen_port_ = 0;
   options_.listen = next.listen;
   options_.listen_host = next.listen_host;
@@ -150,11 +159,148 @@ Result Engine::StartListening() {
   listen_port_ = bound;
   auto listener = listener_;
   threads_.Spawn([this, listener] { AcceptLoop(listener); });
+  // Same-host peers fetch memory descriptors over a Unix socket. Without
+  // one (unusual sandboxes) links simply use TCP.
+  Socket unix_listener;
+  std::string name = MakeAbstractName();
+  r = UnixListen(name, &unix_listener);
+  if (r.ok()) {
+    shm_listener_ = std::make_shared<Socket>(std::move(unix_listener));
+    shm_socket_name_ = name;
+    auto shm_listener = shm_listener_;
+    threads_.Spawn([this, shm_listener] { AcceptShmLoop(shm_listener); });
+  } else {
+    shm_socket_name_.clear();
+    LDD_LOG(Warn) << "no shared-memory socket (" << r.message() << "): links from this host will use TCP";
+  }
   return Result::Ok();
 }
 
 void Engine::StopListening() {
   if (listener_) listener_->Shutdown();
+  if (shm_listener_) shm_listener_->Shutdown();
+}
+
+void Engine::AcceptShmLoop(std::shared_ptr<Socket> listener) {
+  for (;;) {
+    if (listener->shut_down() || stopping_) return;
+    if (!WaitReadable(listener->fd(), Deadline::AfterMillis(100))) continue;
+    int fd = ::accept4(listener->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        ::usleep(10000);
+        continue;
+      }
+      if (errno == EINVAL) return;  // shut down
+      continue;
+    }
+    auto socket = std::make_shared<Socket>(fd);
+    {
+      std::lock_guard<std::mutex> lock(links_mu_);
+      handshaking_.push_back(socket);
+    }
+    threads_.Spawn([this, socket] { HandleShmIncoming(socket); });
+  }
+}
+
+void Engine::HandleShmIncoming(std::shared_ptr<Socket> socket) {
+  std::vector<uint8_t> message;
+  std::vector<int> fds;
+  FrameHeader h;
+  std::vector<uint8_t> meta;
+  ShmHello hello;
+  Result r = UnixRecv(socket->fd(), &message, &fds, Deadline::AfterMillis(kHandshakeTimeoutMs));
+  for (int fd : fds) ::close(fd);
+  if (r.ok()) r = DecodeShmMessage(message, &h, &meta);
+  if (r.ok() && h.type != MsgType::kShmHello) r = Result::Failed("first message is not SHM_HELLO");
+  if (r.ok()) r = DecodeShmHello(meta, &hello);
+  if (!r.ok()) {
+    LDD_LOG(Warn) << "dropping shared-memory connection: " << r.message();
+    return;
+  }
+  LinkPtr link;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    for (auto& [id, l] : links_)
+      if (l->link_id() == hello.link_id && l->link_secret() == hello.link_secret && !l->closed() && l->shm()) link = l;
+  }
+  Status status = link ? LLM_SUCCESS : llm_datadist::LLM_NOT_YET_LINK;
+  r = UnixSend(socket->fd(), EncodeShmMessage(MsgType::kShmHelloAck, h.request_id, status, {}), {},
+               Deadline::AfterMillis(kHandshakeTimeoutMs));
+  if (!link || !r.ok()) return;
+  link->TrackSocket(socket);
+  link->shm()->AttachChannel(socket);
+  std::string why = link->shm()->Run();
+  LDD_LOG(Debug) << "shared-memory channel of cluster " << link->remote_cluster_id() << " ended: " << why;
+}
+
+Result Engine::ChooseTransport(const Hello& hello, std::string* chosen) const {
+  const std::string& mine = options_.backend;
+  const std::string& theirs = hello.transport;
+  if (theirs != "auto" && theirs != "tcp" && theirs != "shm")
+    return Result::LinkFailed(Msg("data path '", theirs, "' is not available here (available: auto, shm, tcp)"));
+  if ((mine == "tcp" && theirs == "shm") || (mine == "shm" && theirs == "tcp"))
+    return Result::LinkFailed(Msg("one end forces 'shm', the other 'tcp'"));
+  if (mine == "tcp" || theirs == "tcp") {
+    *chosen = "tcp";
+    return Result::Ok();
+  }
+  const bool forced = mine == "shm" || theirs == "shm";
+  std::string why_not;
+  if (hello.host_identity != host_identity_)
+    why_not = "the peer is on another host, or in another network or pid namespace";
+  else if (shm_socket_name_.empty())
+    why_not = "this instance has no shared-memory socket";
+  if (why_not.empty()) {
+    *chosen = "shm";
+    return Result::Ok();
+  }
+  if (forced) return Result::LinkFailed(Msg("'shm' data path impossible: ", why_not));
+  *chosen = "tcp";
+  return Result::Ok();
+}
+
+Result Engine::JoinShmChannel(const LinkPtr& link, const std::string& socket_name, Deadline deadline) {
+  Socket s;
+  Result r = UnixConnect(socket_name, deadline, &s);
+  if (!r.ok()) return Result::LinkFailed(Msg("'shm' data path impossible: ", r.message()));
+  ShmHello hello{link->link_id(), link->link_secret()};
+  LDD_RETURN_IF_ERROR(UnixSend(s.fd(), EncodeShmMessage(MsgType::kShmHello, 1, 0, EncodeShmHello(hello)), {}, deadline));
+  std::vector<uint8_t> message;
+  std::vector<int> fds;
+  r = UnixRecv(s.fd(), &message, &fds, deadline);
+  for (int fd : fds) ::close(fd);
+  FrameHeader h;
+  std::vector<uint8_t> meta;
+  if (r.ok()) r = DecodeShmMessage(message, &h, &meta);
+  if (r.ok() && (h.type != MsgType::kShmHelloAck || h.status != LLM_SUCCESS))
+    r = Result::LinkFailed("the peer refused the shared-memory channel");
+  if (!r.ok()) return Result::LinkFailed(r.message());
+  auto socket = std::make_shared<Socket>(std::move(s));
+  link->TrackSocket(socket);
+  link->shm()->AttachChannel(socket);
+  return Result::Ok();
+}
+
+void Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids) {
+  std::vector<LinkPtr> links;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    for (auto& [id, link] : links_)
+      if (link->shm() != nullptr && !link->closed()) links.push_back(link);
+  }
+  // A peer that does not confirm in time is hung or gone; its mapping keeps
+  // the pages alive, so our freeing them cannot hurt it.
+  const Deadline deadline = Deadline::AfterMillis(2000);
+  std::vector<std::future<Result>> pending;
+  for (auto& link : links)
+    pending.push_back(std::async(std::launch::async, [&, link] { return link->endpoint().Revoke(region_ids, deadline); }));
+  for (size_t i = 0; i < pending.size(); ++i) {
+    Result r = pending[i].get();
+    if (!r.ok())
+      LDD_LOG(Warn) << "cluster " << links[i]->remote_cluster_id() << " did not confirm a revocation: " << r.message();
+  }
 }
 
 void Engine::AcceptLoop(std::shared_ptr<Socket> listener) {
@@ -202,7 +348,8 @@ void Engine::HandleIncoming(std::shared_ptr<Socket> socket, std::string peer) {
     if (link) {
       ack.link_id = link->link_id();
       ack.link_secret = link->link_secret();
-      ack.transport = "tcp";
+      ack.transport = link->endpoint().name();
+      ack.shm_socket = shm_socket_name_;
     }
     Result sent = SendHelloAck(socket->fd(), h.request_id, status, ack);
     if (status != LLM_SUCCESS) {
@@ -249,12 +396,14 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     *why = Msg("cluster id ", cluster_id_, " is this instance's own");
     return llm_datadist::LLM_LINK_FAILED;
   }
-  if (hello.transport != "auto" && hello.transport != "tcp") {
-    *why = Msg("data path '", hello.transport, "' is not available here (available: tcp)");
-    return llm_datadist::LLM_LINK_FAILED;
+  std::string transport;
+  Result chosen = ChooseTransport(hello, &transport);
+  if (!chosen.ok()) {
+    *why = chosen.message();
+    return chosen.code();
   }
   auto link = std::make_shared<lldd::Link>(hello.cluster_id, false, RandomU64(), RandomU64());
-  AttachChannels(link, socket, "", 0, "");
+  AttachChannels(link, socket, "", 0, "", transport);
   LinkPtr replaced;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
@@ -281,7 +430,8 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
 }
 
 void Engine::AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& control_socket,
-                            const std::string& host, uint16_t port, const std::string& local_host) {
+                            const std::string& host, uint16_t port, const std::string& local_host,
+                            const std::string& transport) {
   link->set_address({host, port, local_host});
   std::weak_ptr<lldd::Link> weak = link;
   auto control = std::make_shared<ControlChannel>(
@@ -307,7 +457,10 @@ void Engine::AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& 
     };
   }
   auto pool = std::make_shared<ConnectionPool>(options_.tcp_connections, std::move(dialer));
-  link->Attach(control, pool, std::make_unique<TcpEndpoint>(pool));
+  std::unique_ptr<Endpoint> endpoint = std::make_unique<TcpEndpoint>(pool);
+  if (transport == "shm")
+    endpoint = std::make_unique<ShmEndpoint>(regions_, std::move(endpoint), link->remote_cluster_id());
+  link->Attach(control, pool, std::move(endpoint));
   link->TrackSocket(control_socket);
 }
 
@@ -460,6 +613,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   hello.cluster_id = cluster_id_;
   hello.role = static_cast<int32_t>(role_);
   hello.transport = options_.backend;
+  hello.host_identity = host_identity_;
   HelloAck ack;
   r = Handshake(s.fd(), hello, deadline, &ack);
   // A refusal still names the server, and talking to the wrong server is
@@ -472,8 +626,17 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   }
   EnableKeepAlive(s.fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
   auto socket = std::make_shared<Socket>(std::move(s));
+  if (ack.transport != "tcp" && ack.transport != "shm")
+    return Result::LinkFailed(Msg("the peer chose an unknown data path '", ack.transport, "'"));
   auto link = std::make_shared<lldd::Link>(cluster.remote_cluster_id, true, ack.link_id, ack.link_secret);
-  AttachChannels(link, socket, host, port, local_host);
+  AttachChannels(link, socket, host, port, local_host, ack.transport);
+  if (ack.transport == "shm") {
+    r = JoinShmChannel(link, ack.shm_socket, deadline);
+    if (!r.ok()) {
+      link->Close("shared-memory channel failed");
+      return r;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
@@ -486,6 +649,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
     links_[cluster.remote_cluster_id] = link;
   }
   threads_.Spawn([this, link] { RunControl(link); });
+  if (link->shm() != nullptr) threads_.Spawn([link] { link->shm()->Run(); });
   LDD_LOG(Info) << "cluster " << cluster_id_ << " linked to cluster " << cluster.remote_cluster_id << " at " << host
                 << ":" << port;
   return Result::Ok();
@@ -540,7 +704,7 @@ Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::
 Result Engine::DeallocateCache(int64_t cache_id) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Remove(cache_id, true);
+  return caches_.Remove(cache_id, true, [this](const std::vector<uint64_t>& ids) { RevokeFromPeers(ids); });
 }
 
 Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
@@ -553,7 +717,7 @@ Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::v
 Result Engine::UnregisterKvCache(int64_t cache_id) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Remove(cache_id, false);
+  return caches_.Remove(cache_id, false, [this](const std::vector<uint64_t>& ids) { RevokeFromPeers(ids); });
 }
 
 }  // namespace lldd

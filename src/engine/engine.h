@@ -73,6 +73,12 @@ class Engine {
   Result StartListening();
   void StopListening();
   void AcceptLoop(std::shared_ptr<Socket> listener);
+  void AcceptShmLoop(std::shared_ptr<Socket> listener);
+  void HandleShmIncoming(std::shared_ptr<Socket> socket);
+  // The data path two ends agree on, or why they cannot link.
+  Result ChooseTransport(const Hello& hello, std::string* chosen) const;
+  Result JoinShmChannel(const LinkPtr& link, const std::string& socket_name, Deadline deadline);
+  void RevokeFromPeers(const std::vector<uint64_t>& region_ids);
   void HandleIncoming(std::shared_ptr<Socket> socket, std::string peer);
   Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
                        LinkPtr* link, std::string* why);
@@ -80,7 +86,7 @@ class Engine {
   Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
   // Wires control channel, pool and endpoint into a new link.
   void AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& control_socket, const std::string& host,
-                      uint16_t port, const std::string& local_host);
+                      uint16_t port, const std::string& local_host, const std::string& transport);
   Reply HandleControl(const std::weak_ptr<lldd::Link>& link, MsgType type, const std::vector<uint8_t>& meta);
   Result DialData(const LinkPtr& link, ConnKind kind, const std::string& host, uint16_t port,
                   const std::string& local_host, Deadline deadline, std::shared_ptr<Socket>* out);
@@ -99,7 +105,10 @@ class Engine {
   RegionTable regions_;
   CacheRegistry caches_{regions_};
 
+  std::string host_identity_;
   std::shared_ptr<Socket> listener_;
+  std::shared_ptr<Socket> shm_listener_;
+  std::string shm_socket_name_;
   std::atomic<uint16_t> listen_port_{0};
   ThreadGroup threads_;
 

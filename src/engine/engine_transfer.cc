@@ -72,6 +72,9 @@ Result Engine::Transfer(const TransferSpec& spec) {
     LDD_RETURN_IF_ERROR(PlanRow(src, dst, src_row, dst_row, 0, spec.size, pairs, &ranges));
   }
 
+  r = link->endpoint().Prepare(remote.region_ids, deadline);
+  if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
+  if (!r.ok()) return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
   RegionLease local_lease;
   LDD_RETURN_IF_ERROR(regions_.Acquire(local->region_ids, &local_lease));
   std::vector<IoOp> ops;

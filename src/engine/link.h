@@ -18,6 +18,7 @@
 #include "control/control_channel.h"
 #include "control/protocol.h"
 #include "transport/endpoint.h"
+#include "transport/shm/shm_endpoint.h"
 #include "transport/tcp/connection_pool.h"
 
 namespace lldd {
@@ -46,6 +47,8 @@ class Link {
   ControlChannel& control() { return *control_; }
   ConnectionPool& pool() { return *pool_; }
   Endpoint& endpoint() { return *endpoint_; }
+  // The same-host endpoint, when this link uses one.
+  ShmEndpoint* shm() { return dynamic_cast<ShmEndpoint*>(endpoint_.get()); }
 
   // Data connections this side serves; shut down when the link ends.
   void TrackSocket(const std::shared_ptr<Socket>& socket);

@@ -60,7 +60,10 @@ Result ParseLocalCommRes(const std::string& value, EngineOptions* out) {
     for (const auto& dev : server["device"]) {
       if (!dev.is_object() || !dev.contains("device_id")) return Invalid(key, value, "every device needs device_id");
       const auto& id = dev["device_id"];
-      if (!(id.is_string() || id.is_number_unsigned())) return Invalid(key, value, "device_id must be a number");
+      const bool numeric = id.is_number_unsigned() ||
+                           (id.is_string() && !id.get<std::string>().empty() &&
+                            id.get<std::string>().find_first_not_of("0123456789") == std::string::npos);
+      if (!numeric) return Invalid(key, value, "device_id must be a number");
       if (dev.contains("device_ip")) {
         if (!dev["device_ip"].is_string() || !IsNumericAddress(dev["device_ip"].get<std::string>()))
           return Invalid(key, value, "device_ip must be a numeric IP address");
@@ -116,15 +119,15 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
 
   key = llm_datadist::OPTION_TRANSFER_BACKEND;
   if ((s = Find(options, key, &v)) != nullptr) {
-    if (*s == "auto" || *s == "tcp") {
+    if (*s == "auto" || *s == "tcp" || *s == "shm") {
       o.backend = *s;
     } else if (*s == "hixl") {
       LDD_LOG(Info) << "option " << key << "='hixl' (the original's backend) runs as 'auto' here";
       o.backend = "auto";
-    } else if (*s == "shm" || *s == "ucx") {
-      return Invalid(key, *s, "this data path is not available in this build (available: auto, tcp)");
+    } else if (*s == "ucx") {
+      return Invalid(key, *s, "this data path is not available in this build (available: auto, shm, tcp)");
     } else {
-      return Invalid(key, *s, "unknown data path (expected auto or tcp)");
+      return Invalid(key, *s, "unknown data path (expected auto, shm or tcp)");
     }
   }
 

@@ -28,7 +28,7 @@ struct EngineOptions {
   int32_t device_id = -1;
   int64_t sync_wait_ms = 1000;
   bool enable_set_role = false;
-  std::string backend = "auto";  // auto | tcp
+  std::string backend = "auto";  // auto | shm | tcp
   uint32_t tcp_connections = 4;
   std::string link_token;
   std::string local_device_ip;  // from llm.LocalCommRes, if given

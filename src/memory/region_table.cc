@@ -9,18 +9,19 @@ void RegionLease::Release() {
   table_ = nullptr;
 }
 
-uint64_t RegionTable::Add(void* base, uint64_t length) {
+uint64_t RegionTable::Add(void* base, uint64_t length, const ShmBacking& backing) {
   std::lock_guard<std::mutex> lock(mu_);
   auto region = std::make_unique<Region>();
   region->id = next_id_++;
   region->base = static_cast<uint8_t*>(base);
   region->length = length;
+  region->backing = backing;
   uint64_t id = region->id;
   regions_.emplace(id, std::move(region));
   return id;
 }
 
-void RegionTable::Remove(const std::vector<uint64_t>& ids) {
+void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached) {
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<Region*> waiting;
   for (uint64_t id : ids) {
@@ -29,6 +30,11 @@ void RegionTable::Remove(const std::vector<uint64_t>& ids) {
     waiting.push_back(it->second.get());
     removing_.push_back(std::move(it->second));
     regions_.erase(it);
+  }
+  if (detached) {
+    lock.unlock();
+    detached();
+    lock.lock();
   }
   released_.wait(lock, [&] {
     return std::all_of(waiting.begin(), waiting.end(), [](const Region* r) { return r->users == 0; });
@@ -73,12 +79,20 @@ Result RegionTable::Acquire(const std::vector<uint64_t>& ids, RegionLease* lease
   std::vector<Region*> used;
   for (uint64_t id : ids) {
     auto it = regions_.find(id);
-    if (it == regions_.end()) return Result::CacheNotExist(Msg("memory region ", id, " was released"));
+    if (it == regions_.end()) return Result::CacheNotExist(Msg("memory region ", id, " is not registered (cache gone?)"));
     used.push_back(it->second.get());
   }
   for (Region* r : used) ++r->users;
   lease->table_ = this;
   lease->regions_ = std::move(used);
+  return Result::Ok();
+}
+
+Result RegionTable::Describe(const std::vector<uint64_t>& ids, RegionLease* lease, std::vector<Region>* out) {
+  LDD_RETURN_IF_ERROR(Acquire(ids, lease));
+  std::lock_guard<std::mutex> lock(mu_);
+  out->clear();
+  for (Region* r : lease->regions_) out->push_back(*r);
   return Result::Ok();
 }
 

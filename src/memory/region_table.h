@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -27,10 +28,20 @@ namespace lldd {
 
 class RegionTable;
 
+// Where a region lives when its memory can be shared with a peer on the
+// same host (a memfd it can map), rather than only read through us.
+struct ShmBacking {
+  int memfd = -1;            // -1: plain process memory
+  uint64_t memory_id = 0;    // identifies the memfd (one per allocated cache)
+  uint64_t memfd_offset = 0;
+  uint64_t memfd_size = 0;
+};
+
 struct Region {
   uint64_t id = 0;
   uint8_t* base = nullptr;
   uint64_t length = 0;
+  ShmBacking backing;
   int users = 0;  // guarded by the table's mutex
 };
 
@@ -51,9 +62,13 @@ class RegionLease {
 
 class RegionTable {
  public:
-  uint64_t Add(void* base, uint64_t length);
+  uint64_t Add(void* base, uint64_t length, const ShmBacking& backing = {});
   // Forgets the regions; returns once no lease holds any of them.
-  void Remove(const std::vector<uint64_t>& ids);
+  // `detached` runs after they become unreachable through the table but
+  // before the wait (to revoke peers' direct access).
+  void Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached = nullptr);
+  // Copies of live regions (for describing them to a peer). Leases them.
+  Result Describe(const std::vector<uint64_t>& ids, RegionLease* lease, std::vector<Region>* out);
   // Resolves segments to addresses. On failure nothing is leased and the
   // result says which segment was refused: an unknown region is
   // LLM_KV_CACHE_NOT_EXIST, a range outside its region LLM_PARAM_INVALID.

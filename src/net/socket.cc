@@ -58,6 +58,7 @@ void Socket::Close() {
 }
 
 void Socket::Shutdown() const {
+  shut_down_ = true;
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
 

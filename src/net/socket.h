@@ -8,6 +8,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,9 +41,13 @@ class Socket {
   void Close();
   // Wakes every thread blocked on this socket; the fd stays open.
   void Shutdown() const;
+  // Shutdown() was called (listening Unix sockets are not woken by it, so
+  // their accept loops poll this flag).
+  bool shut_down() const { return shut_down_.load(); }
 
  private:
   int fd_ = -1;
+  mutable std::atomic<bool> shut_down_{false};
 };
 
 // Splits "ip:port" or "[ipv6]:port". The address must be numeric.

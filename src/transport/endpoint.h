@@ -36,6 +36,21 @@ class Endpoint {
  public:
   virtual ~Endpoint() = default;
   virtual const char* name() const = 0;
+  // Learns how to reach these remote regions before a transfer names them
+  // (the shm path maps them here); a no-op where nothing is needed.
+  virtual Result Prepare(const std::vector<uint64_t>& region_ids, Deadline deadline) {
+    (void)region_ids;
+    (void)deadline;
+    return Result::Ok();
+  }
+  // Our regions are going away: the peer must stop reaching them directly
+  // before this returns (the shm path); a no-op where every access goes
+  // through us anyway.
+  virtual Result Revoke(const std::vector<uint64_t>& region_ids, Deadline deadline) {
+    (void)region_ids;
+    (void)deadline;
+    return Result::Ok();
+  }
   virtual Result Read(const std::vector<IoOp>& ops, Deadline deadline) = 0;
   virtual Result Write(const std::vector<IoOp>& ops, Deadline deadline) = 0;
   // Makes in-flight and later calls fail promptly.
