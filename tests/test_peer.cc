@@ -1,5 +1,7 @@
 #include "test_peer.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,9 +38,18 @@ void WriteLine(int fd, const std::string& line) {
 
 // The child: one server instance obeying commands until "quit".
 [[noreturn]] void ChildMain(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
-  auto dd = std::make_unique<LlmDataDist>(cluster_id, LlmRole::kPrompt);
   std::map<AscendString, AscendString> options{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}, {OPTION_DEVICE_ID, "0"}};
-  for (const auto& [k, v] : extra) options[AscendString(k.c_str())] = AscendString(v.c_str());
+  for (const auto& [k, v] : extra) {
+    if (k == kNetnsOption) {
+      if (!EnterNetns(v)) {
+        WriteLine(out, "error cannot enter network namespace " + v);
+        _exit(3);
+      }
+      continue;
+    }
+    options[AscendString(k.c_str())] = AscendString(v.c_str());
+  }
+  auto dd = std::make_unique<LlmDataDist>(cluster_id, LlmRole::kPrompt);
   if (dd->Initialize(options) != LLM_SUCCESS) {
     WriteLine(out, std::string("error ") + LlmDataDist::GetLastErrorMessage());
     _exit(3);
@@ -133,6 +144,14 @@ void WriteLine(int fd, const std::string& line) {
 }
 
 }  // namespace
+
+bool EnterNetns(const std::string& name) {
+  int fd = ::open(("/var/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::setns(fd, CLONE_NEWNET) == 0;
+  ::close(fd);
+  return ok;
+}
 
 ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::string> options) {
   int down[2];

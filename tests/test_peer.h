@@ -24,6 +24,11 @@ inline int32_t Pattern(int64_t seed, uint32_t tensor, uint64_t row, uint64_t col
   return static_cast<int32_t>(seed * 1000000 + tensor * 10000 + row * 100 + col);
 }
 
+// Pseudo-option for ForkedServer: the child first enters this network
+// namespace (a name under /var/run/netns).
+constexpr const char kNetnsOption[] = "test.netns";
+bool EnterNetns(const std::string& name);
+
 class ForkedServer {
  public:
   // Starts a server instance (cluster `cluster_id`) listening on
