@@ -41,3 +41,10 @@ NetnsPeerHost::~NetnsPeerHost() {
 bool NetnsPeerHost::SetLinkUp(bool up) { return Run("ip link set " + veth_ + (up ? " up" : " down")); }
 
 }  // namespace lldd_test
+
+namespace lldd_test {
+bool NetnsPeerHost::ThrottlePeerEgress(const std::string& rate) {
+  return Run("ip netns exec " + name_ + " tc qdisc add dev " + veth_ + "p root tbf rate " + rate +
+             " burst 64kb latency 200ms");
+}
+}  // namespace lldd_test

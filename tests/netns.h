@@ -20,6 +20,9 @@ class NetnsPeerHost {
   std::string local_ip() const { return "10.213." + std::to_string(subnet_) + ".1"; }  // our end
   // Cuts or restores the link (our end of the veth pair).
   bool SetLinkUp(bool up);
+  // Limits what the namespace sends to us (tc tbf on its end); false where
+  // traffic control is unavailable.
+  bool ThrottlePeerEgress(const std::string& rate);
 
  private:
   std::string name_;

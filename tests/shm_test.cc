@@ -185,6 +185,7 @@ TEST(Shm, DeadPeersLeaveNoMappingDescriptorOrThread) {
     ASSERT_EQ(client->UnlinkLlmClusters({ClusterAt(kServerId, server.port())}, rets, 1000, true), LLM_SUCCESS);
   };
   cycle(0);  // warm-up: lazily started helpers exist from here on
+  usleep(200000);
   const size_t fds = CountDir("/proc/self/fd");
   const size_t threads = CountDir("/proc/self/task");
   const size_t mappings = CountMappings("llm_datadist_cache");
@@ -192,6 +193,9 @@ TEST(Shm, DeadPeersLeaveNoMappingDescriptorOrThread) {
     cycle(i);
     if (HasFatalFailure()) return;
   }
+  // Threads of the last link end asynchronously; give them a moment.
+  for (int i = 0; i < 150 && (CountDir("/proc/self/fd") > fds || CountDir("/proc/self/task") > threads); ++i)
+    usleep(20000);
   EXPECT_EQ(CountDir("/proc/self/fd"), fds);
   EXPECT_EQ(CountMappings("llm_datadist_cache"), mappings);
   EXPECT_LE(CountDir("/proc/self/task"), threads);

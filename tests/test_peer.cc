@@ -4,7 +4,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <malloc.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include <cstdio>
 #include <cstdlib>
@@ -130,6 +134,8 @@ void WriteLine(int fd, const std::string& line) {
       char text[32];
       std::snprintf(text, sizeof(text), "0x%X", st);
       WriteLine(out, text);
+    } else if (cmd == "stats") {
+      WriteLine(out, ResourceCounts::Now().ToString());
     } else if (cmd == "hang") {
       // Stops answering anything: the process stays, its threads freeze.
       WriteLine(out, "ok");
@@ -144,6 +150,43 @@ void WriteLine(int fd, const std::string& line) {
 }
 
 }  // namespace
+
+namespace {
+size_t CountEntries(const char* path) {
+  size_t n = 0;
+  if (DIR* d = opendir(path)) {
+    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+  }
+  return n;
+}
+}  // namespace
+
+ResourceCounts ResourceCounts::Now() {
+  ResourceCounts c;
+  c.fds = CountEntries("/proc/self/fd");
+  c.threads = CountEntries("/proc/self/task");
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) c.mappings += line.find("llm_datadist") != std::string::npos;
+  c.heap_bytes = mallinfo2().uordblks;
+  return c;
+}
+
+std::string ResourceCounts::ToString() const {
+  return "fds " + std::to_string(fds) + " threads " + std::to_string(threads) + " mappings " +
+         std::to_string(mappings) + " heap " + std::to_string(heap_bytes);
+}
+
+ResourceCounts ResourceCounts::Parse(const std::string& text) {
+  ResourceCounts c;
+  std::istringstream is(text);
+  std::string word;
+  is >> word >> c.fds >> word >> c.threads >> word >> c.mappings >> word >> c.heap_bytes;
+  return c;
+}
+
+ResourceCounts ForkedServer::Stats() { return ResourceCounts::Parse(Command("stats")); }
 
 bool EnterNetns(const std::string& name) {
   int fd = ::open(("/var/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);

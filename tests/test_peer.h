@@ -24,6 +24,17 @@ inline int32_t Pattern(int64_t seed, uint32_t tensor, uint64_t row, uint64_t col
   return static_cast<int32_t>(seed * 1000000 + tensor * 10000 + row * 100 + col);
 }
 
+// What a process holds, to show that repeated work leaks nothing.
+struct ResourceCounts {
+  size_t fds = 0;
+  size_t threads = 0;
+  size_t mappings = 0;    // of library-allocated (memfd) memory, ours or a peer's
+  size_t heap_bytes = 0;  // malloc'ed and in use
+  static ResourceCounts Now();
+  static ResourceCounts Parse(const std::string& text);
+  std::string ToString() const;
+};
+
 // Pseudo-option for ForkedServer: the child first enters this network
 // namespace (a name under /var/run/netns).
 constexpr const char kNetnsOption[] = "test.netns";
@@ -43,6 +54,7 @@ class ForkedServer {
   int64_t RegisterInt32(uint32_t num_tensors, uint64_t rows, uint64_t cols, int64_t seed);
   int64_t AllocateInt32(uint32_t num_tensors, uint64_t rows, uint64_t cols, int64_t seed);
   std::vector<int32_t> ReadRow(int64_t cache_id, uint32_t tensor, uint64_t row);
+  ResourceCounts Stats();
   void Kill();  // SIGKILL, no goodbye
   int Stop();   // asks the child to finalize and exit; returns its status
 

@@ -57,6 +57,7 @@ std::vector<uint8_t> EncodeHello(const Hello& m) {
   WireWriter w;
   w.U8(static_cast<uint8_t>(m.kind));
   w.U64(m.cluster_id);
+  w.U64(m.instance_id);
   w.I32(m.role);
   w.U64(m.link_id);
   w.U64(m.link_secret);
@@ -70,6 +71,7 @@ Result DecodeHello(const std::vector<uint8_t>& meta, Hello* m) {
   WireReader r(meta);
   uint8_t kind = r.U8();
   m->cluster_id = r.U64();
+  m->instance_id = r.U64();
   m->role = r.I32();
   m->link_id = r.U64();
   m->link_secret = r.U64();

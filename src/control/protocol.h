@@ -52,7 +52,10 @@ enum class MsgType : uint16_t {
   kShmMapResp = 18,
   kShmRevoke = 19,
   kShmRevokeAck = 20,
-  kLast = 20,
+  // Link token authentication (control/link_auth.h).
+  kAuthChallenge = 21,
+  kAuthProof = 22,
+  kLast = 22,
 };
 
 struct FrameHeader {
@@ -76,6 +79,7 @@ enum class ConnKind : uint8_t {
 struct Hello {
   ConnKind kind = ConnKind::kControl;
   uint64_t cluster_id = 0;
+  uint64_t instance_id = 0;   // random per LlmDataDist: tells a restart from a duplicate
   int32_t role = 0;
   uint64_t link_id = 0;       // data connections: which link they join
   uint64_t link_secret = 0;   // data connections: proves they belong to it

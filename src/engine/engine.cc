@@ -10,6 +10,7 @@
 
 #include "common/logging.h"
 #include "control/frame_io.h"
+#include "control/link_auth.h"
 #include "transport/shm/shm_endpoint.h"
 #include "transport/shm/unix_channel.h"
 #include "transport/tcp/data_server.h"
@@ -44,8 +45,8 @@ Result SendHelloAck(int fd, uint64_t request_id, Status status, const HelloAck& 
   return SendFrame(fd, h, EncodeHelloAck(ack), Deadline::AfterMillis(kHandshakeTimeoutMs));
 }
 
-// Sends HELLO, waits for HELLO_ACK; a refusal becomes `refused_code`.
-Result Handshake(int fd, const Hello& hello, Deadline deadline, HelloAck* ack) {
+// Sends HELLO, answers a token challenge if one comes, waits for HELLO_ACK.
+Result Handshake(int fd, const Hello& hello, const std::string& token, Deadline deadline, HelloAck* ack) {
   FrameHeader h;
   h.type = MsgType::kHello;
   h.request_id = 1;
@@ -53,17 +54,35 @@ Result Handshake(int fd, const Hello& hello, Deadline deadline, HelloAck* ack) {
   std::vector<uint8_t> meta;
   FrameHeader rh;
   Result r = RecvFrame(fd, &rh, &meta, deadline, 64 << 10);
+  bool challenged = false;
+  if (r.ok() && rh.type == MsgType::kAuthChallenge) {
+    if (token.empty())
+      return Result::LinkFailed(Msg("the peer requires a link token (option ", kOptionLinkToken, "); none is set here"));
+    AuthChallenge challenge;
+    if (!DecodeAuthChallenge(meta, &challenge).ok()) return Result::LinkFailed("handshake failed: malformed challenge");
+    if (!AuthProofMatches(AuthProof(token, "server", hello.auth_nonce, challenge.nonce), challenge.proof))
+      return Result::LinkFailed("the peer does not know our link token: the tokens differ");
+    FrameHeader proof;
+    proof.type = MsgType::kAuthProof;
+    proof.request_id = rh.request_id;
+    LDD_RETURN_IF_ERROR(SendFrame(fd, proof, AuthProof(token, "client", challenge.nonce, hello.auth_nonce), deadline));
+    challenged = true;
+    r = RecvFrame(fd, &rh, &meta, deadline, 64 << 10);
+  }
   if (r.code() == llm_datadist::LLM_TIMEOUT) return Result::Timeout("the peer did not answer the handshake in time");
   if (!r.ok()) return Result::LinkFailed(Msg("handshake failed: ", r.message()));
   if (rh.type != MsgType::kHelloAck) return Result::LinkFailed("handshake failed: unexpected answer");
   if (!DecodeHelloAck(meta, ack).ok()) return Result::LinkFailed("handshake failed: malformed answer");
   if (rh.status != LLM_SUCCESS) return Result(rh.status, Msg("the peer refused the link: ", ack->error));
+  if (!token.empty() && !challenged && hello.kind == ConnKind::kControl)
+    return Result::LinkFailed(Msg("the peer does not use a link token, but ", kOptionLinkToken, " is set here"));
   return Result::Ok();
 }
 
 }  // namespace
 
-Engine::Engine(uint64_t cluster_id, llm_datadist::LlmRole role) : cluster_id_(cluster_id), role_(role) {}
+Engine::Engine(uint64_t cluster_id, llm_datadist::LlmRole role)
+    : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role) {}
 
 Engine::~Engine() { Finalize(); }
 
@@ -341,6 +360,13 @@ void Engine::HandleIncoming(std::shared_ptr<Socket> socket, std::string peer) {
   ack.role = static_cast<int32_t>(role_);
 
   if (hello.kind == ConnKind::kControl) {
+    Result auth = AuthenticatePeer(socket->fd(), hello, h.request_id);
+    if (!auth.ok()) {
+      ack.error = auth.message();
+      (void)SendHelloAck(socket->fd(), h.request_id, auth.code(), ack);
+      LDD_LOG(Warn) << "refused link from cluster " << hello.cluster_id << " at " << peer << ": " << auth.message();
+      return;
+    }
     LinkPtr link;
     std::string why;
     Status status = AcceptControl(socket, hello, peer, &link, &why);
@@ -390,6 +416,39 @@ void Engine::HandleIncoming(std::shared_ptr<Socket> socket, std::string peer) {
   LDD_LOG(Debug) << "data connection from cluster " << hello.cluster_id << " ended: " << why;
 }
 
+Result Engine::AuthenticatePeer(int fd, const Hello& hello, uint64_t request_id) {
+  const std::string& token = options_.link_token;
+  if (token.empty() && hello.auth_nonce.empty()) return Result::Ok();
+  if (token.empty())
+    return Result::LinkFailed(Msg("the client offers a link token but this server has none (", kOptionLinkToken, ")"));
+  if (hello.auth_nonce.size() != kAuthNonceBytes)
+    return Result::LinkFailed(Msg("this server requires a link token (option ", kOptionLinkToken, ")"));
+  const Deadline deadline = Deadline::AfterMillis(kHandshakeTimeoutMs);
+  AuthChallenge challenge;
+  challenge.nonce = MakeAuthNonce();
+  challenge.proof = AuthProof(token, "server", hello.auth_nonce, challenge.nonce);
+  FrameHeader h;
+  h.type = MsgType::kAuthChallenge;
+  h.request_id = request_id;
+  LDD_RETURN_IF_ERROR(SendFrame(fd, h, EncodeAuthChallenge(challenge), deadline));
+  FrameHeader rh;
+  std::vector<uint8_t> proof;
+  LDD_RETURN_IF_ERROR(RecvFrame(fd, &rh, &proof, deadline, 256));
+  if (rh.type != MsgType::kAuthProof) return Result::LinkFailed("expected AUTH_PROOF");
+  if (!AuthProofMatches(AuthProof(token, "client", challenge.nonce, hello.auth_nonce), proof))
+    return Result::LinkFailed("link token mismatch: the client does not know this server's token");
+  return Result::Ok();
+}
+
+bool Engine::LinkIsStale(const LinkPtr& existing, const Hello& hello) {
+  if (existing->remote_instance() == hello.instance_id) return true;  // the peer itself re-links
+  // Another instance claims the cluster id: the old one is stale only if it
+  // no longer answers (it restarted, or its network went away).
+  Reply reply;
+  Result probe = existing->control().Call(MsgType::kCacheQuery, EncodeCacheId(0), Deadline::AfterMillis(1000), &reply);
+  return !probe.ok();
+}
+
 Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
                              LinkPtr* out, std::string* why) {
   if (hello.cluster_id == cluster_id_) {
@@ -403,7 +462,15 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     return chosen.code();
   }
   auto link = std::make_shared<lldd::Link>(hello.cluster_id, false, RandomU64(), RandomU64());
+  link->set_remote_instance(hello.instance_id);
   AttachChannels(link, socket, "", 0, "", transport);
+  LinkPtr existing;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(hello.cluster_id);
+    if (it != links_.end() && !it->second->closed()) existing = it->second;
+  }
+  if (existing && LinkIsStale(existing, hello)) existing->Close("replaced by a new link from the same cluster");
   LinkPtr replaced;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
@@ -511,7 +578,7 @@ Result Engine::DialData(const LinkPtr& link, ConnKind kind, const std::string& h
   hello.link_id = link->link_id();
   hello.link_secret = link->link_secret();
   HelloAck ack;
-  LDD_RETURN_IF_ERROR(Handshake(s.fd(), hello, deadline, &ack));
+  LDD_RETURN_IF_ERROR(Handshake(s.fd(), hello, "", deadline, &ack));
   *out = std::make_shared<Socket>(std::move(s));
   return Result::Ok();
 }
@@ -611,11 +678,13 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   Hello hello;
   hello.kind = ConnKind::kControl;
   hello.cluster_id = cluster_id_;
+  hello.instance_id = instance_id_;
   hello.role = static_cast<int32_t>(role_);
   hello.transport = options_.backend;
   hello.host_identity = host_identity_;
+  if (!options_.link_token.empty()) hello.auth_nonce = MakeAuthNonce();
   HelloAck ack;
-  r = Handshake(s.fd(), hello, deadline, &ack);
+  r = Handshake(s.fd(), hello, options_.link_token, deadline, &ack);
   // A refusal still names the server, and talking to the wrong server is
   // the more useful thing to report.
   if (ack.cluster_id != 0 && ack.cluster_id != cluster.remote_cluster_id)

@@ -80,6 +80,11 @@ class Engine {
   Result JoinShmChannel(const LinkPtr& link, const std::string& socket_name, Deadline deadline);
   void RevokeFromPeers(const std::vector<uint64_t>& region_ids);
   void HandleIncoming(std::shared_ptr<Socket> socket, std::string peer);
+  // Link token challenge (control/link_auth.h) of an incoming control connection.
+  Result AuthenticatePeer(int fd, const Hello& hello, uint64_t request_id);
+  // Whether a live link of a cluster that says hello again is stale (its
+  // peer restarted or dropped it) rather than held by a duplicate.
+  bool LinkIsStale(const LinkPtr& existing, const Hello& hello);
   Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
                        LinkPtr* link, std::string* why);
   Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
@@ -96,6 +101,7 @@ class Engine {
   Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
 
   const uint64_t cluster_id_;
+  const uint64_t instance_id_;
   llm_datadist::LlmRole role_;
   EngineOptions options_;
   bool initialized_ = false;

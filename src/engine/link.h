@@ -40,6 +40,10 @@ class Link {
     std::string local_host;
   };
   void set_address(Address a) { address_ = std::move(a); }
+  // The peer instance's random id (from its HELLO), to tell its restart
+  // from another instance that claims the same cluster id.
+  void set_remote_instance(uint64_t id) { remote_instance_ = id; }
+  uint64_t remote_instance() const { return remote_instance_; }
   const Address& address() const { return address_; }
 
   void Attach(std::shared_ptr<ControlChannel> control, std::shared_ptr<ConnectionPool> pool,
@@ -70,6 +74,7 @@ class Link {
   const uint64_t link_id_;
   const uint64_t link_secret_;
   Address address_;
+  uint64_t remote_instance_ = 0;
   std::shared_ptr<ControlChannel> control_;
   std::shared_ptr<ConnectionPool> pool_;
   std::unique_ptr<Endpoint> endpoint_;
