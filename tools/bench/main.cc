@@ -1,0 +1,315 @@
+// llm_datadist_bench: the project's performance figures.
+//
+// Each row measures one way of moving KV data (op, unit, block size,
+// blocks per call, transport, client threads, the serving side's memory
+// kind) and, in the same run, the two limits it is judged against: memcpy
+// of the same ranges in this process, and one plain TCP connection moving
+// the same bytes per call between the same two processes. The serving side
+// is a forked child on loopback, or `--listen` on another machine.
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_config.h"
+#include "bench/library_runner.h"
+#include "bench/memcpy_baseline.h"
+#include "bench/peer.h"
+#include "bench/peer_client.h"
+#include "bench/peer_protocol.h"
+#include "bench/report.h"
+#include "bench/socket_baseline.h"
+#include "common/child_process.h"
+#include "common/datadist_setup.h"
+#include "common/tcp.h"
+#include "common/transports.h"
+#include "common/units.h"
+
+namespace {
+
+using namespace lldd_bench;
+
+struct Args {
+  bool quick = false;
+  bool smoke = false;
+  bool json = false;
+  std::vector<std::string> transports;
+  std::vector<std::string> ops{"pull", "push"};
+  std::vector<std::string> units{"blocks", "cache"};
+  std::vector<std::string> block_sizes{"4K", "64K", "1M", "4M"};
+  std::vector<uint64_t> blocks_per_call{1, 16, 256, 4096};
+  std::vector<uint32_t> threads{1};
+  std::vector<std::string> memories{kMemoryAllocated, kMemoryRegistered};
+  uint32_t tensors = 1;
+  bool contiguous = false;
+  std::string max_call_bytes = "256M";
+  double seconds = 0.5;
+  uint64_t min_calls = 3;
+  uint64_t seed = 1;
+  std::string listen;
+  std::string connect;
+  bool once = false;
+  uint32_t tcp_connections = 0;
+  int64_t wait_ms = 60000;
+};
+
+int Fail(const std::string& why) {
+  std::fprintf(stderr, "llm_datadist_bench: FAILED: %s\n", why.c_str());
+  return 1;
+}
+
+std::string Describe(const Config& c) {
+  return std::string(OpName(c.op)) + " " + UnitName(c.unit) + " transport=" + c.transport + " memory=" + c.memory +
+         " block=" + lldd_tools::FormatBytes(c.block_bytes) + " n=" + std::to_string(c.blocks_per_call) +
+         " threads=" + std::to_string(c.threads);
+}
+
+bool BuildConfigs(const Args& a, const std::vector<std::string>& transports, std::vector<Config>* out,
+                  std::string* error) {
+  if (a.smoke) {
+    *out = SmokeSweep(transports);
+    return true;
+  }
+  if (a.quick) {
+    *out = QuickSweep(transports);
+    return true;
+  }
+  SweepSpec spec;
+  spec.transports = transports;
+  spec.memories = a.memories;
+  spec.ops.clear();
+  for (const auto& o : a.ops) {
+    if (o != "pull" && o != "push") return *error = "unknown op '" + o + "'", false;
+    spec.ops.push_back(o == "pull" ? Op::kPull : Op::kPush);
+  }
+  spec.units.clear();
+  for (const auto& u : a.units) {
+    if (u != "blocks" && u != "cache") return *error = "unknown unit '" + u + "'", false;
+    spec.units.push_back(u == "blocks" ? Unit::kBlocks : Unit::kCache);
+  }
+  for (const auto& m : a.memories)
+    if (m != kMemoryAllocated && m != kMemoryRegistered) return *error = "unknown memory kind '" + m + "'", false;
+  spec.block_sizes.clear();
+  for (const auto& s : a.block_sizes) {
+    uint64_t b;
+    if (!lldd_tools::ParseSize(s, &b) || b == 0) return *error = "bad block size '" + s + "'", false;
+    spec.block_sizes.push_back(b);
+  }
+  spec.blocks_per_call = a.blocks_per_call;
+  spec.threads = a.threads;
+  spec.tensors = a.tensors;
+  spec.contiguous = a.contiguous;
+  if (!lldd_tools::ParseSize(a.max_call_bytes, &spec.max_call_bytes))
+    return *error = "bad --max-call-bytes '" + a.max_call_bytes + "'", false;
+  *out = BuildSweep(spec);
+  if (out->empty()) return *error = "the sweep is empty (every call exceeds --max-call-bytes?)", false;
+  return true;
+}
+
+// --listen: serve benchmarking sessions from another machine.
+int RunListener(const Args& a) {
+  std::string host;
+  uint16_t port;
+  if (!lldd_tools::ParseHostPort(a.listen, &host, &port) || port == 0 || port > 65535 - kSocketPortOffset)
+    return Fail("--listen wants HOST:PORT with a fixed port");
+  std::string error;
+  SocketBaselineServer sockets;
+  if (!sockets.Start(host, static_cast<uint16_t>(port + kSocketPortOffset), &error)) return Fail(error);
+  int control = lldd_tools::TcpListen(host, static_cast<uint16_t>(port + kControlPortOffset), &error);
+  if (control < 0) return Fail(error);
+  std::fprintf(stderr, "llm_datadist_bench: serving on %s (library :%u, side channel :%u, raw-socket baseline :%u)\n",
+               host.c_str(), port, port + kControlPortOffset, port + kSocketPortOffset);
+  do {
+    int fd = ::accept4(control, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    lldd_tools::SetNoDelay(fd);
+    lldd_tools::LineChannel channel(fd, fd);
+    ServePeerSession(channel, host, port, sockets.port());
+    std::fprintf(stderr, "llm_datadist_bench: session ended\n");
+  } while (!a.once);
+  ::close(control);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Args a;
+  CLI::App app{"llm_datadist benchmark: KV-cache transfer speed against memcpy and a raw TCP socket, measured in "
+               "the same run. Spawns its own serving peer on loopback unless --connect is given."};
+  app.add_flag("--quick", a.quick, "a short fixed sweep (about 15 s on 2 cores); only --transports applies");
+  app.add_flag("--smoke", a.smoke, "a few tiny verified configs (under a second), for tests; only --transports applies");
+  app.add_flag("--json", a.json, "one JSON object per row instead of a table");
+  app.add_option("--transports", a.transports,
+                 "data paths to compare (default: every known one this build has): " + lldd_tools::KnownTransportsHelp())
+      ->delimiter(',');
+  app.add_option("--ops", a.ops, "pull,push")->delimiter(',')->capture_default_str();
+  app.add_option("--units", a.units, "blocks (Pull/PushKvBlocks), cache (Pull/PushKvCache of one [batch,row] row)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--block-sizes", a.block_sizes, "bytes per block per tensor (4K..4M)")->delimiter(',')->capture_default_str();
+  app.add_option("--blocks-per-call", a.blocks_per_call, "blocks per call (1..4096)")->delimiter(',')->capture_default_str();
+  app.add_option("--threads", a.threads, "client threads calling at once on one instance")->delimiter(',')->capture_default_str();
+  app.add_option("--memory", a.memories, "the serving side's caches: allocated (AllocateCache), registered (RegisterKvCache)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--tensors", a.tensors, "tensors per cache (a block moves once per tensor)")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_flag("--contiguous", a.contiguous, "block lists 0..n-1 on both sides (merged) instead of random permutations");
+  app.add_option("--max-call-bytes", a.max_call_bytes, "skip configs moving more per call")->capture_default_str();
+  app.add_option("--seconds", a.seconds, "time per config")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--min-calls", a.min_calls, "calls per config at least")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--seed", a.seed, "seed of the block lists")->capture_default_str();
+  auto* listen = app.add_option("--listen", a.listen, "serve on HOST:PORT for a --connect run on another machine "
+                                "(uses PORT, PORT+1 and PORT+2)");
+  app.add_option("--connect", a.connect, "benchmark against a --listen HOST:PORT")->excludes(listen);
+  app.add_flag("--once", a.once, "with --listen: exit after one session");
+  app.add_option("--tcp-connections", a.tcp_connections, "llm.TcpConnectionsPerLink on both sides (0: default)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--wait-ms", a.wait_ms, "OPTION_SYNC_CACHE_WAIT_TIME on both sides")->capture_default_str()->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  if (!a.listen.empty()) return RunListener(a);
+
+  LoopLimits limits{a.seconds, a.min_calls, 1000000};
+  if (a.quick) limits = {0.3, 3, 1000000};
+  if (a.smoke) limits = {0.02, 2, 1000};
+  const bool explicit_transports = !a.transports.empty();
+  const std::vector<std::string> transports = explicit_transports ? a.transports : lldd_tools::KnownTransportNames();
+  std::vector<Config> configs;
+  std::string error;
+  if (!BuildConfigs(a, transports, &configs, &error)) return Fail(error);
+
+  // The peer first: this process must not have started threads (see child_process.h).
+  std::string host = "127.0.0.1";
+  std::unique_ptr<lldd_tools::ChildProcess> child;
+  std::unique_ptr<lldd_tools::LineChannel> remote_channel;
+  lldd_tools::LineChannel* channel;
+  if (a.connect.empty()) {
+    child = lldd_tools::ChildProcess::Fork([](lldd_tools::LineChannel& ch) {
+      SocketBaselineServer sockets;
+      std::string why;
+      if (!sockets.Start("127.0.0.1", 0, &why)) {
+        ch.WriteLine("error " + why);
+        return 2;
+      }
+      return ServePeerSession(ch, "127.0.0.1", 0, sockets.port());
+    });
+    if (!child) return Fail("cannot fork the serving peer");
+    channel = &child->channel();
+  } else {
+    uint16_t port;
+    if (!lldd_tools::ParseHostPort(a.connect, &host, &port)) return Fail("--connect wants HOST:PORT");
+    int fd = lldd_tools::TcpConnect(host, static_cast<uint16_t>(port + kControlPortOffset), 10000, &error);
+    if (fd < 0) return Fail("cannot reach the --listen side: " + error);
+    lldd_tools::SetNoDelay(fd);
+    remote_channel = std::make_unique<lldd_tools::LineChannel>(fd, fd);
+    channel = remote_channel.get();
+  }
+  PeerClient peer(*channel);
+  uint16_t socket_port = 0;
+  if (!peer.Hello(&socket_port, &error)) return Fail(error);
+  SocketBaselineClient socket;
+  if (!socket.Connect(host, socket_port, &error)) return Fail("raw-socket baseline: " + error);
+
+  if (!a.json) {
+    std::printf("llm_datadist_bench: %zu configs, %.2f s or %llu calls each; serving side %s; block lists %s\n",
+                configs.size(), limits.min_seconds, static_cast<unsigned long long>(limits.min_calls),
+                a.connect.empty() ? "a forked child on loopback" : a.connect.c_str(),
+                a.contiguous ? "contiguous" : "random permutations");
+    std::printf("GB/s = 1e9 B/s over all client threads. Limits, same run: memcpy = the same ranges copied by 1 thread "
+                "in this process, mc_all = by all %u cores; socket = 1 plain TCP connection, same bytes per call "
+                "between the same processes; x = row / limit\n",
+                std::clamp(std::thread::hardware_concurrency(), 1U, 16U));
+    PrintTableHeader(stdout);
+  }
+
+  std::map<std::tuple<Unit, uint32_t, uint64_t, uint64_t, bool>, MemcpyResult> memcpy_cache;
+  std::map<std::pair<Op, uint64_t>, BaselineResult> socket_cache;
+  int rows = 0;
+  int status = 0;
+  for (size_t i = 0; i < configs.size() && status == 0;) {
+    const std::string transport = configs[i].transport;
+    size_t end = i;
+    while (end < configs.size() && configs[end].transport == transport) ++end;
+    const size_t begin = i;
+    i = end;
+
+    uint16_t lib_port = 0;
+    auto init = peer.Init(transport, a.wait_ms, a.tcp_connections, &lib_port, &error);
+    if (init == PeerClient::InitResult::kUnavailable && !explicit_transports) {
+      std::fprintf(stderr, "note: transport '%s' skipped: %s\n", transport.c_str(), error.c_str());
+      continue;
+    }
+    if (init != PeerClient::InitResult::kOk) {
+      status = Fail("transport " + transport + ": " + error);
+      break;
+    }
+    lldd_tools::InstanceConfig ic{"", transport, a.wait_ms, a.tcp_connections};
+    auto dd = lldd_tools::StartInstance(kBenchClusterId, llm_datadist::LlmRole::kDecoder, ic, &error);
+    if (!dd || !lldd_tools::LinkTo(*dd, kPeerClusterId, host, lib_port, 10000, &error)) {
+      status = Fail("transport " + transport + ": " + error);
+      break;
+    }
+    const std::string link = dd->GetLinkTransport(kPeerClusterId);
+    LibraryRunner runner(*dd, peer, limits, a.seed);
+    for (size_t k = begin; k < end; ++k) {
+      Row row;
+      row.config = configs[k];
+      row.link = link;
+      if (!runner.Run(row.config, &row.library, &error)) {
+        status = Fail(Describe(row.config) + ": " + error);
+        break;
+      }
+      const Config& c = row.config;
+      auto mkey = std::make_tuple(c.unit, c.tensors, c.block_bytes, c.blocks_per_call, c.contiguous);
+      auto m = memcpy_cache.find(mkey);
+      if (m == memcpy_cache.end()) {
+        MemcpyResult b;
+        if (!MeasureMemcpy(c, runner.ListsFor(c, 0), limits, &b, &error)) {
+          status = Fail(error);
+          break;
+        }
+        m = memcpy_cache.emplace(mkey, b).first;
+      }
+      row.memcpy = m->second;
+      auto skey = std::make_pair(c.op, c.bytes_per_call());
+      auto s = socket_cache.find(skey);
+      if (s == socket_cache.end()) {
+        BaselineResult b;
+        if (!socket.Measure(c.op == Op::kPush, c.bytes_per_call(), limits, &b, &error)) {
+          status = Fail(error);
+          break;
+        }
+        s = socket_cache.emplace(skey, b).first;
+      }
+      row.socket = s->second;
+      if (a.json) {
+        std::printf("%s\n", JsonRow(row).c_str());
+        std::fflush(stdout);
+      } else {
+        PrintTableRow(stdout, row);
+      }
+      ++rows;
+    }
+    runner.ReleaseCaches();
+    dd->Finalize();
+  }
+
+  peer.Quit();
+  if (child) {
+    int code = child->WaitOrKill(10000);
+    if (code != 0 && status == 0) status = Fail("the serving peer exited with status " + std::to_string(code));
+  }
+  if (status == 0 && rows == 0) status = Fail("no config ran (no transport available?)");
+  if (status == 0 && !a.json) std::printf("%d rows, every config's data verified\n", rows);
+  return status;
+}
