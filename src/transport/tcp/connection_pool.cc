@@ -10,6 +10,10 @@ ConnectionPool::ConnectionPool(size_t max_connections, Dialer dialer)
 Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out) {
   out->clear();
   want = std::clamp<size_t>(want, 1, max_);
+  // A single-connection (small) request may open connections beyond the
+  // striping width, so that it never queues behind a large transfer that
+  // holds them all.
+  const size_t limit = want == 1 ? 2 * max_ : max_;
   std::unique_lock<std::mutex> lock(mu_);
   while (out->size() < want) {
     if (closed_) break;
@@ -18,7 +22,7 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
       idle_.pop_back();
       continue;
     }
-    if (owned_ + dialing_ + promised_ < max_) {
+    if (owned_ + dialing_ + promised_ < limit) {
       ++dialing_;
       lock.unlock();
       SocketPtr dialed;
@@ -41,7 +45,7 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
     }
     if (!out->empty()) break;  // some parallelism now beats more later
     if (!cv_.wait_until(lock, deadline.when(),
-                        [&] { return closed_ || !idle_.empty() || owned_ + dialing_ + promised_ < max_; }))
+                        [&] { return closed_ || !idle_.empty() || owned_ + dialing_ + promised_ < limit; }))
       return Result::Timeout("no data connection became free in time");
   }
   if (closed_) {
@@ -54,7 +58,8 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
 
 void ConnectionPool::Release(SocketPtr socket) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) {
+  if (closed_ || idle_.size() >= max_) {
+    // Closed, or a burst connection beyond the usual width: let it go.
     socket->Shutdown();
     --owned_;
   } else {

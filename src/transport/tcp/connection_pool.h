@@ -33,7 +33,8 @@ class ConnectionPool {
   ConnectionPool(size_t max_connections, Dialer dialer);
 
   // Hands out between 1 and `want` connections; dials new ones while below
-  // the maximum, waits for a released one otherwise.
+  // the maximum, waits for a released one otherwise. A request for one
+  // connection may go up to twice the maximum (see the .cc).
   Result Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out);
   void Release(SocketPtr socket);
   void Discard(const SocketPtr& socket);
