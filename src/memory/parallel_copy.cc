@@ -81,6 +81,14 @@ class CopyPool {
 
 }  // namespace
 
+void RunOnCopyThreads(std::vector<std::function<void()>>& jobs) {
+  if (jobs.empty()) return;
+  if (jobs.size() == 1 || !CopyPool::Instance().TryRun(jobs))
+    for (auto& job : jobs) job();
+}
+
+unsigned CopyThreadCount() { return CopyPool::Instance().helpers() + 1; }
+
 void ParallelCopy(const std::vector<CopyTask>& tasks, unsigned max_threads) {
   size_t total = 0;
   for (const CopyTask& t : tasks) total += t.length;

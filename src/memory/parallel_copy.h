@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace lldd {
@@ -20,6 +21,13 @@ struct CopyTask {
 
 // Below this many bytes a copy runs on the calling thread alone.
 constexpr size_t kParallelCopyThreshold = 8U << 20;
+
+// Runs `jobs` on the copy threads (one on the caller) and returns when all
+// are done; runs them one after another on the caller when the threads are
+// busy with another caller's work.
+void RunOnCopyThreads(std::vector<std::function<void()>>& jobs);
+// How many threads RunOnCopyThreads spreads over (caller included).
+unsigned CopyThreadCount();
 
 // Copies every task; `max_threads` bounds the threads used (0: one per
 // core, at most 8). Ranges must not overlap one another.

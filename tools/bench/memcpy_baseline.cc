@@ -1,6 +1,10 @@
 #include "bench/memcpy_baseline.h"
 
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -58,6 +62,43 @@ std::vector<std::vector<Copy>> Deal(const std::vector<Copy>& copies, unsigned n)
   return shares;
 }
 
+// process_vm_readv of `copies` (sources in `owner`) in batches of IOV_MAX.
+bool ReadFrom(pid_t owner, const std::vector<Copy>& copies) {
+  constexpr size_t kBatch = 1024;
+  iovec local[kBatch];
+  iovec remote[kBatch];
+  for (size_t i = 0; i < copies.size(); i += kBatch) {
+    size_t n = std::min(kBatch, copies.size() - i);
+    size_t want = 0;
+    for (size_t k = 0; k < n; ++k) {
+      local[k] = {copies[i + k].dst, copies[i + k].length};
+      remote[k] = {const_cast<uint8_t*>(copies[i + k].src), copies[i + k].length};
+      want += copies[i + k].length;
+    }
+    if (process_vm_readv(owner, local, n, remote, n, 0) != static_cast<ssize_t>(want)) return false;
+  }
+  return true;
+}
+
+// The source pages live on in a forked child (the same addresses, shared
+// copy-on-write), which this process then reads with cross-memory attach.
+double MeasureCrossMemoryAttach(const std::vector<Copy>& copies, const Config& config, const LoopLimits& limits) {
+  pid_t child = fork();
+  if (child < 0) return 0;
+  if (child == 0) {
+    for (;;) pause();
+  }
+  double gbps = 0;
+  if (ReadFrom(child, copies)) {
+    LoopResult r = RunTimed(limits, Clock::now(), [&] { return ReadFrom(child, copies); });
+    gbps = lldd_tools::GigabytesPerSecond(static_cast<double>(config.bytes_per_call()) * static_cast<double>(r.calls),
+                                          Seconds(r.start, r.end));
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  return gbps;
+}
+
 }  // namespace
 
 bool MeasureMemcpy(const Config& config, const BlockLists& lists, const LoopLimits& limits, MemcpyResult* out,
@@ -84,6 +125,8 @@ bool MeasureMemcpy(const Config& config, const BlockLists& lists, const LoopLimi
   out->one_thread.gbps = lldd_tools::GigabytesPerSecond(call_bytes * static_cast<double>(r.calls), Seconds(r.start, r.end));
   out->one_thread.p50_us = r.latency_us.Percentile(50);
   out->one_thread.p99_us = r.latency_us.Percentile(99);
+
+  out->cma_gbps = MeasureCrossMemoryAttach(copies, config, limits);
 
   // No barrier per call: each thread repeats its share for the time budget,
   // so the figure is bandwidth, not synchronisation.

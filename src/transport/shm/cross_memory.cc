@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <mutex>
+
+#include "memory/parallel_copy.h"
 
 namespace lldd {
 namespace {
@@ -47,6 +51,49 @@ Result CrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, boo
     }
   }
   return Result::Ok();
+}
+
+}  // namespace lldd
+
+namespace lldd {
+
+Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write) {
+  uint64_t total = 0;
+  for (const RemoteCopy& c : copies) total += c.length;
+  const unsigned threads = static_cast<unsigned>(
+      std::min<uint64_t>(CopyThreadCount(), total / (kParallelCopyThreshold / 4)));
+  if (threads <= 1) return CrossMemoryTransfer(pid, copies, write);
+  std::vector<std::vector<RemoteCopy>> parts(threads);
+  const uint64_t per = (total + threads - 1) / threads;
+  size_t part = 0;
+  uint64_t filled = 0;
+  for (RemoteCopy c : copies) {
+    while (c.length > 0) {
+      uint64_t take = part + 1 == threads ? c.length : std::min(c.length, per - filled);
+      parts[part].push_back({c.local, c.remote_address, take});
+      c.local += take;
+      c.remote_address += take;
+      c.length -= take;
+      filled += take;
+      if (filled >= per && part + 1 < threads) {
+        ++part;
+        filled = 0;
+      }
+    }
+  }
+  std::mutex mu;
+  Result first_error;
+  std::vector<std::function<void()>> jobs;
+  for (auto& p : parts) {
+    if (p.empty()) continue;
+    jobs.push_back([&, &p = p] {
+      Result r = CrossMemoryTransfer(pid, p, write);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!r.ok() && first_error.ok()) first_error = r;
+    });
+  }
+  RunOnCopyThreads(jobs);
+  return first_error;
 }
 
 }  // namespace lldd

@@ -21,6 +21,9 @@ struct RemoteCopy {
 };
 
 Result CrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write);
+// The same, split over the copy threads when the bytes are many (each
+// thread's system calls pin and copy their own share).
+Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write);
 
 }  // namespace lldd
 

@@ -277,7 +277,7 @@ Result ShmEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline 
     }
     ParallelCopy(copies);
     if (!attach.empty()) {
-      Result r = CrossMemoryTransfer(peer_pid_, attach, write);
+      Result r = ParallelCrossMemoryTransfer(peer_pid_, attach, write);
       if (r.code() == llm_datadist::LLM_FEATURE_NOT_ENABLED) {
         if (cross_memory_allowed_.exchange(false))
           LDD_LOG(Warn) << r.message() << "; registered memory of cluster " << peer_cluster_id_
