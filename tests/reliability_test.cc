@@ -24,13 +24,6 @@ namespace {
 
 constexpr uint64_t kServerId = 71;
 
-bool RowMatches(const Cache& c, uint32_t t, uint64_t row, uint64_t cols, int64_t seed, uint32_t st, uint64_t srow) {
-  const auto* p = reinterpret_cast<const int32_t*>(c.tensor_addrs[t]) + row * cols;
-  for (uint64_t col = 0; col < cols; ++col)
-    if (p[col] != Pattern(seed, st, srow, col)) return false;
-  return true;
-}
-
 int64_t ElapsedMs(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
 }
@@ -72,7 +65,7 @@ TEST(LinkToken, OnlyPeersSharingTheTokenLink) {
       Cache local;
       ASSERT_EQ(client.AllocateCache(Int32Desc(2, 4, 16), local), LLM_SUCCESS);
       ASSERT_EQ(client.PullKvCache(CacheIndex{kServerId, remote, 1}, local, 2), LLM_SUCCESS);
-      EXPECT_TRUE(RowMatches(local, 1, 2, 16, 3, 1, 1));
+      EXPECT_TRUE(lldd_test::RowHolds(local, 1, 2, 16, 3, 1, 1));
     }
   }
 }
@@ -129,7 +122,7 @@ TEST(Cycles, ThousandLinkUnlinkCyclesLeakNothingOnEitherSide) {
     EXPECT_LE(theirs_after.threads, theirs.threads);
     EXPECT_EQ(theirs_after.mappings, theirs.mappings);
     EXPECT_LT(theirs_after.heap_bytes, theirs.heap_bytes + (256 << 10)) << "server heap grew";
-    EXPECT_TRUE(RowMatches(local, 1, 0, 16, 4, 1, 3));
+    EXPECT_TRUE(lldd_test::RowHolds(local, 1, 0, 16, 4, 1, 3));
   }
 }
 
@@ -198,8 +191,8 @@ TEST(Concurrency, ManyThreadsPullPushRegisterAndLinkAtOnce) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0) << LlmDataDist::GetLastErrorMessage();
   for (uint64_t r = 0; r < kRowsPerThread * kThreads; ++r) {
-    ASSERT_TRUE(RowMatches(local, 0, r, kCols, 5, 0, r)) << r;
-    ASSERT_TRUE(RowMatches(local, 1, r, kCols, 5, 1, r)) << r;
+    ASSERT_TRUE(lldd_test::RowHolds(local, 0, r, kCols, 5, 0, r)) << r;
+    ASSERT_TRUE(lldd_test::RowHolds(local, 1, r, kCols, 5, 1, r)) << r;
   }
   EXPECT_EQ(server.ReadRow(sink, 1, 9)[77], Pattern(5, 1, 9, 77));
 }
@@ -271,7 +264,7 @@ TEST(Scale, OneServerHolds512Clients) {
     ASSERT_EQ(clients[i]->AllocateCache(Int32Desc(2, 8, 16), local), LLM_SUCCESS);
     ASSERT_EQ(clients[i]->PullKvCache(CacheIndex{kServerId, remote, 3}, local, 0), LLM_SUCCESS)
         << LlmDataDist::GetLastErrorMessage();
-    EXPECT_TRUE(RowMatches(local, 1, 0, 16, 8, 1, 3));
+    EXPECT_TRUE(lldd_test::RowHolds(local, 1, 0, 16, 8, 1, 3));
   }
   clients.clear();
 }
@@ -311,7 +304,7 @@ TEST(Faults, CutLinkMidPullReturnsInTimeAndRelinks) {
   // The other link works while the cut one is stuck.
   EXPECT_EQ(client.PullKvCache(CacheIndex{78, near_remote, 1}, near_local, 1), LLM_SUCCESS)
       << LlmDataDist::GetLastErrorMessage();
-  EXPECT_TRUE(RowMatches(near_local, 0, 1, 16, 10, 0, 1));
+  EXPECT_TRUE(lldd_test::RowHolds(near_local, 0, 1, 16, 10, 0, 1));
   puller.join();
   EXPECT_TRUE(cut_status == LLM_TIMEOUT || cut_status == LLM_LINK_FAILED) << std::hex << cut_status;
   EXPECT_LT(cut_ms, 2000 + 1500);
@@ -327,7 +320,7 @@ TEST(Faults, CutLinkMidPullReturnsInTimeAndRelinks) {
       << LlmDataDist::GetLastErrorMessage();
   ASSERT_EQ(client.PullKvBlocks(CacheIndex{kServerId, remote}, local, {5, 6}, {5, 6}), LLM_SUCCESS)
       << LlmDataDist::GetLastErrorMessage();
-  EXPECT_TRUE(RowMatches(local, 1, 6, kCols, 9, 1, 6));
+  EXPECT_TRUE(lldd_test::RowHolds(local, 1, 6, kCols, 9, 1, 6));
 }
 
 TEST(Faults, PeerRestartedOnSamePortCanBeRelinked) {
@@ -343,7 +336,7 @@ TEST(Faults, PeerRestartedOnSamePortCanBeRelinked) {
   Cache local;
   ASSERT_EQ(client.AllocateCache(Int32Desc(2, 4, 16), local), LLM_SUCCESS);
   ASSERT_EQ(client.PullKvCache(CacheIndex{kServerId, remote, 2}, local, 3), LLM_SUCCESS);
-  EXPECT_TRUE(RowMatches(local, 0, 3, 16, 12, 0, 2));
+  EXPECT_TRUE(lldd_test::RowHolds(local, 0, 3, 16, 12, 0, 2));
 }
 
 }  // namespace

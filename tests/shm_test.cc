@@ -9,8 +9,6 @@
 #include <unistd.h>
 
 #include <cstddef>
-#include <dirent.h>
-#include <fstream>
 
 #include "llm_datadist/llm_datadist.h"
 #include "netns.h"
@@ -28,29 +26,11 @@ namespace {
 constexpr uint64_t kServerId = 61;
 constexpr uint64_t kClientId = 62;
 
-size_t CountDir(const char* path) {
-  size_t n = 0;
-  if (DIR* d = opendir(path)) {
-    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
-    closedir(d);
-  }
-  return n;
-}
-
-size_t CountMappings(const char* needle) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  size_t n = 0;
-  while (std::getline(maps, line)) n += line.find(needle) != std::string::npos;
-  return n;
-}
-
 bool RowMatches(const Cache& c, uint32_t t, uint64_t row, int64_t seed, uint32_t st, uint64_t srow) {
-  const auto* p = reinterpret_cast<const int32_t*>(c.tensor_addrs[t]) + row * 16;
-  for (uint64_t col = 0; col < 16; ++col)
-    if (p[col] != Pattern(seed, st, srow, col)) return false;
-  return true;
+  return lldd_test::RowHolds(c, t, row, 16, seed, st, srow);
 }
+
+size_t Mappings() { return lldd_test::ResourceCounts::Now().mappings; }
 
 std::unique_ptr<LlmDataDist> LinkedClient(uint16_t port, const char* backend, Status* link_status,
                                           const char* ip = "127.0.0.1") {
@@ -115,12 +95,12 @@ TEST(Shm, DeallocateRevokesTheMappingBeforeItReturns) {
   ASSERT_EQ(st, LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
   Cache local;
   ASSERT_EQ(client->AllocateCache(Int32Desc(2, 8, 16), local), LLM_SUCCESS);
-  const size_t own_mappings = CountMappings("llm_datadist_cache");
+  const size_t own_mappings = Mappings();
   ASSERT_EQ(client->PullKvBlocks(CacheIndex{kServerId, remote}, local, {1}, {1}), LLM_SUCCESS);
-  EXPECT_EQ(CountMappings("llm_datadist_cache"), own_mappings + 1) << "the peer's cache is mapped once";
+  EXPECT_EQ(Mappings(), own_mappings + 1) << "the peer's cache is mapped once";
   ASSERT_EQ(server.Command("dealloc " + std::to_string(remote)), "ok");
   // The server's DeallocateCache returned only after we dropped the mapping.
-  EXPECT_EQ(CountMappings("llm_datadist_cache"), own_mappings);
+  EXPECT_EQ(Mappings(), own_mappings);
   EXPECT_EQ(client->PullKvBlocks(CacheIndex{kServerId, remote}, local, {2}, {2}), LLM_KV_CACHE_NOT_EXIST);
   EXPECT_TRUE(RowMatches(local, 0, 1, 7, 0, 1));
   const auto* row2 = reinterpret_cast<const int32_t*>(local.tensor_addrs[0]) + 2 * 16;
@@ -186,19 +166,20 @@ TEST(Shm, DeadPeersLeaveNoMappingDescriptorOrThread) {
   };
   cycle(0);  // warm-up: lazily started helpers exist from here on
   usleep(200000);
-  const size_t fds = CountDir("/proc/self/fd");
-  const size_t threads = CountDir("/proc/self/task");
-  const size_t mappings = CountMappings("llm_datadist_cache");
+  const lldd_test::ResourceCounts before = lldd_test::ResourceCounts::Now();
   for (int i = 1; i <= 200; ++i) {
     cycle(i);
     if (HasFatalFailure()) return;
   }
   // Threads of the last link end asynchronously; give them a moment.
-  for (int i = 0; i < 150 && (CountDir("/proc/self/fd") > fds || CountDir("/proc/self/task") > threads); ++i)
+  lldd_test::ResourceCounts after = lldd_test::ResourceCounts::Now();
+  for (int i = 0; i < 150 && (after.fds > before.fds || after.threads > before.threads); ++i) {
     usleep(20000);
-  EXPECT_EQ(CountDir("/proc/self/fd"), fds);
-  EXPECT_EQ(CountMappings("llm_datadist_cache"), mappings);
-  EXPECT_LE(CountDir("/proc/self/task"), threads);
+    after = lldd_test::ResourceCounts::Now();
+  }
+  EXPECT_EQ(after.fds, before.fds);
+  EXPECT_EQ(after.mappings, before.mappings);
+  EXPECT_LE(after.threads, before.threads);
   EXPECT_TRUE(RowMatches(local, 0, 1, 10, 0, 1));
 }
 

@@ -136,10 +136,6 @@ void WriteLine(int fd, const std::string& line) {
       WriteLine(out, text);
     } else if (cmd == "stats") {
       WriteLine(out, ResourceCounts::Now().ToString());
-    } else if (cmd == "hang") {
-      // Stops answering anything: the process stays, its threads freeze.
-      WriteLine(out, "ok");
-      ::kill(getpid(), SIGSTOP);
     } else {
       WriteLine(out, "error unknown command");
     }
@@ -261,6 +257,13 @@ void ForkedServer::Kill() {
   pid_ = -1;
 }
 
+void ForkedServer::Freeze() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);
+  int status = 0;
+  waitpid(pid_, &status, WUNTRACED);
+}
+
 int ForkedServer::Stop() {
   if (pid_ <= 0) return -1;
   WriteLine(to_child_, "quit");
@@ -268,6 +271,14 @@ int ForkedServer::Stop() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool RowHolds(const Cache& cache, uint32_t t, uint64_t row, uint64_t cols, int64_t seed, uint32_t src_tensor,
+              uint64_t src_row) {
+  const auto* p = reinterpret_cast<const int32_t*>(cache.tensor_addrs[t]) + row * cols;
+  for (uint64_t col = 0; col < cols; ++col)
+    if (p[col] != Pattern(seed, src_tensor, src_row, col)) return false;
+  return true;
 }
 
 void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols, int64_t seed) {

@@ -55,7 +55,8 @@ class ForkedServer {
   int64_t AllocateInt32(uint32_t num_tensors, uint64_t rows, uint64_t cols, int64_t seed);
   std::vector<int32_t> ReadRow(int64_t cache_id, uint32_t tensor, uint64_t row);
   ResourceCounts Stats();
-  void Kill();  // SIGKILL, no goodbye
+  void Kill();    // SIGKILL, no goodbye
+  void Freeze();  // SIGSTOP; returns once the child is stopped
   int Stop();   // asks the child to finalize and exit; returns its status
 
  private:
@@ -64,6 +65,11 @@ class ForkedServer {
   int from_child_ = -1;
   uint16_t port_ = 0;
 };
+
+// Row `row` of tensor `t` of an int32 [rows, cols] cache holds what
+// FillPattern(seed) put in row `src_row` of tensor `src_tensor`.
+bool RowHolds(const llm_datadist::Cache& cache, uint32_t t, uint64_t row, uint64_t cols, int64_t seed,
+              uint32_t src_tensor, uint64_t src_row);
 
 // Fills every tensor of a [rows, cols] int32 cache with Pattern(seed, ...).
 void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols, int64_t seed);

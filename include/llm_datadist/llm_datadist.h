@@ -67,6 +67,8 @@ class LlmDataDist {
 
   // The reason for the last failed call on this thread ("" if none failed).
   static const char* GetLastErrorMessage();
+  // The name of a status code ("LLM_TIMEOUT"); "UNKNOWN" for other values.
+  static const char* GetStatusName(Status status);
   // The port this instance listens on (useful after listening on port 0);
   // 0 for a client.
   uint16_t GetListenPort() const;

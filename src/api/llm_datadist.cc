@@ -121,6 +121,8 @@ Status LlmDataDist::CopyKvBlocks(const Cache& src_cache, const Cache& dst_cache,
 
 const char* LlmDataDist::GetLastErrorMessage() { return lldd::LastErrorMessage().c_str(); }
 
+const char* LlmDataDist::GetStatusName(Status status) { return lldd::StatusName(status); }
+
 uint16_t LlmDataDist::GetListenPort() const { return impl_->engine.listen_port(); }
 
 const char* LlmDataDist::GetLinkTransport(uint64_t remote_cluster_id) const {

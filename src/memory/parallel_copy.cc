@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/split_evenly.h"
+
 namespace lldd {
 namespace {
 
@@ -96,36 +98,21 @@ void ParallelCopy(const std::vector<CopyTask>& tasks, unsigned max_threads) {
     CopyAll(tasks);
     return;
   }
-  CopyPool& pool = CopyPool::Instance();
-  unsigned threads = pool.helpers() + 1;
+  unsigned threads = CopyThreadCount();
   if (max_threads != 0) threads = std::min(threads, max_threads);
   threads = static_cast<unsigned>(std::min<size_t>(threads, total / (kParallelCopyThreshold / 4)));
   if (threads <= 1) {
     CopyAll(tasks);
     return;
   }
-  // Cut the ranges into `threads` parts of equal bytes.
-  std::vector<std::vector<CopyTask>> parts(threads);
-  const size_t per = (total + threads - 1) / threads;
-  size_t part = 0, filled = 0;
-  for (CopyTask t : tasks) {
-    while (t.length > 0) {
-      size_t take = part + 1 == threads ? t.length : std::min(t.length, per - filled);
-      parts[part].push_back({t.dst, t.src, take});
-      t.dst = static_cast<uint8_t*>(t.dst) + take;
-      t.src = static_cast<const uint8_t*>(t.src) + take;
-      t.length -= take;
-      filled += take;
-      if (filled >= per && part + 1 < threads) {
-        ++part;
-        filled = 0;
-      }
-    }
-  }
+  auto parts = SplitEvenly(tasks, threads, [](CopyTask& t, size_t n) {
+    t.dst = static_cast<uint8_t*>(t.dst) + n;
+    t.src = static_cast<const uint8_t*>(t.src) + n;
+  });
   std::vector<std::function<void()>> jobs;
   for (auto& p : parts)
     if (!p.empty()) jobs.push_back([&p] { CopyAll(p); });
-  if (!pool.TryRun(jobs)) CopyAll(tasks);
+  RunOnCopyThreads(jobs);
 }
 
 }  // namespace lldd

@@ -37,17 +37,6 @@ Result ResolveNumeric(const std::string& host, uint16_t port, sockaddr_storage* 
   return Result::Ok();
 }
 
-// Waits until fd is ready for `events`; false on deadline.
-bool WaitFor(int fd, short events, Deadline deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    int rc = ::poll(&p, 1, deadline.RemainingMillisForPoll());
-    if (rc > 0) return true;
-    if (rc == 0) return false;
-    if (errno != EINTR) return true;  // let the I/O call report the error
-  }
-}
-
 }  // namespace
 
 void Socket::Close() {
@@ -169,7 +158,7 @@ Result Connect(const std::string& host, uint16_t port, const std::string& local_
   if (rc != 0 && errno != EINPROGRESS)
     return Result::LinkFailed(Msg("connect to ", host, ":", port, ": ", std::strerror(errno)));
   if (rc != 0) {
-    if (!WaitFor(s.fd(), POLLOUT, deadline))
+    if (!WaitForEvents(s.fd(), POLLOUT, deadline))
       return Result::Timeout(Msg("connect to ", host, ":", port, " timed out"));
     int err = 0;
     socklen_t elen = sizeof(err);
@@ -267,7 +256,7 @@ Result SendAll(int fd, IovCursor& cursor, Deadline deadline) {
     IoStep step = SendSome(fd, cursor);
     if (step == IoStep::kProgress) continue;
     if (step == IoStep::kWouldBlock) {
-      if (!WaitFor(fd, POLLOUT, deadline)) return Result::Timeout("send timed out");
+      if (!WaitForEvents(fd, POLLOUT, deadline)) return Result::Timeout("send timed out");
       continue;
     }
     return Result::LinkFailed(step == IoStep::kClosed ? "connection closed by peer"
@@ -281,7 +270,7 @@ Result RecvAll(int fd, IovCursor& cursor, Deadline deadline) {
     IoStep step = RecvSome(fd, cursor);
     if (step == IoStep::kProgress) continue;
     if (step == IoStep::kWouldBlock) {
-      if (!WaitFor(fd, POLLIN, deadline)) return Result::Timeout("receive timed out");
+      if (!WaitForEvents(fd, POLLIN, deadline)) return Result::Timeout("receive timed out");
       continue;
     }
     return Result::LinkFailed(step == IoStep::kClosed ? "connection closed by peer"
@@ -302,6 +291,16 @@ Result RecvAll(int fd, void* data, size_t len, Deadline deadline) {
   return RecvAll(fd, c, deadline);
 }
 
-bool WaitReadable(int fd, Deadline deadline) { return WaitFor(fd, POLLIN, deadline); }
+bool WaitReadable(int fd, Deadline deadline) { return WaitForEvents(fd, POLLIN, deadline); }
+
+bool WaitForEvents(int fd, short events, Deadline deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int rc = ::poll(&p, 1, deadline.RemainingMillisForPoll());
+    if (rc > 0) return true;
+    if (rc == 0) return false;
+    if (errno != EINTR) return true;
+  }
+}
 
 }  // namespace lldd

@@ -102,6 +102,9 @@ Result SendAll(int fd, const void* data, size_t len, Deadline deadline);
 Result RecvAll(int fd, void* data, size_t len, Deadline deadline);
 // Waits for fd readable (or closed); false on timeout.
 bool WaitReadable(int fd, Deadline deadline);
+// Waits for poll() `events` on fd; false on timeout (true on error, so that
+// the following I/O call reports it).
+bool WaitForEvents(int fd, short events, Deadline deadline);
 
 }  // namespace lldd
 

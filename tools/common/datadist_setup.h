@@ -35,7 +35,6 @@ bool LinkTo(llm_datadist::LlmDataDist& dd, uint64_t remote_cluster, const std::s
 
 // "LLM_PARAM_INVALID (0x5010B005): <this thread's last error message>".
 std::string DescribeFailure(llm_datadist::Status status);
-const char* StatusName(llm_datadist::Status status);
 
 bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port);
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <mutex>
 
+#include "common/split_evenly.h"
 #include "memory/parallel_copy.h"
 
 namespace lldd {
@@ -63,24 +64,10 @@ Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& cop
   const unsigned threads = static_cast<unsigned>(
       std::min<uint64_t>(CopyThreadCount(), total / (kParallelCopyThreshold / 4)));
   if (threads <= 1) return CrossMemoryTransfer(pid, copies, write);
-  std::vector<std::vector<RemoteCopy>> parts(threads);
-  const uint64_t per = (total + threads - 1) / threads;
-  size_t part = 0;
-  uint64_t filled = 0;
-  for (RemoteCopy c : copies) {
-    while (c.length > 0) {
-      uint64_t take = part + 1 == threads ? c.length : std::min(c.length, per - filled);
-      parts[part].push_back({c.local, c.remote_address, take});
-      c.local += take;
-      c.remote_address += take;
-      c.length -= take;
-      filled += take;
-      if (filled >= per && part + 1 < threads) {
-        ++part;
-        filled = 0;
-      }
-    }
-  }
+  auto parts = SplitEvenly(copies, threads, [](RemoteCopy& c, uint64_t n) {
+    c.local += n;
+    c.remote_address += n;
+  });
   std::mutex mu;
   Result first_error;
   std::vector<std::function<void()>> jobs;

@@ -22,16 +22,6 @@ socklen_t FillAddress(const std::string& name, sockaddr_un* addr) {
   return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
 }
 
-bool WaitFor(int fd, short events, Deadline deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    int rc = ::poll(&p, 1, deadline.RemainingMillisForPoll());
-    if (rc > 0) return true;
-    if (rc == 0) return false;
-    if (errno != EINTR) return true;
-  }
-}
-
 std::string ReadLink(const char* path) {
   char buf[256];
   ssize_t n = ::readlink(path, buf, sizeof(buf) - 1);
@@ -67,7 +57,7 @@ Result UnixConnect(const std::string& name, Deadline deadline, Socket* out) {
   if (::connect(s.fd(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     if (errno != EINPROGRESS && errno != EAGAIN)
       return Result::LinkFailed(Msg("cannot reach the peer's shared-memory socket: ", std::strerror(errno)));
-    if (!WaitFor(s.fd(), POLLOUT, deadline)) return Result::Timeout("shared-memory socket connect timed out");
+    if (!WaitForEvents(s.fd(), POLLOUT, deadline)) return Result::Timeout("shared-memory socket connect timed out");
   }
   *out = std::move(s);
   return Result::Ok();
@@ -96,7 +86,7 @@ Result UnixSend(int fd, const std::vector<uint8_t>& message, const std::vector<i
     if (n == static_cast<ssize_t>(message.size())) return Result::Ok();
     if (n >= 0) return Result::Failed("short unix send");
     if (errno == EAGAIN || errno == EINTR) {
-      if (!WaitFor(fd, POLLOUT, deadline)) return Result::Timeout("unix send timed out");
+      if (!WaitForEvents(fd, POLLOUT, deadline)) return Result::Timeout("unix send timed out");
       continue;
     }
     return Result::LinkFailed(Msg("unix send: ", std::strerror(errno)));
@@ -116,7 +106,7 @@ Result UnixRecv(int fd, std::vector<uint8_t>* message, std::vector<int>* fds, De
     msg.msg_controllen = sizeof(control);
     ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!WaitFor(fd, POLLIN, deadline)) return Result::Timeout("unix receive timed out");
+      if (!WaitForEvents(fd, POLLIN, deadline)) return Result::Timeout("unix receive timed out");
       continue;
     }
     if (n < 0) return Result::LinkFailed(Msg("unix receive: ", std::strerror(errno)));

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/split_evenly.h"
 #include "control/protocol.h"
 
 namespace lldd {
@@ -30,33 +31,6 @@ struct Stripe {
   Result outcome;
   bool connection_clean = false;
 };
-
-// Cuts ops into `n` groups of roughly equal bytes, splitting ops as needed.
-std::vector<std::vector<IoOp>> SplitIntoStripes(const std::vector<IoOp>& ops, uint64_t total, size_t n) {
-  std::vector<std::vector<IoOp>> out(n);
-  uint64_t per = (total + n - 1) / n;
-  size_t s = 0;
-  uint64_t filled = 0;
-  for (IoOp op : ops) {
-    while (op.length > 0) {
-      uint64_t room = (s + 1 == n) ? op.length : per - filled;
-      uint64_t take = std::min(room, op.length);
-      IoOp part = op;
-      part.length = take;
-      out[s].push_back(part);
-      op.local += take;
-      op.remote_offset += take;
-      op.length -= take;
-      filled += take;
-      if (filled >= per && s + 1 < n) {
-        ++s;
-        filled = 0;
-      }
-    }
-  }
-  while (!out.empty() && out.back().empty()) out.pop_back();
-  return out;
-}
 
 void BuildRequest(Stripe& st, const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
   TransferRequest req;
@@ -170,7 +144,10 @@ Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadli
   std::vector<SocketPtr> sockets;
   LDD_RETURN_IF_ERROR(pool_->Acquire(want, deadline, &sockets));
 
-  auto groups = SplitIntoStripes(ops, total, sockets.size());
+  auto groups = SplitEvenly(ops, sockets.size(), [](IoOp& op, uint64_t n) {
+    op.local += n;
+    op.remote_offset += n;
+  });
   std::vector<Stripe> stripes(groups.size());
   for (size_t i = 0; i < stripes.size(); ++i) {
     stripes[i].socket = sockets[i];
