@@ -526,7 +526,8 @@ void Engine::AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& 
   auto pool = std::make_shared<ConnectionPool>(options_.tcp_connections, std::move(dialer));
   std::unique_ptr<Endpoint> endpoint = std::make_unique<TcpEndpoint>(pool);
   if (transport == "shm")
-    endpoint = std::make_unique<ShmEndpoint>(regions_, std::move(endpoint), link->remote_cluster_id());
+    endpoint = std::make_unique<ShmEndpoint>(regions_, std::move(endpoint), link->remote_cluster_id(),
+                                             options_.copy_threads);
   link->Attach(control, pool, std::move(endpoint));
   link->TrackSocket(control_socket);
 }

@@ -137,13 +137,20 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
     o.tcp_connections = static_cast<uint32_t>(n);
   }
 
+  key = kOptionCopyThreads;
+  if ((s = Find(options, key, &v)) != nullptr) {
+    if (!ParseUnsigned(*s, 64, &n)) return Invalid(key, *s, "must be between 0 (one per core) and 64");
+    o.copy_threads = static_cast<uint32_t>(n);
+  }
+
   key = kOptionLinkToken;
   if ((s = Find(options, key, &v)) != nullptr) o.link_token = *s;
 
   static const char* known[] = {llm_datadist::OPTION_LISTEN_IP_INFO, llm_datadist::OPTION_DEVICE_ID,
                                 llm_datadist::OPTION_SYNC_CACHE_WAIT_TIME, llm_datadist::OPTION_BUF_POOL_CFG,
                                 llm_datadist::OPTION_ENABLE_SET_ROLE, llm_datadist::OPTION_LOCAL_COMM_RES,
-                                llm_datadist::OPTION_TRANSFER_BACKEND, kOptionTcpConnections, kOptionLinkToken};
+                                llm_datadist::OPTION_TRANSFER_BACKEND, kOptionTcpConnections, kOptionLinkToken,
+                                kOptionCopyThreads};
   for (const auto& kv : options) {
     bool is_known = false;
     for (const char* k : known) is_known = is_known || kv.first == AscendString(k);

@@ -20,6 +20,7 @@ using OptionMap = std::map<llm_datadist::AscendString, llm_datadist::AscendStrin
 // Extension option keys (ours, not the original's).
 constexpr const char kOptionTcpConnections[] = "llm.TcpConnectionsPerLink";
 constexpr const char kOptionLinkToken[] = "llm.LinkToken";
+constexpr const char kOptionCopyThreads[] = "llm.CopyThreads";
 
 struct EngineOptions {
   bool listen = false;
@@ -30,6 +31,7 @@ struct EngineOptions {
   bool enable_set_role = false;
   std::string backend = "auto";  // auto | shm | tcp
   uint32_t tcp_connections = 4;
+  uint32_t copy_threads = 0;  // same-host copies; 0: one per core, at most 8
   std::string link_token;
   std::string local_device_ip;  // from llm.LocalCommRes, if given
 };

@@ -58,6 +58,7 @@ struct Args {
   std::string connect;
   bool once = false;
   uint32_t tcp_connections = 0;
+  std::vector<std::string> client_options;
   int64_t wait_ms = 60000;
 };
 
@@ -174,6 +175,8 @@ int main(int argc, char** argv) {
   app.add_flag("--once", a.once, "with --listen: exit after one session");
   app.add_option("--tcp-connections", a.tcp_connections, "llm.TcpConnectionsPerLink on both sides (0: default)")
       ->check(CLI::Range(0, 64));
+  app.add_option("--client-option", a.client_options,
+                 "KEY=VALUE passed to the measuring (client) instance's Initialize, e.g. llm.CopyThreads=1; repeatable");
   app.add_option("--wait-ms", a.wait_ms, "OPTION_SYNC_CACHE_WAIT_TIME on both sides")->capture_default_str()->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
@@ -253,7 +256,11 @@ int main(int argc, char** argv) {
       status = Fail("transport " + transport + ": " + error);
       break;
     }
-    lldd_tools::InstanceConfig ic{"", transport, a.wait_ms, a.tcp_connections};
+    lldd_tools::InstanceConfig ic{"", transport, a.wait_ms, a.tcp_connections, {}};
+    for (const std::string& kv : a.client_options) {
+      const size_t eq = kv.find('=');
+      if (eq != std::string::npos) ic.extra[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
     auto dd = lldd_tools::StartInstance(kBenchClusterId, llm_datadist::LlmRole::kDecoder, ic, &error);
     if (!dd || !lldd_tools::LinkTo(*dd, kPeerClusterId, host, lib_port, 10000, &error)) {
       status = Fail("transport " + transport + ": " + error);

@@ -21,6 +21,7 @@ struct InstanceConfig {
   std::string transport;      // OPTION_TRANSFER_BACKEND; empty: the library's default
   int64_t wait_ms = 0;        // OPTION_SYNC_CACHE_WAIT_TIME; 0: the library's default
   uint32_t tcp_connections = 0;  // 0: the library's default
+  std::map<std::string, std::string> extra;  // further options, passed as they are
 };
 
 std::map<llm_datadist::AscendString, llm_datadist::AscendString> BuildOptions(const InstanceConfig& config);

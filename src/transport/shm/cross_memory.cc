@@ -58,11 +58,13 @@ Result CrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, boo
 
 namespace lldd {
 
-Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write) {
+Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write,
+                                   unsigned max_threads) {
   uint64_t total = 0;
   for (const RemoteCopy& c : copies) total += c.length;
-  const unsigned threads = static_cast<unsigned>(
-      std::min<uint64_t>(CopyThreadCount(), total / (kParallelCopyThreshold / 4)));
+  unsigned threads = CopyThreadCount();
+  if (max_threads != 0) threads = std::min(threads, max_threads);
+  threads = static_cast<unsigned>(std::min<uint64_t>(threads, total / (kParallelCopyThreshold / 4)));
   if (threads <= 1) return CrossMemoryTransfer(pid, copies, write);
   auto parts = SplitEvenly(copies, threads, [](RemoteCopy& c, uint64_t n) {
     c.local += n;

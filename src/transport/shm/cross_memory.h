@@ -23,7 +23,8 @@ struct RemoteCopy {
 Result CrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write);
 // The same, split over the copy threads when the bytes are many (each
 // thread's system calls pin and copy their own share).
-Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write);
+Result ParallelCrossMemoryTransfer(pid_t pid, const std::vector<RemoteCopy>& copies, bool write,
+                                   unsigned max_threads = 0);
 
 }  // namespace lldd
 

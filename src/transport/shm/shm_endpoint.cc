@@ -14,8 +14,12 @@ namespace {
 constexpr int kReplyTimeoutMs = 5000;
 }
 
-ShmEndpoint::ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id)
-    : local_regions_(local_regions), fallback_(std::move(fallback)), peer_cluster_id_(peer_cluster_id) {}
+ShmEndpoint::ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
+                         unsigned copy_threads)
+    : local_regions_(local_regions),
+      fallback_(std::move(fallback)),
+      peer_cluster_id_(peer_cluster_id),
+      copy_threads_(copy_threads) {}
 
 ShmEndpoint::~ShmEndpoint() { Close(); }
 
@@ -275,9 +279,9 @@ Result ShmEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline 
         by_tcp.push_back(op);
       }
     }
-    ParallelCopy(copies);
+    ParallelCopy(copies, copy_threads_);
     if (!attach.empty()) {
-      Result r = ParallelCrossMemoryTransfer(peer_pid_, attach, write);
+      Result r = ParallelCrossMemoryTransfer(peer_pid_, attach, write, copy_threads_);
       if (r.code() == llm_datadist::LLM_FEATURE_NOT_ENABLED) {
         if (cross_memory_allowed_.exchange(false))
           LDD_LOG(Warn) << r.message() << "; registered memory of cluster " << peer_cluster_id_

@@ -35,7 +35,9 @@ namespace lldd {
 
 class ShmEndpoint : public Endpoint {
  public:
-  ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id);
+  // `copy_threads` bounds the threads one large copy uses (0: one per core).
+  ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
+              unsigned copy_threads);
   ~ShmEndpoint() override;
 
   const char* name() const override { return "shm"; }
@@ -78,6 +80,7 @@ class ShmEndpoint : public Endpoint {
   RegionTable& local_regions_;
   std::unique_ptr<Endpoint> fallback_;
   const uint64_t peer_cluster_id_;
+  const unsigned copy_threads_;
 
   // Guards the peer's regions: copies hold it shared, revocation exclusive.
   mutable std::shared_mutex map_mu_;
