@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine, builds, and runs one job:
 #   scripts/bootstrap.sh demo   # the prefill/decode demo (the main job)
-#   scripts/bootstrap.sh test   # the whole test suite
+#   scripts/bootstrap.sh test   # the whole test suite: plain, under ASan+UBSan,
+#                               # under TSan, then each fuzzer briefly
+#   scripts/bootstrap.sh unit   # only the plain test suite
 #   scripts/bootstrap.sh build  # only install dependencies and build
-# Extra arguments after the job go to the demo.
+# Extra arguments after the job go to the demo. FUZZ_SECONDS (default 20)
+# is how long `test` runs each fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,8 @@ jobs=${JOBS:-$(nproc)}
 
 packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
           libssl-dev iproute2)
+# The sanitizer and fuzzing runs of `test` need clang's libFuzzer too.
+[ "$job" = test ] && packages+=(clang libclang-rt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,9 +34,28 @@ fi
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 
+# The sanitizer builds leave out the demo and benchmark (their own smoke
+# tests run in the plain build) to keep CI within its time.
+run_preset() {
+  echo "=== $1 ==="
+  cmake --preset "$1" -DLLM_DATADIST_BUILD_TOOLS=OFF >/dev/null
+  cmake --build --preset "$1" -j "$jobs"
+  ctest --preset "$1" -j "$jobs"
+}
+
 case "$job" in
   demo) exec "$build_dir/tools/llm_datadist_demo" "$@" ;;
-  test) cd "$build_dir" && exec ctest --output-on-failure -j "$jobs" ;;
+  unit) cd "$build_dir" && exec ctest --output-on-failure -j "$jobs" ;;
+  test)
+    start=$SECONDS
+    echo "=== plain ==="
+    (cd "$build_dir" && ctest --output-on-failure -j "$jobs")
+    run_preset asan
+    run_preset tsan
+    echo "=== fuzz ==="
+    fuzz/run.sh "${FUZZ_SECONDS:-20}"
+    echo "all test stages passed in $((SECONDS - start)) s"
+    ;;
   build) ;;
-  *) echo "unknown job '$job' (demo, test or build)" >&2; exit 2 ;;
+  *) echo "unknown job '$job' (demo, test, unit or build)" >&2; exit 2 ;;
 esac

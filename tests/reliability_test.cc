@@ -205,17 +205,19 @@ TEST(Concurrency, FinalizeWhileTransfersAreInFlight) {
     auto client = std::make_unique<LlmDataDist>(77, LlmRole::kDecoder);
     ASSERT_EQ(client->Initialize(ClientOptions({{OPTION_TRANSFER_BACKEND, backend}})), LLM_SUCCESS);
     ASSERT_EQ(LinkTo(*client, kServerId, server.port()), LLM_SUCCESS);
-    Cache local;
-    ASSERT_EQ(client->AllocateCache(Int32Desc(2, 64, 16384), local), LLM_SUCCESS);
+    // One destination per thread: pulls into the same bytes from several
+    // threads at once would be a data race of the test's own making.
+    std::vector<Cache> locals(4);
+    for (Cache& local : locals) ASSERT_EQ(client->AllocateCache(Int32Desc(2, 64, 16384), local), LLM_SUCCESS);
     std::atomic<bool> go{true};
     std::atomic<int> successes{0}, errors{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&] {
+      threads.emplace_back([&, t] {
         std::vector<uint64_t> all(64);
         for (uint64_t i = 0; i < 64; ++i) all[i] = i;
         while (go) {
-          Status st = client->PullKvBlocks(CacheIndex{kServerId, remote}, local, all, all);
+          Status st = client->PullKvBlocks(CacheIndex{kServerId, remote}, locals[t], all, all);
           (st == LLM_SUCCESS ? successes : errors)++;
           if (st != LLM_SUCCESS) std::this_thread::yield();
         }

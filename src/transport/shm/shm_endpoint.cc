@@ -1,5 +1,6 @@
 #include "transport/shm/shm_endpoint.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +13,14 @@
 namespace lldd {
 namespace {
 constexpr int kReplyTimeoutMs = 5000;
+
+// The process at the other end of a Unix socket, as the kernel knows it.
+pid_t PeerPid(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
 }
+}  // namespace
 
 ShmEndpoint::ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
                          unsigned copy_threads)
@@ -181,6 +189,19 @@ void ShmEndpoint::AnswerMap(uint64_t request_id, const std::vector<uint8_t>& met
 void ShmEndpoint::ApplyMap(const std::vector<uint8_t>& meta, std::vector<int>& fds, uint32_t* status) {
   ShmMapAnswer answer;
   if (!DecodeShmMapAnswer(meta, fds.size(), &answer).ok()) {
+    *status = llm_datadist::LLM_LINK_FAILED;
+    return;
+  }
+  // The pid names the process that cross-memory attach reads and writes: a
+  // peer may only name itself, as the kernel sees it on this channel.
+  pid_t verified = 0;
+  {
+    std::lock_guard<std::mutex> state(mu_);
+    if (channel_) verified = PeerPid(channel_->fd());
+  }
+  if (verified <= 0 || answer.pid != verified) {
+    LDD_LOG(Warn) << "cluster " << peer_cluster_id_ << " claims pid " << answer.pid << " on a channel from pid "
+                  << verified << "; its memory descriptors are refused";
     *status = llm_datadist::LLM_LINK_FAILED;
     return;
   }
