@@ -1,5 +1,7 @@
 #include "control/frame_io.h"
 
+#include <algorithm>
+
 #include "net/socket.h"
 
 namespace lldd {
@@ -21,8 +23,16 @@ Result RecvFrame(int fd, FrameHeader* header, std::vector<uint8_t>* meta, Deadli
   if (header->meta_len > meta_limit)
     return Result::Failed(Msg("frame metadata of ", header->meta_len, " bytes exceeds this connection's limit of ",
                               meta_limit));
-  meta->resize(header->meta_len);
-  if (header->meta_len > 0) LDD_RETURN_IF_ERROR(RecvAll(fd, meta->data(), meta->size(), deadline));
+  // The buffer grows with what actually arrives (at most doubling), so a
+  // peer cannot make us allocate a large announced length it never sends.
+  meta->clear();
+  size_t got = 0;
+  while (got < header->meta_len) {
+    size_t chunk = std::min<size_t>(header->meta_len - got, std::max<size_t>(64U << 10, got));
+    meta->resize(got + chunk);
+    LDD_RETURN_IF_ERROR(RecvAll(fd, meta->data() + got, chunk, deadline));
+    got += chunk;
+  }
   return Result::Ok();
 }
 

@@ -23,6 +23,9 @@ using llm_datadist::ClusterInfo;
 using llm_datadist::LLM_SUCCESS;
 
 constexpr int kHandshakeTimeoutMs = 5000;
+// Connections that have not finished their handshake yet; more are dropped
+// at once, so a flood of idle connections cannot pile up threads.
+constexpr int kMaxPendingHandshakes = 256;
 constexpr uint32_t kHelloMetaLimit = 4096;
 // A peer that vanishes without closing (power loss, cut cable) is noticed
 // within about 10 s by keepalive on the control connection.
@@ -332,6 +335,12 @@ void Engine::AcceptLoop(std::shared_ptr<Socket> listener) {
       return;
     }
     if (!s.valid() || stopping_) return;
+    if (pending_handshakes_.load() >= kMaxPendingHandshakes) {
+      LDD_LOG(Warn) << "dropping connection from " << peer << ": " << kMaxPendingHandshakes
+                    << " handshakes are already pending";
+      continue;
+    }
+    ++pending_handshakes_;
     TuneForTransfer(s.fd());
     auto socket = std::make_shared<Socket>(std::move(s));
     {
@@ -349,6 +358,7 @@ void Engine::HandleIncoming(std::shared_ptr<Socket> socket, std::string peer) {
   std::vector<uint8_t> meta;
   Hello hello;
   Result r = RecvFrame(socket->fd(), &h, &meta, Deadline::AfterMillis(kHandshakeTimeoutMs), kHelloMetaLimit);
+  --pending_handshakes_;
   if (r.ok() && h.type != MsgType::kHello) r = Result::Failed("first frame is not HELLO");
   if (r.ok()) r = DecodeHello(meta, &hello);
   if (!r.ok()) {
@@ -400,6 +410,15 @@ void Engine::HandleIncoming(std::shared_ptr<Socket> socket, std::string peer) {
         it->second->link_secret() == hello.link_secret && !it->second->closed())
       link = it->second;
   }
+  // A linked peer gets the connections its pool can use (twice the width,
+  // for bursts) and a little slack, not one thread per connection it opens.
+  if (link && link->TrackedSockets() > 2 * static_cast<size_t>(options_.tcp_connections) + 8) {
+    ack.error = "too many data connections on this link";
+    (void)SendHelloAck(socket->fd(), h.request_id, llm_datadist::LLM_LINK_BUSY, ack);
+    LDD_LOG(Warn) << "refused data connection from " << peer << ": too many on the link of cluster "
+                  << hello.cluster_id;
+    return;
+  }
   if (!link) {
     ack.error = "no such link";
     (void)SendHelloAck(socket->fd(), h.request_id, llm_datadist::LLM_NOT_YET_LINK, ack);
@@ -444,9 +463,12 @@ bool Engine::LinkIsStale(const LinkPtr& existing, const Hello& hello) {
   if (existing->remote_instance() == hello.instance_id) return true;  // the peer itself re-links
   // Another instance claims the cluster id: the old one is stale only if it
   // no longer answers (it restarted, or its network went away).
+  return !PeerAnswers(existing, Deadline::AfterMillis(1000));
+}
+
+bool Engine::PeerAnswers(const LinkPtr& link, Deadline deadline) {
   Reply reply;
-  Result probe = existing->control().Call(MsgType::kCacheQuery, EncodeCacheId(0), Deadline::AfterMillis(1000), &reply);
-  return !probe.ok();
+  return link->control().Call(MsgType::kCacheQuery, EncodeCacheId(0), deadline, &reply).ok();
 }
 
 Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
@@ -663,14 +685,21 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   }
   if (cluster.remote_cluster_id == cluster_id_)
     return Result::ParamInvalid(Msg("cluster id ", cluster_id_, " is this instance's own"));
+  LinkPtr existing;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
-    if (it != links_.end() && !it->second->closed())
-      return Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
+    if (it != links_.end() && !it->second->closed()) existing = it->second;
     if (it == links_.end() && links_.size() >= llm_datadist::kMaxClusterNum)
       return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("already ", links_.size(), " links, the maximum"));
+  }
+  // A link that still looks alive may belong to a peer that just died or
+  // restarted (its connection's end not seen yet): ask it before refusing.
+  if (existing) {
+    if (PeerAnswers(existing, deadline.Earlier(Deadline::AfterMillis(500))))
+      return Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
+    existing->MarkBroken("the peer stopped answering");
   }
 
   Socket s;

@@ -85,6 +85,8 @@ class Engine {
   // Whether a live link of a cluster that says hello again is stale (its
   // peer restarted or dropped it) rather than held by a duplicate.
   bool LinkIsStale(const LinkPtr& existing, const Hello& hello);
+  // The peer of a link answers a trivial request before the deadline.
+  bool PeerAnswers(const LinkPtr& link, Deadline deadline);
   Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
                        LinkPtr* link, std::string* why);
   Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
@@ -121,6 +123,7 @@ class Engine {
   std::mutex links_mu_;
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
   std::vector<std::weak_ptr<Socket>> handshaking_;
+  std::atomic<int> pending_handshakes_{0};
 };
 
 }  // namespace lldd

@@ -22,6 +22,12 @@ void Link::TrackSocket(const std::shared_ptr<Socket>& socket) {
   served_.push_back(socket);
 }
 
+size_t Link::TrackedSockets() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<size_t>(
+      std::count_if(served_.begin(), served_.end(), [](const std::weak_ptr<Socket>& w) { return !w.expired(); }));
+}
+
 Result Link::GetRemoteCache(int64_t cache_id, Deadline deadline, RemoteDesc* desc) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -56,6 +56,8 @@ class Link {
 
   // Data connections this side serves; shut down when the link ends.
   void TrackSocket(const std::shared_ptr<Socket>& socket);
+  // How many tracked connections are still open.
+  size_t TrackedSockets() const;
 
   // Remote cache descriptors, fetched on first use and cached; ids are
   // never reused, so a cached descriptor is only ever stale by being gone.
