@@ -8,6 +8,16 @@
 namespace lldd {
 namespace {
 
+// Every strict prefix of `full` must be refused by `decode`.
+template <typename Decode>
+void ExpectEveryPrefixRefused(const std::vector<uint8_t>& full, Decode decode) {
+  for (size_t n = 0; n < full.size(); ++n) {
+    std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<ptrdiff_t>(n));
+    EXPECT_EQ(decode(prefix).code(), llm_datadist::LLM_FAILED) << "prefix of " << n << " bytes";
+  }
+}
+
+
 using llm_datadist::LLM_FAILED;
 
 // ---------------------------------------------------------------- helpers
@@ -284,12 +294,10 @@ TEST(HelloTest, RejectsTrailingBytes) {
 }
 
 TEST(HelloTest, EveryTruncationFails) {
-  const std::vector<uint8_t> full = EncodeHello(SampleHello());
-  for (size_t n = 0; n < full.size(); ++n) {
-    std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<ptrdiff_t>(n));
+  ExpectEveryPrefixRefused(EncodeHello(SampleHello()), [](const std::vector<uint8_t>& b) {
     Hello d;
-    EXPECT_EQ(DecodeHello(prefix, &d).code(), LLM_FAILED) << "prefix of " << n << " bytes";
-  }
+    return DecodeHello(b, &d);
+  });
 }
 
 // ---------------------------------------------------------------- HELLO_ACK
@@ -325,12 +333,10 @@ TEST(HelloAckTest, RejectsOverlongErrorAndTrailingBytes) {
 }
 
 TEST(HelloAckTest, EveryTruncationFails) {
-  const std::vector<uint8_t> full = EncodeHelloAck(SampleHelloAck());
-  for (size_t n = 0; n < full.size(); ++n) {
-    std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<ptrdiff_t>(n));
+  ExpectEveryPrefixRefused(EncodeHelloAck(SampleHelloAck()), [](const std::vector<uint8_t>& b) {
     HelloAck d;
-    EXPECT_EQ(DecodeHelloAck(prefix, &d).code(), LLM_FAILED) << "prefix of " << n << " bytes";
-  }
+    return DecodeHelloAck(b, &d);
+  });
 }
 
 // ---------------------------------------------------------------- CACHE_INFO
@@ -431,12 +437,10 @@ TEST(CacheInfoTest, RejectsPartialTrailingBytes) {
 }
 
 TEST(CacheInfoTest, EveryTruncationFails) {
-  const std::vector<uint8_t> full = EncodeCacheInfo(SampleCacheInfo());
-  for (size_t n = 0; n < full.size(); ++n) {
-    std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<ptrdiff_t>(n));
+  ExpectEveryPrefixRefused(EncodeCacheInfo(SampleCacheInfo()), [](const std::vector<uint8_t>& b) {
     CacheInfo d;
-    EXPECT_EQ(DecodeCacheInfo(prefix, &d).code(), LLM_FAILED) << "prefix of " << n << " bytes";
-  }
+    return DecodeCacheInfo(b, &d);
+  });
 }
 
 // ---------------------------------------------------------------- cache id
@@ -548,12 +552,11 @@ TEST(TransferRequestTest, RejectsLengthSumOverflow) {
 
 TEST(TransferRequestTest, EveryTruncationFails) {
   const std::vector<uint8_t> full = EncodeTransferRequest(SampleRequest());
-  for (size_t n = 0; n < full.size(); ++n) {
-    std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<ptrdiff_t>(n));
-    TransferRequest d;
-    EXPECT_EQ(DecodeTransferRequest(prefix, UINT64_MAX, &d).code(), LLM_FAILED) << "prefix of " << n << " bytes";
-    EXPECT_EQ(DecodeTransferRequest(prefix, kSampleRequestBytes, &d).code(), LLM_FAILED)
-        << "prefix of " << n << " bytes";
+  for (uint64_t expected : {UINT64_MAX, kSampleRequestBytes}) {
+    ExpectEveryPrefixRefused(full, [expected](const std::vector<uint8_t>& b) {
+      TransferRequest d;
+      return DecodeTransferRequest(b, expected, &d);
+    });
   }
 }
 
