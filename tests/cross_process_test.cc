@@ -200,11 +200,11 @@ TEST_P(CrossProcessTest, ServerPullsAndPushesOverTheSameLink) {
   EXPECT_EQ(server_->ReadRow(server_cache, 1, 0), expect);
 
   auto* p = reinterpret_cast<int32_t*>(mine.tensor_addrs[0]);
-  std::fill(p, p + kCols, -1);
+  lldd_test::StoreInts(p, kCols, -1);
   EXPECT_EQ(server_->Command("push " + std::to_string(kClientId) + " " + std::to_string(mine.cache_id) + " " +
                              std::to_string(server_cache)),
             "0x0");
-  EXPECT_EQ(p[3], Pattern(11, 0, 0, 3));
+  EXPECT_EQ(lldd_test::LoadInt(p + 3), Pattern(11, 0, 0, 3));
 }
 
 TEST_P(CrossProcessTest, RegistrationAfterLinkIsReachableAndUnregisterRevokes) {

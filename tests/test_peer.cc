@@ -285,6 +285,14 @@ int ForkedServer::Stop() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Volatile, so that the loop stays a loop here and does not become a call
+// to an (instrumented) fill or memset.
+LLDD_TEST_NOT_TSAN_CHECKED void StoreInts(int32_t* p, size_t n, int32_t value) {
+  volatile int32_t* v = p;
+  for (size_t i = 0; i < n; ++i) v[i] = value;
+}
+LLDD_TEST_NOT_TSAN_CHECKED int32_t LoadInt(const int32_t* p) { return *p; }
+
 bool RowHolds(const Cache& cache, uint32_t t, uint64_t row, uint64_t cols, int64_t seed, uint32_t src_tensor,
               uint64_t src_row) {
   const auto* p = reinterpret_cast<const int32_t*>(cache.tensor_addrs[t]) + row * cols;

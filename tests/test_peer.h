@@ -71,6 +71,12 @@ class ForkedServer {
 bool RowHolds(const llm_datadist::Cache& cache, uint32_t t, uint64_t row, uint64_t cols, int64_t seed,
               uint32_t src_tensor, uint64_t src_row);
 
+// Plain stores and loads of cache memory that a transfer made by the *peer*
+// also touches; kept out of ThreadSanitizer's view, which cannot see the
+// ordering through the other process.
+void StoreInts(int32_t* p, size_t n, int32_t value);
+int32_t LoadInt(const int32_t* p);
+
 // Fills every tensor of a [rows, cols] int32 cache with Pattern(seed, ...).
 void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols, int64_t seed);
 llm_datadist::CacheDesc Int32Desc(uint32_t num_tensors, uint64_t rows, uint64_t cols,

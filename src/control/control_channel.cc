@@ -76,9 +76,16 @@ std::string ControlChannel::Run() {
 }
 
 Result ControlChannel::Send(const FrameHeader& header, const std::vector<uint8_t>& meta, Deadline deadline) {
-  std::unique_lock<std::timed_mutex> lock(send_mu_, std::defer_lock);
-  if (!lock.try_lock_until(deadline.when())) return Result::Timeout("control connection busy");
-  return SendFrame(socket_->fd(), header, meta, deadline);
+  std::unique_lock<std::mutex> lock(send_state_mu_);
+  if (!send_cv_.wait_until(lock, deadline.when(), [&] { return !sending_; }))
+    return Result::Timeout("control connection busy");
+  sending_ = true;
+  lock.unlock();
+  Result r = SendFrame(socket_->fd(), header, meta, deadline);
+  lock.lock();
+  sending_ = false;
+  send_cv_.notify_one();
+  return r;
 }
 
 Result ControlChannel::Call(MsgType type, const std::vector<uint8_t>& meta, Deadline deadline, Reply* reply) {

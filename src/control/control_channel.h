@@ -50,7 +50,12 @@ class ControlChannel {
 
   std::shared_ptr<Socket> socket_;
   Handler handler_;
-  std::timed_mutex send_mu_;
+  // One sender at a time, each waiting at most until its own deadline (a
+  // flag under a plain mutex rather than std::timed_mutex, whose clock-based
+  // lock ThreadSanitizer cannot follow).
+  std::mutex send_state_mu_;
+  std::condition_variable send_cv_;
+  bool sending_ = false;
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;
