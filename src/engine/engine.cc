@@ -203,6 +203,21 @@ void Engine::StopListening() {
   if (shm_listener_) shm_listener_->Shutdown();
 }
 
+std::shared_ptr<Socket> Engine::AdmitIncoming(Socket s, const std::string& peer) {
+  if (pending_handshakes_.load() >= kMaxPendingHandshakes) {
+    LDD_LOG(Warn) << "dropping connection from " << peer << ": " << kMaxPendingHandshakes
+                  << " handshakes are already pending";
+    return nullptr;
+  }
+  ++pending_handshakes_;
+  auto socket = std::make_shared<Socket>(std::move(s));
+  std::lock_guard<std::mutex> lock(links_mu_);
+  handshaking_.erase(std::remove_if(handshaking_.begin(), handshaking_.end(), [](auto& w) { return w.expired(); }),
+                     handshaking_.end());
+  handshaking_.push_back(socket);
+  return socket;
+}
+
 void Engine::AcceptShmLoop(std::shared_ptr<Socket> listener) {
   for (;;) {
     if (listener->shut_down() || stopping_) return;
@@ -217,12 +232,8 @@ void Engine::AcceptShmLoop(std::shared_ptr<Socket> listener) {
       if (errno == EINVAL) return;  // shut down
       continue;
     }
-    auto socket = std::make_shared<Socket>(fd);
-    {
-      std::lock_guard<std::mutex> lock(links_mu_);
-      handshaking_.push_back(socket);
-    }
-    threads_.Spawn([this, socket] { HandleShmIncoming(socket); });
+    auto socket = AdmitIncoming(Socket(fd), "a shared-memory peer");
+    if (socket) threads_.Spawn([this, socket] { HandleShmIncoming(socket); });
   }
 }
 
@@ -233,6 +244,7 @@ void Engine::HandleShmIncoming(std::shared_ptr<Socket> socket) {
   std::vector<uint8_t> meta;
   ShmHello hello;
   Result r = UnixRecv(socket->fd(), &message, &fds, Deadline::AfterMillis(kHandshakeTimeoutMs));
+  --pending_handshakes_;
   for (int fd : fds) ::close(fd);
   if (r.ok()) r = DecodeShmMessage(message, &h, &meta);
   if (r.ok() && h.type != MsgType::kShmHello) r = Result::Failed("first message is not SHM_HELLO");
@@ -335,21 +347,9 @@ void Engine::AcceptLoop(std::shared_ptr<Socket> listener) {
       return;
     }
     if (!s.valid() || stopping_) return;
-    if (pending_handshakes_.load() >= kMaxPendingHandshakes) {
-      LDD_LOG(Warn) << "dropping connection from " << peer << ": " << kMaxPendingHandshakes
-                    << " handshakes are already pending";
-      continue;
-    }
-    ++pending_handshakes_;
     TuneForTransfer(s.fd());
-    auto socket = std::make_shared<Socket>(std::move(s));
-    {
-      std::lock_guard<std::mutex> lock(links_mu_);
-      handshaking_.erase(std::remove_if(handshaking_.begin(), handshaking_.end(), [](auto& w) { return w.expired(); }),
-                         handshaking_.end());
-      handshaking_.push_back(socket);
-    }
-    threads_.Spawn([this, socket, peer] { HandleIncoming(socket, peer); });
+    auto socket = AdmitIncoming(std::move(s), peer);
+    if (socket) threads_.Spawn([this, socket, peer] { HandleIncoming(socket, peer); });
   }
 }
 

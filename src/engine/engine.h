@@ -74,6 +74,9 @@ class Engine {
   void StopListening();
   void AcceptLoop(std::shared_ptr<Socket> listener);
   void AcceptShmLoop(std::shared_ptr<Socket> listener);
+  // Counts and tracks an accepted connection until its handshake ends (so
+  // Finalize can wake it); null when too many handshakes are pending.
+  std::shared_ptr<Socket> AdmitIncoming(Socket socket, const std::string& peer);
   void HandleShmIncoming(std::shared_ptr<Socket> socket);
   // The data path two ends agree on, or why they cannot link.
   Result ChooseTransport(const Hello& hello, std::string* chosen) const;

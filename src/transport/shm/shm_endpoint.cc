@@ -46,13 +46,6 @@ bool ShmEndpoint::WaitForChannel(Deadline deadline) {
   return cv_.wait_until(lock, deadline.when(), [&] { return closed_ || channel_ != nullptr; }) && !closed_;
 }
 
-size_t ShmEndpoint::mapped_memories() const {
-  std::shared_lock<std::shared_mutex> lock(map_mu_);
-  size_t n = 0;
-  for (const auto& [id, weak] : memories_) n += weak.expired() ? 0 : 1;
-  return n;
-}
-
 Result ShmEndpoint::Send(const std::vector<uint8_t>& message, const std::vector<int>& fds, Deadline deadline) {
   std::shared_ptr<Socket> channel;
   {

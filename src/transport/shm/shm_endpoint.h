@@ -52,9 +52,6 @@ class ShmEndpoint : public Endpoint {
   void AttachChannel(std::shared_ptr<Socket> channel);
   std::string Run();
 
-  // Counters for tests and diagnostics.
-  size_t mapped_memories() const;
-
  private:
   struct RemoteRegion {
     ShmAccess access = ShmAccess::kMemfd;
