@@ -189,10 +189,10 @@ TEST_F(LocalCopyTest, CopyKvBlocksValidatesEveryTargetFirst) {
   EXPECT_EQ(dd_.CopyKvBlocks(src_, dst_, {1}, {}), LLM_PARAM_INVALID);
 }
 
-TEST(SetRoleTest, NeedsTheOptionAndNoLinks) {
+TEST(SetRoleTest, WorksWithoutTheOptionButNeedsNoLinks) {
   LlmDataDist off(1, LlmRole::kPrompt);
   ASSERT_EQ(off.Initialize(Opts({})), LLM_SUCCESS);
-  EXPECT_EQ(off.SetRole(LlmRole::kDecoder), LLM_FEATURE_NOT_ENABLED);
+  EXPECT_EQ(off.SetRole(LlmRole::kDecoder), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
 
   LlmDataDist dd(2, LlmRole::kDecoder);
   ASSERT_EQ(dd.Initialize(Opts({{OPTION_ENABLE_SET_ROLE, "1"}})), LLM_SUCCESS);

@@ -142,8 +142,8 @@ void Engine::Finalize() {
 Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   std::unique_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  if (!options_.enable_set_role)
-    return Result::FeatureNotEnabled(Msg("SetRole needs option ", llm_datadist::OPTION_ENABLE_SET_ROLE, "=1 at Initialize"));
+  // The original's C++ SetRole never checks llm.EnableSwitchRole (its own
+  // role-switch samples never set it), so neither do we.
   if (role != llm_datadist::LlmRole::kPrompt && role != llm_datadist::LlmRole::kDecoder &&
       role != llm_datadist::LlmRole::kMix)
     return Result::ParamInvalid(Msg("role ", static_cast<int>(role), " is not a valid LlmRole"));
