@@ -1,0 +1,207 @@
+"""The roles the cross-process tests run, one function per process.
+
+Each gets a Chan to its peer. Data is derived from a seed on both sides so
+every byte moved can be checked where it lands.
+"""
+import json
+import os
+import random
+import threading
+import time
+
+import torch
+
+from llm_datadist import (BlocksCacheKey, CacheDesc, CacheKey, CacheKeyByIdAndIndex, DataType, LLMClusterInfo,
+                          LLMConfig, LLMDataDist, LLMException, LLMRole, LLMStatusCode, Placement,
+                          RegisterMemStatus)
+
+PROMPT, DECODER = 1, 2
+
+# A small model-shaped paged cache: 4 layers of K and V, blocks of 16 tokens
+# x 2 kv heads x 32 head dim in bf16 (2 KiB per block per tensor).
+LAYERS = 4
+NUM_TENSORS = 2 * LAYERS
+BLOCK_ELEMS = 16 * 2 * 32
+P_BLOCKS, D_BLOCKS = 24, 16
+
+
+def pattern(seed, index, rows, row_bytes):
+    """Deterministic random bytes for tensor `index` of a cache."""
+    g = torch.Generator().manual_seed(seed * 1000 + index)
+    return torch.randint(0, 256, (rows, row_bytes), dtype=torch.uint8, generator=g)
+
+
+def kv_tensors(seed, blocks, fill=True):
+    out = []
+    for i in range(NUM_TENSORS):
+        if fill:
+            t = pattern(seed, i, blocks, BLOCK_ELEMS * 2).view(torch.bfloat16)
+        else:
+            t = torch.zeros(blocks, BLOCK_ELEMS, dtype=torch.bfloat16)
+        out.append(t.contiguous())
+    return out
+
+
+def raw(t):
+    return t.contiguous().view(torch.uint8)
+
+
+def init(role, cluster_id, listen=None, cache_mgr=True, backend=None, timeout_ms=None, **extra):
+    cfg = LLMConfig()
+    cfg.device_id = 0
+    if cache_mgr:
+        cfg.enable_cache_manager = True
+    if listen:
+        cfg.listen_ip_info = listen
+    if backend:
+        cfg.transfer_backend = backend
+    if timeout_ms:
+        cfg.sync_kv_timeout = timeout_ms
+    for k, v in extra.items():
+        setattr(cfg, k, v)
+    dd = LLMDataDist(LLMRole.PROMPT if role == PROMPT else LLMRole.DECODER, cluster_id)
+    dd.init(cfg.generate_options())
+    return dd
+
+
+def link_to(dd, remote_cluster, port, timeout=5000):
+    c = LLMClusterInfo()
+    c.remote_cluster_id = remote_cluster
+    c.append_remote_ip_info("127.0.0.1", port)
+    ret, rets = dd.link_clusters([c], timeout)
+    assert ret == LLMStatusCode.LLM_SUCCESS, (ret, rets)
+    assert rets == [LLMStatusCode.LLM_SUCCESS]
+
+
+def unlink_from(dd, remote_cluster, port=None, force=False):
+    c = LLMClusterInfo()
+    c.remote_cluster_id = remote_cluster
+    if port:
+        c.append_remote_ip_info("127.0.0.1", port)
+    ret, rets = dd.unlink_clusters([c], 5000, force=force)
+    assert ret == LLMStatusCode.LLM_SUCCESS, (ret, rets)
+
+
+def expect_error(status, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except LLMException as e:
+        assert e.status_code == status, f"expected {status}, got {e.status_code}: {e}"
+        assert str(e), "the exception carries no message"
+        return e
+    raise AssertionError(f"expected LLMException({status}), nothing raised")
+
+
+# --- model-shaped paged cache: pull and push, errors -------------------------
+
+def kv_prefill(chan, backend="auto"):
+    dd = init(PROMPT, PROMPT, listen="127.0.0.1:0", backend=backend)
+    cm = dd.cache_manager
+    tensors = kv_tensors(seed=1, blocks=P_BLOCKS)
+    desc = CacheDesc(NUM_TENSORS, [P_BLOCKS, BLOCK_ELEMS], DataType.DT_BF16, Placement.HOST)
+    cache = cm.register_blocks_cache(desc, tensors, BlocksCacheKey(PROMPT, 0))
+    # A contiguous cache allocated by the library, filled through its
+    # zero-copy tensor views, named by request ids.
+    cdesc = CacheDesc(4, [2, 512], DataType.DT_FLOAT16, Placement.HOST)
+    contig = cm.allocate_cache(cdesc, [CacheKey(PROMPT, req_id=10), CacheKey(PROMPT, req_id=11)])
+    for i, t in enumerate(contig.tensors()):
+        t.view(torch.uint8).copy_(pattern(2, i, 2, 1024))
+    chan.send({"port": dd.listen_port(), "contig_id": contig.cache_id})
+    chan.sync("pulled")
+    # The decoder pushed its blocks [d0..] into our blocks [p0..], and
+    # batch 0 of its contiguous cache into our batch 1.
+    push = chan.recv()
+    want = kv_tensors(seed=2, blocks=D_BLOCKS)
+    for i in range(NUM_TENSORS):
+        for s, d in zip(push["src"], push["dst"]):
+            assert torch.equal(raw(tensors[i][d]), raw(want[i][s])), f"tensor {i} block {d} differs after push"
+        untouched = [b for b in range(P_BLOCKS) if b not in push["dst"]]
+        orig = kv_tensors(seed=1, blocks=P_BLOCKS)[i]
+        assert torch.equal(raw(tensors[i][untouched]), raw(orig[untouched])), f"push wrote outside its blocks"
+    for i, t in enumerate(contig.tensors()):
+        assert torch.equal(t[1].view(torch.uint8), pattern(3, i, 1, 1024)[0]), "pushed batch differs"
+        assert torch.equal(t[0].view(torch.uint8), pattern(2, i, 2, 1024)[0]), "push overwrote batch 0"
+    chan.sync("verified")
+    chan.sync("unlinked")
+    cm.unregister_cache(cache.cache_id)
+    cm.deallocate_cache(contig)
+    dd.finalize()
+
+
+def kv_decode(chan, backend="auto"):
+    dd = init(DECODER, DECODER, backend=backend)
+    cm = dd.cache_manager
+    info = chan.recv()
+    link_to(dd, PROMPT, info["port"])
+    mine = kv_tensors(seed=0, blocks=D_BLOCKS, fill=False)
+    desc = CacheDesc(NUM_TENSORS, [D_BLOCKS, BLOCK_ELEMS], DataType.DT_BF16, Placement.HOST)
+    cache = cm.register_blocks_cache(desc, mine)
+    src_all = kv_tensors(seed=1, blocks=P_BLOCKS)
+    rng = random.Random(7)
+
+    # 1. All layers, random block lists.
+    src = rng.sample(range(P_BLOCKS), 6)
+    dst = rng.sample(range(D_BLOCKS), 6)
+    cm.pull_blocks(BlocksCacheKey(PROMPT, 0), cache, src, dst)
+    for i in range(NUM_TENSORS):
+        for s, d in zip(src, dst):
+            assert torch.equal(raw(mine[i][d]), raw(src_all[i][s])), f"tensor {i} block {d} differs"
+        rest = [b for b in range(D_BLOCKS) if b not in dst]
+        assert int(raw(mine[i][rest]).count_nonzero()) == 0, "pull wrote outside its blocks"
+
+    # 2. A layer range: source layers 1..2 into destination layers 2..3.
+    for t in mine:
+        t.zero_()
+    src = rng.sample(range(P_BLOCKS), 5)
+    dst = rng.sample(range(D_BLOCKS), 5)
+    cm.pull_blocks(BlocksCacheKey(PROMPT, 0), cache, src, dst, src_layer_range=range(1, 3),
+                   dst_layer_range=range(2, 4), tensor_num_per_layer=2)
+    for layer in range(LAYERS):
+        for kv in range(2):
+            i = 2 * layer + kv
+            if layer in (2, 3):
+                for s, d in zip(src, dst):
+                    assert torch.equal(raw(mine[i][d]), raw(src_all[2 * (layer - 1) + kv][s])), f"layer {layer}"
+            else:
+                assert int(raw(mine[i]).count_nonzero()) == 0, f"layer {layer} outside the range was written"
+
+    # 3. Contiguous cache by request id and by id/index, into numpy arrays.
+    import numpy as np
+    arrays = [np.zeros((2, 512), dtype=np.float16) for _ in range(4)]
+    ccache = cm.register_cache(CacheDesc(4, [2, 512], DataType.DT_FLOAT16, Placement.HOST), arrays)
+    cm.pull_cache(CacheKey(PROMPT, req_id=11), ccache, batch_index=0)
+    cm.pull_cache(CacheKeyByIdAndIndex(PROMPT, info["contig_id"], 0), ccache, batch_index=1)
+    for i, a in enumerate(arrays):
+        want = pattern(2, i, 2, 1024).numpy()
+        assert a[0].view(np.uint8).tobytes() == want[1].tobytes(), "pull by CacheKey differs"
+        assert a[1].view(np.uint8).tobytes() == want[0].tobytes(), "pull by CacheKeyByIdAndIndex differs"
+
+    # 4. Errors, each with its status.
+    expect_error(LLMStatusCode.LLM_NOT_YET_LINK, cm.pull_blocks, BlocksCacheKey(777, 0), cache, [0], [0])
+    expect_error(LLMStatusCode.LLM_NOT_YET_LINK, cm.pull_blocks, CacheKeyByIdAndIndex(777, 1), cache, [0], [0])
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_blocks, BlocksCacheKey(PROMPT, 5), cache, [0], [0])
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_blocks, CacheKeyByIdAndIndex(PROMPT, 999), cache,
+                 [0], [0])
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=99), ccache)
+    expect_error(LLMStatusCode.LLM_PARAM_INVALID, cm.pull_blocks, BlocksCacheKey(PROMPT, 0), cache, [P_BLOCKS], [0])
+    expect_error(LLMStatusCode.LLM_PARAM_INVALID, cm.pull_blocks, BlocksCacheKey(PROMPT, 0), cache, [0], [D_BLOCKS])
+    expect_error(LLMStatusCode.LLM_PARAM_INVALID, cm.pull_cache, CacheKeyByIdAndIndex(PROMPT, info["contig_id"], 2),
+                 ccache)
+    chan.sync("pulled")
+
+    # 5. Push: our blocks into the prompt's, and one contiguous batch.
+    mine_push = kv_tensors(seed=2, blocks=D_BLOCKS)
+    for t, v in zip(mine, mine_push):
+        t.copy_(v)
+    src = rng.sample(range(D_BLOCKS), 4)
+    dst = rng.sample(range(P_BLOCKS), 4)
+    cm.push_blocks(BlocksCacheKey(PROMPT, 0), cache, src_blocks=src, dst_blocks=dst)
+    for i, a in enumerate(arrays):
+        a[0].view(np.uint8)[:] = pattern(3, i, 1, 1024).numpy()[0]
+    cm.push_cache(CacheKeyByIdAndIndex(PROMPT, info["contig_id"], 1), ccache, src_batch_index=0)
+    chan.send({"src": src, "dst": dst})
+    chan.sync("verified")
+    unlink_from(dd, PROMPT, info["port"])
+    expect_error(LLMStatusCode.LLM_NOT_YET_LINK, cm.pull_blocks, BlocksCacheKey(PROMPT, 0), cache, [0], [0])
+    chan.sync("unlinked")
+    dd.finalize()
