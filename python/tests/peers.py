@@ -205,3 +205,292 @@ def kv_decode(chan, backend="auto"):
     expect_error(LLMStatusCode.LLM_NOT_YET_LINK, cm.pull_blocks, BlocksCacheKey(PROMPT, 0), cache, [0], [0])
     chan.sync("unlinked")
     dd.finalize()
+
+
+# --- the vendor's Python samples (hicann/hixl examples/python/llm_datadist) --
+# Written as in the samples, with CPU tensors instead of .npu() and a pipe
+# instead of torch.distributed barriers; every result is checked.
+
+def _rank_table(prompt_port, decoder_port):
+    """The samples' rank table, both ranks on this host (so each has a
+    device_port)."""
+    return json.dumps({
+        "server_count": "1", "status": "completed", "version": "1.2",
+        "server_list": [{
+            "device": [
+                {"device_id": "0", "device_ip": "127.0.0.1", "device_port": str(prompt_port), "rank_id": "0"},
+                {"device_id": "1", "device_ip": "127.0.0.1", "device_port": str(decoder_port), "rank_id": "1"},
+            ],
+            "host_ip": "127.0.0.1", "server_id": "1",
+        }],
+    })
+
+
+def _sample_link(datadist, rank_table):
+    cluster_rank_info = {1: 0, 2: 1}
+    comm_id = datadist.link("link", cluster_rank_info, rank_table)
+    deadline = time.monotonic() + 30
+    while True:
+        ret = datadist.query_register_mem_status(comm_id)
+        if ret == RegisterMemStatus.OK:
+            return comm_id
+        if ret == RegisterMemStatus.FAILED:
+            raise RuntimeError("link failed")
+        assert time.monotonic() < deadline, "link did not complete in 30 s"
+        time.sleep(0.05)
+
+
+def _sample_init(role, cluster_id):
+    datadist = LLMDataDist(role, cluster_id)
+    llm_config = LLMConfig()
+    llm_config.device_id = 0
+    llm_config.enable_cache_manager = True
+    datadist.init(llm_config.generate_options())
+    return datadist
+
+
+def sample_pull_blocks_prompt(chan, rank_table):
+    datadist = _sample_init(LLMRole.PROMPT, 1)
+    cache_manager = datadist.cache_manager
+    cache_desc = CacheDesc(num_tensors=1, shape=[2, 1024 * 1024], data_type=DataType.DT_FLOAT,
+                           placement=Placement.DEVICE)
+    tensor = torch.arange(2 * 1024 * 1024, dtype=torch.float).reshape(2, 1024 * 1024)
+    addr = int(tensor.data_ptr())
+    _ = cache_manager.register_blocks_cache(cache_desc, [addr], BlocksCacheKey(1, 0))
+    comm_id = _sample_link(datadist, rank_table)
+    chan.sync("cache ready")
+    chan.sync("decoder pull_blocks end")
+    datadist.unlink(comm_id)
+    chan.sync("wait peer unlink end")
+    datadist.finalize()
+
+
+def sample_pull_blocks_decoder(chan, rank_table):
+    datadist = _sample_init(LLMRole.DECODER, 2)
+    cache_manager = datadist.cache_manager
+    cache_desc = CacheDesc(num_tensors=1, shape=[2, 1024 * 1024], data_type=DataType.DT_FLOAT,
+                           placement=Placement.DEVICE)
+    tensor = torch.ones(2, 1024 * 1024, dtype=torch.float)
+    addr = int(tensor.data_ptr())
+    cache = cache_manager.register_blocks_cache(cache_desc, [addr])
+    comm_id = _sample_link(datadist, rank_table)
+    chan.sync("cache ready")
+    cache_manager.pull_blocks(BlocksCacheKey(1, 0), cache, src_blocks=[0, 1], dst_blocks=[1, 0])
+    want = torch.arange(2 * 1024 * 1024, dtype=torch.float).reshape(2, 1024 * 1024)
+    assert torch.equal(tensor[1], want[0]) and torch.equal(tensor[0], want[1]), "pulled blocks differ"
+    chan.sync("decoder pull_blocks end")
+    datadist.unlink(comm_id)
+    chan.sync("wait peer unlink end")
+    datadist.finalize()
+
+
+CACHE_NUM_TENSORS = 4
+CACHE_SHAPE = [2, 16 * 1024]
+
+
+def sample_pull_cache_prompt(chan, rank_table):
+    datadist = _sample_init(LLMRole.PROMPT, 1)
+    comm_id = _sample_link(datadist, rank_table)
+    cache_manager = datadist.cache_manager
+    cache_desc = CacheDesc(num_tensors=CACHE_NUM_TENSORS, shape=CACHE_SHAPE, data_type=DataType.DT_FLOAT16,
+                           placement=Placement.DEVICE)
+    cache_key_0 = CacheKey(prompt_cluster_id=1, req_id=0, model_id=0)
+    cache_key_1 = CacheKey(prompt_cluster_id=1, req_id=1, model_id=0)
+    cache = cache_manager.allocate_cache(cache_desc, [cache_key_0, cache_key_1])
+    for i, t in enumerate(cache.tensors()):  # zero-copy views of the allocated memory
+        t.view(torch.uint8).copy_(pattern(5, i, 2, CACHE_SHAPE[1] * 2))
+    chan.sync("cache ready")
+    chan.sync("decoder pull_cache end")
+    datadist.unlink(comm_id)
+    chan.sync("wait peer unlink end")
+    cache_manager.remove_cache_key(cache_key_0)
+    cache_manager.remove_cache_key(cache_key_1)
+    cache_manager.deallocate_cache(cache)
+    datadist.finalize()
+
+
+def sample_pull_cache_decoder(chan, rank_table):
+    datadist = _sample_init(LLMRole.DECODER, 2)
+    comm_id = _sample_link(datadist, rank_table)
+    cache_manager = datadist.cache_manager
+    cache_desc = CacheDesc(num_tensors=CACHE_NUM_TENSORS, shape=CACHE_SHAPE, data_type=DataType.DT_FLOAT16,
+                           placement=Placement.DEVICE)
+    cache = cache_manager.allocate_cache(cache_desc)
+    chan.sync("cache ready")
+    cache_key_0 = CacheKey(prompt_cluster_id=1, req_id=0, model_id=0)
+    cache_key_1 = CacheKey(prompt_cluster_id=1, req_id=1, model_id=0)
+    cache_manager.pull_cache(cache_key_0, cache, batch_index=1)
+    cache_manager.pull_cache(cache_key_1, cache, batch_index=0)
+    for i, a in enumerate(cache.arrays()):
+        want = pattern(5, i, 2, CACHE_SHAPE[1] * 2).numpy()
+        assert a[1].tobytes() == want[0].tobytes() and a[0].tobytes() == want[1].tobytes(), f"tensor {i} differs"
+    chan.sync("decoder pull_cache end")
+    datadist.unlink(comm_id)
+    chan.sync("wait peer unlink end")
+    cache_manager.deallocate_cache(cache)
+    datadist.finalize()
+
+
+NUM_TENSORS_S, BLOCKS_NUM, KV_SHAPE = 2, 3, 10
+PROMPT_CLUSTER_ID, DECODER_CLUSTER_ID = 0, 1
+
+
+def _push_sample_init(role, cluster_id, listen, transfer_backend):
+    datadist = LLMDataDist(role, cluster_id)
+    llm_config = LLMConfig()
+    llm_config.device_id = 0
+    llm_config.local_comm_res = ""
+    if transfer_backend:
+        llm_config.transfer_backend = transfer_backend
+    if listen:
+        llm_config.listen_ip_info = listen
+    datadist.init(llm_config.generate_options())
+    return datadist
+
+
+def _sample_blocks_cache(cache_manager, cluster_id, fill):
+    cache_desc = CacheDesc(num_tensors=NUM_TENSORS_S, shape=[BLOCKS_NUM, KV_SHAPE], data_type=DataType.DT_FLOAT,
+                           placement=Placement.DEVICE)
+    tensor = fill(0)
+    tensor2 = fill(1)
+    cache = cache_manager.register_blocks_cache(cache_desc, [int(tensor.data_ptr()), int(tensor2.data_ptr())],
+                                                BlocksCacheKey(cluster_id, 0))
+    return cache, tensor, tensor2
+
+
+def _values(i):
+    return (torch.arange(BLOCKS_NUM * KV_SHAPE, dtype=torch.float) + 1000 * (i + 1)).reshape(BLOCKS_NUM, KV_SHAPE)
+
+
+def sample_push_blocks_prompt(chan, port, decoder_port, transfer_backend=""):
+    datadist = _push_sample_init(LLMRole.PROMPT, PROMPT_CLUSTER_ID, f"127.0.0.1:{port}", transfer_backend)
+    cache_manager = datadist.cache_manager
+    cache, tensor, tensor2 = _sample_blocks_cache(cache_manager, PROMPT_CLUSTER_ID,
+                                                  lambda i: torch.ones(BLOCKS_NUM, KV_SHAPE, dtype=torch.float))
+    chan.sync("register end")
+    chan.sync("decoder push blocks end")
+    for t, i in ((tensor, 0), (tensor2, 1)):
+        v = _values(i)
+        assert torch.equal(t[0], v[0]) and torch.equal(t[2], v[1]), f"pushed blocks of tensor {i} differ"
+        assert torch.equal(t[1], torch.ones(KV_SHAPE)), "push wrote block 1"
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = DECODER_CLUSTER_ID
+    ret, _ = datadist.unlink_clusters([cluster], 5000, force=True)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("unlink failed")
+    cache_manager.unregister_cache(cache.cache_id)
+    datadist.finalize()
+
+
+def sample_push_blocks_decoder(chan, port, decoder_port, transfer_backend=""):
+    datadist = _push_sample_init(LLMRole.DECODER, DECODER_CLUSTER_ID, f"127.0.0.1:{decoder_port}",
+                                 transfer_backend)
+    cache_manager = datadist.cache_manager
+    cache, tensor, tensor2 = _sample_blocks_cache(cache_manager, DECODER_CLUSTER_ID, _values)
+    chan.sync("register end")
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = PROMPT_CLUSTER_ID
+    cluster.append_local_ip_info("127.0.0.1", decoder_port)
+    cluster.append_remote_ip_info("127.0.0.1", port)
+    ret, _ = datadist.link_clusters([cluster], 5000)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("link failed")
+    cache_manager.push_blocks(BlocksCacheKey(PROMPT_CLUSTER_ID, 0), cache, src_blocks=[0, 1], dst_blocks=[0, 2])
+    chan.sync("decoder push blocks end")
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = PROMPT_CLUSTER_ID
+    ret, _ = datadist.unlink_clusters([cluster], 5000, force=True)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("unlink failed")
+    cache_manager.unregister_cache(cache.cache_id)
+    datadist.finalize()
+
+
+def _switch_init(role, cluster_id, port):
+    datadist = LLMDataDist(role, cluster_id)
+    llm_config = LLMConfig()
+    llm_config.device_id = 0
+    llm_config.local_comm_res = ""
+    if role == LLMRole.PROMPT:
+        llm_config.listen_ip_info = f"127.0.0.1:{port}"
+    datadist.init(llm_config.generate_options())
+    return datadist
+
+
+def sample_switch_role_prompt(chan, port):
+    datadist = _switch_init(LLMRole.PROMPT, PROMPT_CLUSTER_ID, port)
+    cache_manager = datadist.cache_manager
+    cache, tensor, tensor2 = _sample_blocks_cache(cache_manager, PROMPT_CLUSTER_ID, _values)
+    chan.sync("register end")
+    chan.sync("decoder unlink")
+    datadist.switch_role(LLMRole.DECODER)
+    assert datadist.listen_port() == 0, "still listening after switching to DECODER"
+    chan.sync("prompt switch role end, close listen")
+    chan.sync("decoder switch role end, listen")
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = DECODER_CLUSTER_ID
+    cluster.append_local_ip_info("127.0.0.1", port)
+    cluster.append_remote_ip_info("127.0.0.1", port)
+    ret, _ = datadist.link_clusters([cluster], 5000)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("link failed")
+    chan.sync("prompt link end")
+    chan.sync("decoder push blocks end")
+    # The decoder pushed all 3 blocks of both (one-tensor) layers back:
+    # its blocks hold what it pulled, so ours are now [v0, v?, v1] per the pull.
+    for t, i in ((tensor, 0), (tensor2, 1)):
+        v = _values(i)
+        assert torch.equal(t[0], v[0]) and torch.equal(t[2], v[1]), f"pushed-back tensor {i} differs"
+        assert torch.equal(t[1], torch.full((KV_SHAPE,), 7.0)), f"pushed-back block 1 of tensor {i} differs"
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = DECODER_CLUSTER_ID
+    ret, _ = datadist.unlink_clusters([cluster], 5000, force=True)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("unlink failed")
+    cache_manager.unregister_cache(cache.cache_id)
+    datadist.finalize()
+
+
+def sample_switch_role_decoder(chan, port):
+    datadist = _switch_init(LLMRole.DECODER, DECODER_CLUSTER_ID, port)
+    cache_manager = datadist.cache_manager
+    cache, tensor, tensor2 = _sample_blocks_cache(
+        cache_manager, DECODER_CLUSTER_ID, lambda i: torch.full((BLOCKS_NUM, KV_SHAPE), 7.0, dtype=torch.float))
+    chan.sync("register end")
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = PROMPT_CLUSTER_ID
+    cluster.append_local_ip_info("127.0.0.1", port)
+    cluster.append_remote_ip_info("127.0.0.1", port)
+    ret, _ = datadist.link_clusters([cluster], 5000)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("link failed")
+    cache_manager.pull_blocks(BlocksCacheKey(PROMPT_CLUSTER_ID, 0), cache, src_blocks=[0, 1], dst_blocks=[0, 2])
+    for t, i in ((tensor, 0), (tensor2, 1)):
+        v = _values(i)
+        assert torch.equal(t[0], v[0]) and torch.equal(t[2], v[1]), f"pulled tensor {i} differs"
+        assert torch.equal(t[1], torch.full((KV_SHAPE,), 7.0)), "pull wrote block 1"
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = PROMPT_CLUSTER_ID
+    cluster.append_remote_ip_info("127.0.0.1", port)
+    ret, _ = datadist.unlink_clusters([cluster], 5000)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("unlink failed")
+    chan.sync("decoder unlink")
+    chan.sync("prompt switch role end, close listen")
+    llm_config = LLMConfig()
+    llm_config.listen_ip_info = f"127.0.0.1:{port}"
+    datadist.switch_role(LLMRole.PROMPT, llm_config.generate_options())
+    assert datadist.listen_port() == port
+    chan.sync("decoder switch role end, listen")
+    chan.sync("prompt link end")
+    cache_manager.push_blocks(BlocksCacheKey(PROMPT_CLUSTER_ID, 0), cache, src_blocks=[0, 1, 2],
+                              dst_blocks=[0, 1, 2], src_layer_range=range(0, 2), dst_layer_range=range(0, 2),
+                              tensor_num_per_layer=1)
+    chan.sync("decoder push blocks end")
+    cluster = LLMClusterInfo()
+    cluster.remote_cluster_id = PROMPT_CLUSTER_ID
+    ret, _ = datadist.unlink_clusters([cluster], 5000, force=True)
+    if ret != LLMStatusCode.LLM_SUCCESS:
+        raise Exception("unlink failed")
+    cache_manager.unregister_cache(cache.cache_id)
+    datadist.finalize()
