@@ -1,8 +1,8 @@
 """LLMDataDist: the vendor's entry class over the C++ LlmDataDist."""
 import atexit
-import copy
 import json
 import logging
+import os
 import threading
 import time
 from typing import Dict, List, Optional, Tuple, Union
@@ -20,8 +20,14 @@ _MAX_CLUSTER_NAME = 128
 _MAX_NODE_NUM = 4
 _UINT64_MAX = 2**64 - 1
 # Where a rank listens when the rank table gives its device_ip but no
-# device_port (ours; the vendor's HCCL picks its own).
+# device_port (ours; the vendor's HCCL picks its own). The environment
+# variable LLM_DATADIST_DEVICE_PORT overrides it.
 DEFAULT_DEVICE_PORT = 16666
+
+
+def _default_device_port():
+    v = os.environ.get("LLM_DATADIST_DEVICE_PORT")
+    return int(v) if v else DEFAULT_DEVICE_PORT
 # How long link() keeps trying (ms) unless llm.LinkTotalTime says otherwise.
 DEFAULT_LINK_TOTAL_TIME_MS = 60000
 
@@ -284,13 +290,13 @@ class LLMDataDist:
             raise_if_false(rank in table, f"rank {rank} (cluster {cluster}) is not in rank_table")
         my_rank = cluster_rank_info[self._cluster_id]
         my_ip, my_port = table[my_rank]
-        connect_to = {c: (table[r][0], table[r][1] or DEFAULT_DEVICE_PORT)
+        connect_to = {c: (table[r][0], table[r][1] or _default_device_port())
                       for c, r in cluster_rank_info.items() if r < my_rank}
         accept_from = [c for c, r in cluster_rank_info.items() if r > my_rank]
         total_ms = int(self._options.get("llm.LinkTotalTime", "0") or 0) or DEFAULT_LINK_TOTAL_TIME_MS
         with self._link_lock:
             if accept_from and self._engine.listen_port() == 0:
-                listen = f"{my_ip}:{my_port or DEFAULT_DEVICE_PORT}"
+                listen = f"{my_ip}:{my_port or _default_device_port()}"
                 st = self._engine.set_role(int(self._role), {"llm.ListenIpInfo": listen})
                 handle_llm_status(st, "[link]", f"listening on {listen} (rank {my_rank} of {comm_name})")
             comm = _Comm(self._next_comm_id, comm_name, connect_to, accept_from, time.monotonic() + total_ms / 1000)

@@ -34,7 +34,25 @@ class Chan:
         assert got == ("sync", tag), f"out of step with peer: expected {tag!r}, got {got!r}"
 
 
+def _check_finalized_at_exit(path):
+    """Registered before llm_datadist is imported, so it runs after the
+    module's own atexit handler: records whether that finalized the instance."""
+    import atexit
+
+    def check():
+        mod = sys.modules.get("llm_datadist.llm_datadist")
+        state = "no-module" if mod is None else (
+            "finalized" if mod.LLMDataDist.llm_engine_instance is None else "not-finalized")
+        with open(path, "w") as f:
+            f.write(state)
+    atexit.register(check)
+
+
 def _child(fn_name, chan_conn, result_q, kwargs):
+    os.environ.update(kwargs.pop("env", {}))
+    marker = kwargs.pop("exit_marker", None)
+    if marker:
+        _check_finalized_at_exit(marker)
     import peers
     try:
         getattr(peers, fn_name)(Chan(chan_conn), **kwargs)

@@ -494,3 +494,177 @@ def sample_switch_role_decoder(chan, port):
         raise Exception("unlink failed")
     cache_manager.unregister_cache(cache.cache_id)
     datadist.finalize()
+
+
+# --- vllm-ascend's LLMDataDistCMgrConnector (llmdatadist_c_mgr_connector.py) -
+# Its worker's calls, in its order: init with LLMConfig, two paged caches per
+# process for MLA (k_normed as model 0, k_pe as model 1) registered from
+# per-layer tensors, a metadata exchange, link() by rank table from both
+# sides (prefill: the metadata listener thread after replying; decode: the
+# transfer thread), query_register_mem_status polling, pull_blocks per
+# request on a ThreadPoolExecutor(1), unlink, and no finalize.
+
+VLLM_LAYERS, VLLM_BLOCKS, VLLM_BLOCK_SIZE = 3, 12, 16
+KV_LORA, ROPE = 64, 16
+
+
+def _vllm_kv_caches(seed, fill):
+    caches = {}
+    for layer in range(VLLM_LAYERS):
+        if fill:
+            k_normed = pattern(seed, 2 * layer, VLLM_BLOCKS, VLLM_BLOCK_SIZE * KV_LORA * 2).view(torch.bfloat16)
+            k_pe = pattern(seed, 2 * layer + 1, VLLM_BLOCKS, VLLM_BLOCK_SIZE * ROPE * 2).view(torch.bfloat16)
+        else:
+            k_normed = torch.zeros(VLLM_BLOCKS, VLLM_BLOCK_SIZE * KV_LORA, dtype=torch.bfloat16)
+            k_pe = torch.zeros(VLLM_BLOCKS, VLLM_BLOCK_SIZE * ROPE, dtype=torch.bfloat16)
+        caches[f"model.layers.{layer}.self_attn"] = (
+            k_normed.reshape(VLLM_BLOCKS, VLLM_BLOCK_SIZE, 1, KV_LORA).contiguous(),
+            k_pe.reshape(VLLM_BLOCKS, VLLM_BLOCK_SIZE, 1, ROPE).contiguous())
+    return caches
+
+
+class _VllmWorker:
+    """The connector worker's llm_datadist calls, transcribed."""
+
+    def __init__(self, role, cluster_id, device_ip):
+        self.llm_datadist_role = role
+        self.cluster_id = cluster_id
+        self.device_ip = device_ip
+        self.linked_cluster = {}
+        self.llm_datadist = LLMDataDist(role, cluster_id)
+        llm_config = LLMConfig()
+        llm_config.device_id = 0
+        llm_config.sync_kv_timeout = 20000
+        llm_config.enable_switch_role = True
+        llm_config.enable_cache_manager = True
+        llm_config.enable_remote_cache_accessible = True
+        self.llm_datadist.init(llm_config.generate_options())
+        self.cache_manager = self.llm_datadist.cache_manager
+
+    def register_kv_caches(self, kv_caches):
+        k_normed = k_pe = None
+        normed_addrs, pe_addrs = [], []
+        for k_normed, k_pe in kv_caches.values():
+            normed_addrs.append(k_normed.data_ptr())
+            pe_addrs.append(k_pe.data_ptr())
+        desc_normed = CacheDesc(len(normed_addrs), [*k_normed.shape], DataType.DT_BF16)
+        desc_pe = CacheDesc(len(pe_addrs), [*k_pe.shape], DataType.DT_BF16)
+        key_normed = BlocksCacheKey(cluster_id=int(self.cluster_id), model_id=0)
+        key_pe = BlocksCacheKey(cluster_id=int(self.cluster_id), model_id=1)
+        self.cache = (self.cache_manager.register_blocks_cache(desc_normed, normed_addrs, key_normed),
+                      self.cache_manager.register_blocks_cache(desc_pe, pe_addrs, key_pe))
+
+    def add_remote_agent(self, remote):
+        remote_cluster_id = remote["cluster_id"]
+        if remote_cluster_id in self.linked_cluster:
+            return remote_cluster_id
+        mine = {"cluster_id": self.cluster_id, "device_id": "0", "device_ip": self.device_ip}
+        if self.llm_datadist_role == LLMRole.PROMPT:
+            prefill, decode = mine, remote
+        else:
+            prefill, decode = remote, mine
+        comm_name = f"pd_comm_{prefill['device_ip']}_{decode['device_ip']}"
+        cluster_rank_info = {prefill["cluster_id"]: 0, decode["cluster_id"]: 1}
+        rank_table = {"version": "1.2", "server_count": "1", "status": "completed", "server_list": [{
+            "device": [
+                {"device_id": prefill["device_id"], "device_ip": prefill["device_ip"], "rank_id": "0"},
+                {"device_id": decode["device_id"], "device_ip": decode["device_ip"], "rank_id": "1"},
+            ],
+            "server_id": "127.0.0.1",
+        }]}
+        comm_id = self.llm_datadist.link(comm_name, cluster_rank_info, json.dumps(rank_table))
+        deadline = time.monotonic() + 30
+        while True:
+            ret = self.llm_datadist.query_register_mem_status(comm_id=comm_id)
+            if ret == RegisterMemStatus.OK:
+                break
+            elif ret == RegisterMemStatus.FAILED:
+                raise RuntimeError(f"Linking failed, comm id: {comm_id}")
+            assert time.monotonic() < deadline, "link did not complete in 30 s"
+            time.sleep(0.1)  # the connector sleeps 1 s
+        self.linked_cluster.update({remote_cluster_id: comm_id})
+        return remote_cluster_id
+
+    def remove_remote_agent(self, cluster_id):
+        comm_id = self.linked_cluster[cluster_id]
+        self.llm_datadist.unlink(comm_id)
+        self.linked_cluster.pop(cluster_id)
+
+
+def vllm_prefill(chan):
+    worker = _VllmWorker(LLMRole.PROMPT, 100, "127.0.0.1")
+    kv_caches = _vllm_kv_caches(seed=11, fill=True)
+    worker.register_kv_caches(kv_caches)
+    errors = []
+
+    def listen_for_agent_metadata_req():
+        try:
+            msg = chan.recv()
+            assert msg[0] == "ReqForMetadata"
+            chan.send({"cluster_id": worker.cluster_id, "device_id": "0", "device_ip": worker.device_ip})
+            worker.add_remote_agent(msg[1])
+        except BaseException as e:  # noqa: B902
+            errors.append(e)
+            raise
+
+    t = threading.Thread(target=listen_for_agent_metadata_req, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive() and not errors, f"metadata listener failed: {errors}"
+    chan.sync("requests done")  # the decoder pulled every request
+    chan.sync("unlinked")
+    # No finalize: the module's atexit handler does it.
+
+
+def vllm_decode(chan):
+    from concurrent.futures import ThreadPoolExecutor
+    worker = _VllmWorker(LLMRole.DECODER, 200, "127.0.0.1")
+    kv_caches = _vllm_kv_caches(seed=0, fill=False)
+    worker.register_kv_caches(kv_caches)
+    executor = ThreadPoolExecutor(1)
+    remote = {}
+
+    def connect_to_remote_agent():
+        if "meta" not in remote:
+            chan.send(("ReqForMetadata", {"cluster_id": worker.cluster_id, "device_id": "0",
+                                          "device_ip": worker.device_ip}))
+            remote["meta"] = chan.recv()
+        return worker.add_remote_agent(remote["meta"])
+
+    def _read_blocks(local_block_ids, remote_block_ids, request_id):
+        remote_cluster_id = connect_to_remote_agent()
+        worker.cache_manager.pull_blocks(BlocksCacheKey(cluster_id=remote_cluster_id, model_id=0), worker.cache[0],
+                                         remote_block_ids, local_block_ids)
+        worker.cache_manager.pull_blocks(BlocksCacheKey(cluster_id=remote_cluster_id, model_id=1), worker.cache[1],
+                                         remote_block_ids, local_block_ids)
+        return request_id, threading.get_ident()
+
+    rng = random.Random(3)
+    free = list(range(VLLM_BLOCKS))
+    rng.shuffle(free)
+    requests = []
+    for req in range(3):
+        n = 3 + req % 2
+        local = [free.pop() for _ in range(n)]
+        remote_ids = rng.sample(range(VLLM_BLOCKS), n)
+        requests.append((f"req-{req}", local, remote_ids))
+    futures = [executor.submit(_read_blocks, local_block_ids=local, remote_block_ids=rids, request_id=rid)
+               for rid, local, rids in requests]
+    threads = {f.result(timeout=60)[1] for f in futures}
+    assert threading.get_ident() not in threads, "pulls ran on the main thread"
+    want = _vllm_kv_caches(seed=11, fill=True)
+    for name, (k_normed, k_pe) in kv_caches.items():
+        w_normed, w_pe = want[name]
+        pulled = set()
+        for rid, local, rids in requests:
+            for l, r in zip(local, rids):
+                assert torch.equal(raw(k_normed[l]), raw(w_normed[r])), f"{name} k_normed block {l} ({rid})"
+                assert torch.equal(raw(k_pe[l]), raw(w_pe[r])), f"{name} k_pe block {l} ({rid})"
+                pulled.add(l)
+        rest = [b for b in range(VLLM_BLOCKS) if b not in pulled]
+        assert int(raw(k_normed[rest]).count_nonzero()) == 0 and int(raw(k_pe[rest]).count_nonzero()) == 0
+    chan.sync("requests done")
+    worker.remove_remote_agent(100)
+    executor.shutdown(wait=True)
+    chan.sync("unlinked")
+    # No finalize: the module's atexit handler does it.
