@@ -668,3 +668,112 @@ def vllm_decode(chan):
     executor.shutdown(wait=True)
     chan.sync("unlinked")
     # No finalize: the module's atexit handler does it.
+
+
+# --- the GIL is released during transfers ------------------------------------
+# The prefill process is stopped (SIGSTOP), so a pull over TCP cannot finish:
+# its request waits, unread, in the prefill's socket receive queue, which the
+# kernel shows in /proc/net/tcp. Thread A pulls; the main thread (which needs
+# the GIL to run at all) sees A's request queued at the stopped peer, so A is
+# inside its call. Then thread B pulls, and the main thread sees B's request
+# queued too while A's is still unanswered: both threads are inside a
+# transfer at once. Only then is the peer continued; both pulls must
+# succeed, byte-verified. A call holding the GIL would leave the main thread
+# unable to observe or continue the peer, and A would fail with LLM_TIMEOUT.
+
+def _socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def _queued_bytes(pid):
+    """Bytes received but not read by process pid, per TCP socket."""
+    inodes = _socket_inodes(pid)
+    queued = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[9] in inodes:
+                rx = int(cols[4].split(":")[1], 16)
+                if rx:
+                    queued[cols[9]] = rx
+    return queued
+
+
+def _wait_for(pred, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def gil_prefill(chan):
+    dd = init(PROMPT, PROMPT, listen="127.0.0.1:0", backend="tcp")
+    tensors = kv_tensors(seed=1, blocks=P_BLOCKS)
+    desc = CacheDesc(NUM_TENSORS, [P_BLOCKS, BLOCK_ELEMS], DataType.DT_BF16, Placement.HOST)
+    dd.cache_manager.register_blocks_cache(desc, tensors, BlocksCacheKey(PROMPT, 0))
+    chan.send({"port": dd.listen_port(), "pid": os.getpid()})
+    chan.sync("done", timeout=120)
+    dd.finalize()
+
+
+def gil_decode(chan):
+    import signal
+    dd = init(DECODER, DECODER, backend="tcp", timeout_ms=60000)
+    cm = dd.cache_manager
+    info = chan.recv()
+    link_to(dd, PROMPT, info["port"])
+    mine = kv_tensors(seed=0, blocks=D_BLOCKS, fill=False)
+    desc = CacheDesc(NUM_TENSORS, [D_BLOCKS, BLOCK_ELEMS], DataType.DT_BF16, Placement.HOST)
+    cache = cm.register_blocks_cache(desc, mine)
+    key = BlocksCacheKey(PROMPT, 0)
+    cm.pull_blocks(key, cache, [0], [0])  # resolves the key while the peer runs
+    for t in mine:
+        t.zero_()
+    pid = info["pid"]
+    results = {}
+
+    def pull(name, src, dst):
+        try:
+            cm.pull_blocks(key, cache, src, dst)
+            results[name] = "ok"
+        except BaseException as e:  # noqa: B902
+            results[name] = repr(e)
+
+    a = threading.Thread(target=pull, args=("A", [3], [1]))
+    b = threading.Thread(target=pull, args=("B", [5], [2]))
+    assert not _queued_bytes(pid), "the peer has unread bytes before any pull"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        a.start()
+        _wait_for(lambda: _queued_bytes(pid), "thread A's request at the stopped peer")
+        before = _queued_bytes(pid)
+        assert a.is_alive() and not results, "A finished against a stopped peer"
+        b.start()
+        _wait_for(lambda: sum(_queued_bytes(pid).values()) > sum(before.values()),
+                  "thread B's request at the stopped peer")
+        # Both requests are unanswered: A and B are inside their calls now.
+        assert a.is_alive() and b.is_alive() and not results, f"a pull finished against a stopped peer: {results}"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    a.join(60)
+    b.join(60)
+    assert results == {"A": "ok", "B": "ok"}, results
+    src_all = kv_tensors(seed=1, blocks=P_BLOCKS)
+    for i in range(NUM_TENSORS):
+        assert torch.equal(raw(mine[i][1]), raw(src_all[i][3])) and torch.equal(raw(mine[i][2]), raw(src_all[i][5]))
+        assert int(raw(mine[i][[0] + list(range(3, D_BLOCKS))]).count_nonzero()) == 0
+    chan.sync("done")
+    dd.finalize()
