@@ -180,3 +180,17 @@ def test_link_needs_cache_manager_mode(datadist):
     with pytest.raises(LLMException) as e:
         dd.link("c", {1: 0, 2: 1}, "{}")
     assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+
+
+def test_link_failures_carry_per_cluster_statuses(datadist):
+    from conftest import free_port
+    from llm_datadist import LLMClusterInfo
+    dd = datadist(role=LLMRole.DECODER, cluster_id=2)
+    c = LLMClusterInfo()
+    c.remote_cluster_id = 1
+    c.append_remote_ip_info("127.0.0.1", free_port())  # nobody listens there
+    ret, rets = dd.link_clusters([c], 1000)
+    assert ret == LLMStatusCode.LLM_LINK_FAILED and rets == [LLMStatusCode.LLM_LINK_FAILED]
+    with pytest.raises(LLMException) as e:
+        dd.check_link_status(1)
+    assert e.value.status_code == LLMStatusCode.LLM_NOT_YET_LINK
