@@ -31,7 +31,7 @@ struct EngineOptions {
   bool enable_set_role = false;
   std::string backend = "auto";  // auto | shm | tcp
   uint32_t tcp_connections = 4;
-  uint32_t copy_threads = 0;  // same-host copies; 0: one per core, at most 8
+  uint32_t copy_threads = 0;  // same-host copies; 0: one per core, at most 64
   std::string link_token;
   std::string local_device_ip;  // from llm.LocalCommRes, if given
 };
