@@ -31,7 +31,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# Warnings are errors here (CI) and in the presets, not in a user's build.
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_DATADIST_WERROR=ON >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 
 # The sanitizer builds leave out the demo and benchmark (their own smoke
