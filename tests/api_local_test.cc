@@ -11,6 +11,11 @@ using lldd_test::ClientOptions;
 using lldd_test::Int32Desc;
 using lldd_test::Pattern;
 
+// A user's own file-scope name, spelled like one of our extension keys: were
+// that key a free name in llm_datadist, its unqualified use below would be
+// ambiguous (`using namespace llm_datadist;` above) and fail to compile.
+constexpr int OPTION_COPY_THREADS = -7;
+
 namespace {
 
 // Helpers the vendor's samples define next to `using namespace llm_datadist;`
@@ -83,6 +88,28 @@ TEST(Lifecycle, BadOptionsNameTheOption) {
   LlmDataDist no_device(1, LlmRole::kPrompt);
   EXPECT_EQ(no_device.Initialize({}), LLM_PARAM_INVALID);
   EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find("llm.DeviceId"), std::string::npos);
+}
+
+TEST(Header, ExtensionOptionKeysAreClassConstants) {
+  // Unqualified, the name is the user's own (above), not ours.
+  EXPECT_EQ(OPTION_COPY_THREADS, -7);
+  EXPECT_STREQ(LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, "llm.TcpConnectionsPerLink");
+  EXPECT_STREQ(LlmDataDist::OPTION_COPY_THREADS, "llm.CopyThreads");
+  EXPECT_STREQ(LlmDataDist::OPTION_LINK_TOKEN, "llm.LinkToken");
+  // The library reads them under these keys: a bad value names the key,
+  // good values initialize.
+  for (const char* key : {LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, LlmDataDist::OPTION_COPY_THREADS}) {
+    LlmDataDist dd(1, LlmRole::kPrompt);
+    EXPECT_EQ(dd.Initialize(Opts({{key, "65"}})), LLM_PARAM_INVALID) << key;
+    EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find(key), std::string::npos)
+        << LlmDataDist::GetLastErrorMessage();
+  }
+  LlmDataDist dd(1, LlmRole::kPrompt);
+  EXPECT_EQ(dd.Initialize(Opts({{LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, "2"},
+                                {LlmDataDist::OPTION_COPY_THREADS, "1"},
+                                {LlmDataDist::OPTION_LINK_TOKEN, "s3cret"}})),
+            LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
 }
 
 TEST(Caches, IdsArePositiveIncreasingAndNeverReused) {
