@@ -279,11 +279,11 @@ TEST(Scale, OneServerHolds512Clients) {
   // every byte of its cache is checked: the pulled row holds the server's,
   // the others are still zero.
   for (size_t i = 0; i < clients.size(); ++i) {
-    const uint64_t src_row = i % kRows, dst_row = (i / kRows) % kRows;
+    const uint32_t src_row = static_cast<uint32_t>(i % kRows), dst_row = static_cast<uint32_t>((i / kRows) % kRows);
     Cache local;
     ASSERT_EQ(clients[i]->AllocateCache(Int32Desc(2, kRows, kCols), local), LLM_SUCCESS);
     for (uint32_t t = 0; t < 2; ++t) std::memset(reinterpret_cast<void*>(local.tensor_addrs[t]), 0, kRows * kCols * 4);
-    ASSERT_EQ(clients[i]->PullKvCache(CacheIndex{kServerId, remote, src_row}, local, static_cast<uint32_t>(dst_row)),
+    ASSERT_EQ(clients[i]->PullKvCache(CacheIndex{kServerId, remote, src_row}, local, dst_row),
               LLM_SUCCESS)
         << "client " << i << ": " << LlmDataDist::GetLastErrorMessage();
     for (uint32_t t = 0; t < 2; ++t) {
