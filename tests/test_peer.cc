@@ -293,6 +293,8 @@ ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::strin
   std::string line;
   if (!ReadLineWithin(from_child_, &line, kTestWaitLimit) || line.rfind("port ", 0) != 0) {
     Kill();
+    close(to_child_);
+    close(from_child_);
     throw std::runtime_error("server child failed to start: " + line);
   }
   port_ = static_cast<uint16_t>(std::stoi(line.substr(5)));
@@ -307,10 +309,15 @@ ForkedServer::~ForkedServer() {
 }
 
 std::string ForkedServer::Command(const std::string& line) {
+  // Writing to a child that is gone would raise SIGPIPE in the test.
+  if (pid_ <= 0) return "error child gone";
   WriteLine(to_child_, line);
   std::string answer;
-  if (!ReadLineWithin(from_child_, &answer, kTestWaitLimit))
+  if (!ReadLineWithin(from_child_, &answer, kTestWaitLimit)) {
+    // A late answer must not be taken for the next command's: the child goes.
+    Kill();
     return "error child gone or silent for " + std::to_string(kTestWaitLimit.count()) + " s after '" + line + "'";
+  }
   return answer;
 }
 
