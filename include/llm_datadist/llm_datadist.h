@@ -12,8 +12,9 @@
 // Statuses. Every call that returns a Status returns LLM_SUCCESS or a code
 // of llm_error_codes.h, and on failure leaves a reason that
 // GetLastErrorMessage() returns on the same thread (and a log line). No
-// call crashes, hangs past its timeout or writes outside the caches it
-// names, whatever its arguments.
+// call crashes or hangs past its timeout on bad arguments, and transfers
+// write only inside the caches they name (registered memory must be as
+// large as its CacheDesc says).
 //
 // Thread safety:
 //  - All methods of one LlmDataDist may be called from several threads at
