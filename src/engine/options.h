@@ -37,9 +37,8 @@ struct EngineOptions {
   // min(cores, 64) threads (memory/parallel_copy.cc), which caps any value.
   uint32_t copy_threads = 0;
   std::string link_token;
-  // Parsed and validated from llm.LocalCommRes but not used yet: a link's
-  // local address comes from ClusterInfo::local_ip_infos, as in the
-  // original. Kept for the device (GPU) work, like device_id.
+  // This rank's device_ip from llm.LocalCommRes: links leave from it when
+  // ClusterInfo::local_ip_infos names no local address.
   std::string local_device_ip;
 };
 
