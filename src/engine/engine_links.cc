@@ -28,6 +28,21 @@ uint64_t RandomU64() {
   return v;
 }
 
+// Runs `one` for every cluster in parallel (so that the whole call honours
+// its timeout); a status per cluster in `rets`, the first failure returned.
+Result ForEachCluster(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets,
+                      const std::function<Result(const ClusterInfo&)>& one) {
+  std::vector<std::future<Result>> pending;
+  for (const auto& c : clusters) pending.push_back(std::async(std::launch::async, [&one, &c] { return one(c); }));
+  Result first_failure;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    Result r = pending[i].get();
+    rets[i] = r.code();
+    if (!r.ok() && first_failure.ok()) first_failure = r.WithContext(Msg("cluster ", clusters[i].remote_cluster_id));
+  }
+  return first_failure;
+}
+
 }  // namespace
 
 Engine::LinkPtr Engine::MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
@@ -97,17 +112,7 @@ Result Engine::Link(const std::vector<ClusterInfo>& clusters, std::vector<Status
     return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT, Msg(clusters.size(), " clusters exceed the limit of ",
                                                                   llm_datadist::kMaxClusterNum));
   const Deadline deadline = Deadline::AfterMillis(timeout_ms);
-  // Clusters link in parallel so that the whole call honours the timeout.
-  std::vector<std::future<Result>> pending;
-  for (size_t i = 0; i < clusters.size(); ++i)
-    pending.push_back(std::async(std::launch::async, [&, i] { return LinkOne(clusters[i], deadline); }));
-  Result first_failure;
-  for (size_t i = 0; i < clusters.size(); ++i) {
-    Result r = pending[i].get();
-    rets[i] = r.code();
-    if (!r.ok() && first_failure.ok()) first_failure = r.WithContext(Msg("cluster ", clusters[i].remote_cluster_id));
-  }
-  return first_failure;
+  return ForEachCluster(clusters, rets, [&](const ClusterInfo& c) { return LinkOne(c, deadline); });
 }
 
 Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
@@ -307,16 +312,7 @@ Result Engine::Unlink(const std::vector<ClusterInfo>& clusters, std::vector<Stat
   if (clusters.empty()) return Result::ParamInvalid("no clusters given");
   if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
   const Deadline deadline = Deadline::AfterMillis(timeout_ms);
-  std::vector<std::future<Result>> pending;
-  for (const auto& c : clusters)
-    pending.push_back(std::async(std::launch::async, [&, c] { return UnlinkOne(c, deadline, force); }));
-  Result first_failure;
-  for (size_t i = 0; i < clusters.size(); ++i) {
-    Result r = pending[i].get();
-    rets[i] = r.code();
-    if (!r.ok() && first_failure.ok()) first_failure = r.WithContext(Msg("cluster ", clusters[i].remote_cluster_id));
-  }
-  return first_failure;
+  return ForEachCluster(clusters, rets, [&](const ClusterInfo& c) { return UnlinkOne(c, deadline, force); });
 }
 
 Result Engine::UnlinkOne(const ClusterInfo& cluster, Deadline deadline, bool force) {
