@@ -24,6 +24,7 @@ void LibraryRunner::ReleaseCaches() {
     peer_.Free(remote_cache_, &ignored);
   }
   remote_cache_ = -1;
+  remote_pushed_ = false;
   shape_.reset();
 }
 
@@ -86,6 +87,8 @@ bool LibraryRunner::VerifiedCall(const Config& config, uint32_t thread, std::str
   const std::string what = std::string(OpName(config.op)) + " " + UnitName(config.unit) + " (thread " +
                            std::to_string(thread) + ", verified call)";
   if (config.op == Op::kPull) {
+    // Pushes of an earlier config sharing these caches overwrote the sources.
+    if (remote_pushed_ && !peer_.Fill(remote_cache_, kServerSeed, lists.src, error)) return false;
     for (uint64_t row : lists.dst)
       for (uint32_t t = 0; t < config.tensors; ++t)
         lldd_tools::FillPattern(LocalRow(local, t, row), config.block_bytes, RowSeed(kClientSeed, t, row));
@@ -108,8 +111,11 @@ bool LibraryRunner::VerifiedCall(const Config& config, uint32_t thread, std::str
   }
   std::vector<std::pair<uint64_t, uint64_t>> pairs;
   for (size_t i = 0; i < lists.src.size(); ++i) pairs.emplace_back(lists.dst[i], lists.src[i]);
-  // The local sources still hold their pattern (nothing writes them), the
-  // remote destinations get the serving side's pattern back.
+  // Sources get their pattern (a pull of an earlier config sharing this
+  // cache may have overwritten them), destinations the serving side's.
+  for (uint64_t row : lists.src)
+    for (uint32_t t = 0; t < config.tensors; ++t)
+      lldd_tools::FillPattern(LocalRow(local, t, row), config.block_bytes, RowSeed(kClientSeed, t, row));
   if (!peer_.Fill(remote_cache_, kServerSeed, lists.dst, error)) return false;
   Status st = Call(config, local.cache, lists);
   if (st != LLM_SUCCESS) {
@@ -127,6 +133,7 @@ bool LibraryRunner::Run(const Config& config, Measurement* out, std::string* err
     // The first call of the config: thread 0, before anything is timed.
   if (!Prepare(config, error) || !VerifiedCall(config, 0, error)) return false;
   out->verified_calls = 1;
+  if (config.op == Op::kPush) remote_pushed_ = true;
   out->verified_blocks = config.blocks_per_call * config.tensors;
 
   std::vector<LoopResult> results(config.threads);

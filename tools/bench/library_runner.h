@@ -60,6 +60,7 @@ class LibraryRunner {
   std::optional<std::tuple<std::string, Unit, uint32_t, uint64_t, uint64_t, bool>> shape_;
   Config shape_config_;
   int64_t remote_cache_ = -1;
+  bool remote_pushed_ = false;  // a push wrote the serving side's cache
   std::vector<LocalCache> local_;
 };
 
