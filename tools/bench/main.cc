@@ -47,6 +47,7 @@ struct Args {
   bool quick = false;
   bool smoke = false;
   bool json = false;
+  std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
   std::vector<std::string> units{"blocks", "cache"};
@@ -153,9 +154,10 @@ int main(int argc, char** argv) {
   Args a;
   CLI::App app{"llm_datadist benchmark: KV-cache transfer speed against memcpy and a raw TCP socket, measured in "
                "the same run. Spawns its own serving peer on loopback unless --connect is given."};
-  app.add_flag("--quick", a.quick, "a short fixed sweep (about 1 min per transport on 2 cores); only --transports and --threads apply");
+  app.add_flag("--quick", a.quick, "a short fixed sweep (about 1 min per transport on 2 cores); only --transports, --threads and --seconds apply");
   app.add_flag("--smoke", a.smoke, "a few tiny verified configs (under a second), for tests; only --transports applies");
-  app.add_flag("--json", a.json, "one JSON object per row instead of a table");
+  app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
+  app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
                  "data paths to compare (default: every known one this build has): " + lldd_tools::KnownTransportsHelp())
       ->delimiter(',');
@@ -172,7 +174,9 @@ int main(int argc, char** argv) {
   app.add_option("--tensors", a.tensors, "tensors per cache (a block moves once per tensor)")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_flag("--contiguous", a.contiguous, "block lists 0..n-1 on both sides (merged) instead of random permutations");
   app.add_option("--max-call-bytes", a.max_call_bytes, "skip configs moving more per call")->capture_default_str();
-  app.add_option("--seconds", a.seconds, "time per config")->capture_default_str()->check(CLI::PositiveNumber);
+  auto* seconds = app.add_option("--seconds", a.seconds, "time per config and per limit (--quick: 0.3 unless given)")
+                      ->capture_default_str()
+                      ->check(CLI::PositiveNumber);
   app.add_option("--min-calls", a.min_calls, "calls per config at least")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", a.seed, "seed of the block lists")->capture_default_str();
   auto* listen = app.add_option("--listen", a.listen, "serve on HOST:PORT for a --connect run on another machine "
@@ -189,7 +193,7 @@ int main(int argc, char** argv) {
   if (!a.listen.empty()) return RunListener(a);
 
   LoopLimits limits{a.seconds, a.min_calls, 1000000};
-  if (a.quick) limits = {0.3, 3, 1000000};
+  if (a.quick && seconds->count() == 0) limits = {0.3, 3, 1000000};
   if (a.smoke) limits = {0.02, 2, 1000};
   const bool explicit_transports = !a.transports.empty();
   const std::vector<std::string> transports = explicit_transports ? a.transports : lldd_tools::KnownTransportNames();
@@ -230,11 +234,18 @@ int main(int argc, char** argv) {
   if (!socket.Connect(host, socket_port, &error)) return Fail("raw-socket baseline: " + error);
 
   const Machine machine = DescribeMachine();
+  std::FILE* json_file = nullptr;
+  if (!a.json_out.empty() && (json_file = std::fopen(a.json_out.c_str(), "w")) == nullptr)
+    return Fail("cannot write --json-out " + a.json_out);
+  auto json_line = [&](const std::string& line) {
+    if (a.json) std::printf("%s\n", line.c_str());
+    if (json_file) std::fprintf(json_file, "%s\n", line.c_str());
+    std::fflush(a.json ? stdout : json_file);
+  };
   const unsigned all_cores = AllCores(machine);
   const std::string serving_side = a.connect.empty() ? "a forked child on loopback" : a.connect;
-  if (a.json) {
-    std::printf("%s\n", JsonMachine(machine, serving_side, a.contiguous).c_str());
-  } else {
+  json_line(JsonMachine(machine, serving_side, a.contiguous));
+  if (!a.json) {
     PrintMachineHeader(stdout, machine);
     std::printf("llm_datadist_bench: %zu configs, %.2f s or %llu calls each; serving side %s; block lists %s\n",
                 configs.size(), limits.min_seconds, static_cast<unsigned long long>(limits.min_calls),
@@ -310,12 +321,8 @@ int main(int argc, char** argv) {
         status = Fail(error);
         break;
       }
-      if (a.json) {
-        std::printf("%s\n", JsonRow(row).c_str());
-        std::fflush(stdout);
-      } else {
-        PrintTableRow(stdout, row);
-      }
+      json_line(JsonRow(row));
+      if (!a.json) PrintTableRow(stdout, row);
       rows.push_back(row);
     }
     runner.ReleaseCaches();
@@ -330,9 +337,9 @@ int main(int argc, char** argv) {
   if (status == 0 && rows.empty()) status = Fail("no config ran (no transport available?)");
   if (status != 0) return status;
   const auto targets = JudgeTargets(rows, machine);
-  if (a.json) {
-    std::printf("%s\n", TargetsJson(targets).c_str());
-  } else {
+  json_line(TargetsJson(targets));
+  if (json_file) std::fclose(json_file);
+  if (!a.json) {
     std::printf("%zu rows; every block of %llu calls (%llu blocks x tensors) checked byte for byte: each config's first "
                 "call, and one last call per client thread after its timed calls, destinations reset before each\n",
                 rows.size(), static_cast<unsigned long long>(verified_calls),
