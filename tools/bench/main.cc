@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
     std::printf("GB/s = 1e9 B/s over all client threads; conns = TCP data connections the link held after the row. "
                 "Limits, measured right after each row on the same ranges and bytes per call: tcp rows: plain TCP "
                 "sockets between the same processes (1 connection, the link's count, one per core); shm rows: memcpy "
-                "(allocated) or process_vm_readv (registered) by 1 thread and by all %u cores. one / same / all: the "
+                "(allocated) or cross-memory attach, process_vm_readv/writev (registered), by 1 thread and by all %u cores. one / same / all: the "
                 "limit's GB/s with n threads or connections (1; the link's connections; one per core), x = row / limit\n",
                 all_cores);
     PrintTableHeader(stdout);

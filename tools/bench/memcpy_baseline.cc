@@ -63,8 +63,10 @@ std::vector<std::vector<Copy>> Deal(const std::vector<Copy>& copies, unsigned n)
   return shares;
 }
 
-// process_vm_readv of `copies` (sources in `owner`) in batches of IOV_MAX.
-bool ReadFrom(pid_t owner, const std::vector<Copy>& copies) {
+// Cross-memory attach of `copies` in batches of IOV_MAX: a pull reads the
+// sources out of `peer` (process_vm_readv), a push writes the destinations
+// into it (process_vm_writev). The peer's copy has the same addresses.
+bool Attach(pid_t peer, bool push, const std::vector<Copy>& copies) {
   constexpr size_t kBatch = 1024;
   iovec local[kBatch];
   iovec remote[kBatch];
@@ -72,11 +74,13 @@ bool ReadFrom(pid_t owner, const std::vector<Copy>& copies) {
     size_t n = std::min(kBatch, copies.size() - i);
     size_t want = 0;
     for (size_t k = 0; k < n; ++k) {
-      local[k] = {copies[i + k].dst, copies[i + k].length};
-      remote[k] = {const_cast<uint8_t*>(copies[i + k].src), copies[i + k].length};
-      want += copies[i + k].length;
+      const Copy& c = copies[i + k];
+      local[k] = {push ? const_cast<uint8_t*>(c.src) : c.dst, c.length};
+      remote[k] = {push ? c.dst : const_cast<uint8_t*>(c.src), c.length};
+      want += c.length;
     }
-    if (process_vm_readv(owner, local, n, remote, n, 0) != static_cast<ssize_t>(want)) return false;
+    const ssize_t done = push ? process_vm_writev(peer, local, n, remote, n, 0) : process_vm_readv(peer, local, n, remote, n, 0);
+    if (done != static_cast<ssize_t>(want)) return false;
   }
   return true;
 }
@@ -152,9 +156,9 @@ bool MeasureMemoryLimits(const Config& config, const BlockLists& lists, const Lo
     });
   }
   if (cma) {
-    // The source pages live on in a forked child (the same addresses,
-    // shared copy-on-write), which this process then reads with
-    // cross-memory attach. The child only waits to be killed.
+    // Both buffers live on in a forked child (the same addresses, shared
+    // copy-on-write), which this process then reads (pull) or writes
+    // (push) with cross-memory attach. The child only waits to be killed.
     const pid_t child = fork();
     if (child < 0) {
       *error = "memory baseline: fork failed";
@@ -163,9 +167,10 @@ bool MeasureMemoryLimits(const Config& config, const BlockLists& lists, const Lo
     if (child == 0) {
       for (;;) pause();
     }
-    out->cma_one = OneThread(config, limits, [&] { return ReadFrom(child, copies); });
+    const bool push = config.op == Op::kPush;
+    out->cma_one = OneThread(config, limits, [&] { return Attach(child, push, copies); });
     if (out->cma_one.gbps > 0)
-      out->cma_all = ParallelBandwidth(shares, limits, [child](const std::vector<Copy>& share) { return ReadFrom(child, share); });
+      out->cma_all = ParallelBandwidth(shares, limits, [child, push](const std::vector<Copy>& share) { return Attach(child, push, share); });
     else
       out->cma_all.ways = std::max(1U, all_cores);
     kill(child, SIGKILL);

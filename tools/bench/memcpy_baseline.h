@@ -6,9 +6,9 @@
 //   per-call latency) and by all cores at once, each copying its share of
 //   the ranges for the time budget: the machine's copy bandwidth, the
 //   ceiling for library-allocated caches mapped into both processes;
-// - cross-memory attach (process_vm_readv) of the ranges out of another
-//   process, by one thread and by all cores: the ceiling for user memory
-//   (RegisterKvCache) on one host.
+// - cross-memory attach of the ranges out of (pull: process_vm_readv) or
+//   into (push: process_vm_writev) another process, by one thread and by
+//   all cores: the ceiling for user memory (RegisterKvCache) on one host.
 #ifndef LLM_DATADIST_TOOLS_BENCH_MEMCPY_BASELINE_H_
 #define LLM_DATADIST_TOOLS_BENCH_MEMCPY_BASELINE_H_
 
