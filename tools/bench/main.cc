@@ -296,6 +296,7 @@ int main(int argc, char** argv) {
       Row row;
       row.config = configs[k];
       row.link = link;
+      const auto row_start = Clock::now();
       if (!runner.Run(row.config, &row.library, &error)) {
         status = Fail(Describe(row.config) + ": " + error);
         break;
@@ -321,6 +322,7 @@ int main(int argc, char** argv) {
         status = Fail(error);
         break;
       }
+      row.wall_seconds = Seconds(row_start, Clock::now());
       json_line(JsonRow(row));
       if (!a.json) PrintTableRow(stdout, row);
       rows.push_back(row);

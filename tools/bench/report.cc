@@ -148,6 +148,7 @@ std::string JsonRow(const Row& r) {
   j["socket_one"] = JsonLimit(r.socket_one, g);
   j["socket_link_connections"] = JsonLimit(r.socket_link, g);
   j["socket_all_cores"] = JsonLimit(r.socket_all, g);
+  j["wall_s"] = r.wall_seconds;
   return j.dump();
 }
 

@@ -31,6 +31,7 @@ struct Row {
   BaselineResult socket_one;   // 1 connection
   BaselineResult socket_link;  // as many connections as the link's
   BaselineResult socket_all;   // one connection per core
+  double wall_seconds = 0;     // the row and its limits, set-up and checks included
 
   LimitKind kind() const { return LimitKindFor(link, config.memory); }
   // The three limits of the row's kind: one thread/connection, the
