@@ -21,6 +21,10 @@ Machine DescribeMachine() {
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0) m.memory_bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) m.l3_bytes = static_cast<uint64_t>(l3);
+#endif
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   while (std::getline(cpuinfo, line)) {
@@ -40,6 +44,7 @@ Machine DescribeMachine() {
 std::string MachineLine(const Machine& m) {
   std::string s = std::to_string(m.cores) + " cores";
   if (!m.cpu_model.empty()) s += " (" + m.cpu_model + ")";
+  if (m.l3_bytes > 0) s += ", L3 " + lldd_tools::FormatBytes(m.l3_bytes);
   s += ", " + lldd_tools::FormatBytes(m.memory_bytes) + " memory, Linux " + m.kernel;
   return s;
 }

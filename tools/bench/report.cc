@@ -105,6 +105,7 @@ std::string JsonMachine(const Machine& m, const std::string& serving_side, bool 
   j["cores"] = m.cores;
   j["memory_bytes"] = m.memory_bytes;
   j["cpu_model"] = m.cpu_model;
+  j["l3_bytes"] = m.l3_bytes;
   j["kernel"] = m.kernel;
   j["host"] = m.host;
   j["all_core_ways"] = AllCores(m);
