@@ -130,10 +130,11 @@ bool LibraryRunner::VerifiedCall(const Config& config, uint32_t thread, std::str
 }
 
 bool LibraryRunner::Run(const Config& config, Measurement* out, std::string* error) {
-    // The first call of the config: thread 0, before anything is timed.
-  if (!Prepare(config, error) || !VerifiedCall(config, 0, error)) return false;
+  // The first call of the config: thread 0, before anything is timed.
+  if (!Prepare(config, error)) return false;
+  if (config.op == Op::kPush) remote_pushed_ = true;  // from here on, pulls must refill their sources
+  if (!VerifiedCall(config, 0, error)) return false;
   out->verified_calls = 1;
-  if (config.op == Op::kPush) remote_pushed_ = true;
   out->verified_blocks = config.blocks_per_call * config.tensors;
 
   std::vector<LoopResult> results(config.threads);
