@@ -63,18 +63,28 @@ Config Make(const std::string& transport, const char* memory, Op op, Unit unit, 
 
 }  // namespace
 
-std::vector<Config> QuickSweep(const std::vector<std::string>& transports) {
-  std::vector<Config> out;
+std::vector<Config> QuickSweep(const std::vector<std::string>& transports, const std::vector<uint32_t>& threads) {
+  std::vector<Config> shapes;
   for (const auto& t : transports) {
     // Bandwidth: 256 MiB per call in big blocks, from both kinds of memory.
-    out.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 1 << 20, 256));
-    out.push_back(Make(t, kMemoryAllocated, Op::kPush, Unit::kBlocks, 1 << 20, 256));
-    out.push_back(Make(t, kMemoryRegistered, Op::kPull, Unit::kBlocks, 1 << 20, 256));
+    shapes.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 1 << 20, 256));
+    shapes.push_back(Make(t, kMemoryAllocated, Op::kPush, Unit::kBlocks, 1 << 20, 256));
+    shapes.push_back(Make(t, kMemoryRegistered, Op::kPull, Unit::kBlocks, 1 << 20, 256));
     // Per-block overhead: thousands of small scattered blocks in one call.
-    out.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 4096, 2048));
+    shapes.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 4096, 2048));
+    // Small calls from many threads: 256 scattered 4 KiB blocks (1 MiB).
+    shapes.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 4096, 256));
+    shapes.push_back(Make(t, kMemoryRegistered, Op::kPull, Unit::kBlocks, 4096, 256));
     // Latency: one small block.
-    out.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 65536, 1));
+    shapes.push_back(Make(t, kMemoryAllocated, Op::kPull, Unit::kBlocks, 65536, 1));
   }
+  std::vector<Config> out;
+  for (const Config& c : shapes)
+    for (uint32_t th : threads) {
+      Config x = c;
+      x.threads = th;
+      out.push_back(x);
+    }
   OrderForRun(transports, &out);
   return out;
 }

@@ -57,8 +57,8 @@ struct SweepSpec {
 // configs sharing a transport, memory kind and shape run back to back
 // (pulls before pushes).
 std::vector<Config> BuildSweep(const SweepSpec& spec);
-// The short, fixed sweep of --quick, for each transport.
-std::vector<Config> QuickSweep(const std::vector<std::string>& transports);
+// The short, fixed sweep of --quick, for each transport and client thread count.
+std::vector<Config> QuickSweep(const std::vector<std::string>& transports, const std::vector<uint32_t>& threads);
 // A few tiny configs that check the paths end to end, for ctest.
 std::vector<Config> SmokeSweep(const std::vector<std::string>& transports);
 // Restores the run order BuildSweep promises for any list of configs.

@@ -28,20 +28,14 @@ BlockLists MakeBlockLists(const Config& config, uint64_t seed) {
     l.src = {config.op == Op::kPull ? 1U : 0U};
     l.dst = {config.op == Op::kPull ? 0U : 1U};
   } else if (config.contiguous) {
-    l.src = Permutation(config.blocks_per_call, 0);
+    l.src.resize(config.blocks_per_call);
+    for (uint64_t i = 0; i < config.blocks_per_call; ++i) l.src[i] = i;
     l.dst = l.src;
   } else {
     l.src = Permutation(config.blocks_per_call, lldd_tools::RegionSeed({seed, 1}));
     l.dst = Permutation(config.blocks_per_call, lldd_tools::RegionSeed({seed, 2}));
   }
   return l;
-}
-
-std::vector<size_t> SamplePositions(size_t n) {
-  std::vector<size_t> s{0, n / 2, n - 1};
-  std::sort(s.begin(), s.end());
-  s.erase(std::unique(s.begin(), s.end()), s.end());
-  return s;
 }
 
 }  // namespace lldd_bench

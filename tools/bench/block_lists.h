@@ -3,7 +3,8 @@
 // By default both lists are seeded random permutations, so almost no pair
 // of neighbours is adjacent on both sides and the library cannot merge
 // them: each block costs what a block costs in a fragmented serving pool.
-// --contiguous gives 0..n-1 on both sides, which merges into one range.
+// --contiguous gives 0..n-1, in order, on both sides, which merges into
+// one range.
 #ifndef LLM_DATADIST_TOOLS_BENCH_BLOCK_LISTS_H_
 #define LLM_DATADIST_TOOLS_BENCH_BLOCK_LISTS_H_
 
@@ -23,9 +24,6 @@ struct BlockLists {
 };
 
 BlockLists MakeBlockLists(const Config& config, uint64_t seed);
-// A few positions in the lists (first, middle, last) whose rows the
-// warm-up call checks in full.
-std::vector<size_t> SamplePositions(size_t n);
 
 }  // namespace lldd_bench
 

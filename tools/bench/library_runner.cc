@@ -24,6 +24,7 @@ void LibraryRunner::ReleaseCaches() {
     peer_.Free(remote_cache_, &ignored);
   }
   remote_cache_ = -1;
+  remote_pushed_ = false;
   shape_.reset();
 }
 
@@ -77,24 +78,26 @@ Status LibraryRunner::Call(const Config& config, const Cache& local, const Block
   return config.op == Op::kPull ? dd_.PullKvCache(remote, local, 0) : dd_.PushKvCache(local, remote, 0);
 }
 
-// The first call of a config must prove the path moves the right bytes;
-// the rows it checks are reset first, so an earlier config's results can
-// not pass for this one's.
-bool LibraryRunner::VerifiedWarmUp(const Config& config, std::string* error) {
-  const LocalCache& local = local_[0];
-  const BlockLists lists = ListsFor(config, 0);
-  const auto positions = SamplePositions(lists.src.size());
-  const std::string what = std::string(OpName(config.op)) + " " + UnitName(config.unit);
+// One call whose every block is checked: the destination rows are reset to
+// a pattern the source never holds first, so neither an earlier call's
+// results nor an earlier config's can pass for this one's.
+bool LibraryRunner::VerifiedCall(const Config& config, uint32_t thread, std::string* error) {
+  const LocalCache& local = local_[thread];
+  const BlockLists lists = ListsFor(config, thread);
+  const std::string what = std::string(OpName(config.op)) + " " + UnitName(config.unit) + " (thread " +
+                           std::to_string(thread) + ", verified call)";
   if (config.op == Op::kPull) {
-    for (size_t i : positions)
+    // Pushes of an earlier config sharing these caches overwrote the sources.
+    if (remote_pushed_ && !peer_.Fill(remote_cache_, kServerSeed, lists.src, error)) return false;
+    for (uint64_t row : lists.dst)
       for (uint32_t t = 0; t < config.tensors; ++t)
-        lldd_tools::FillPattern(LocalRow(local, t, lists.dst[i]), config.block_bytes, RowSeed(kClientSeed, t, lists.dst[i]));
+        lldd_tools::FillPattern(LocalRow(local, t, row), config.block_bytes, RowSeed(kClientSeed, t, row));
     Status st = Call(config, local.cache, lists);
     if (st != LLM_SUCCESS) {
       *error = what + " failed: " + lldd_tools::DescribeFailure(st);
       return false;
     }
-    for (size_t i : positions)
+    for (size_t i = 0; i < lists.dst.size(); ++i)
       for (uint32_t t = 0; t < config.tensors; ++t) {
         size_t at = lldd_tools::FindPatternMismatch(LocalRow(local, t, lists.dst[i]), config.block_bytes,
                                                     RowSeed(kServerSeed, t, lists.src[i]));
@@ -106,15 +109,14 @@ bool LibraryRunner::VerifiedWarmUp(const Config& config, std::string* error) {
       }
     return true;
   }
-  std::vector<uint64_t> remote_rows;
   std::vector<std::pair<uint64_t, uint64_t>> pairs;
-  for (size_t i : positions) {
+  for (size_t i = 0; i < lists.src.size(); ++i) pairs.emplace_back(lists.dst[i], lists.src[i]);
+  // Sources get their pattern (a pull of an earlier config sharing this
+  // cache may have overwritten them), destinations the serving side's.
+  for (uint64_t row : lists.src)
     for (uint32_t t = 0; t < config.tensors; ++t)
-      lldd_tools::FillPattern(LocalRow(local, t, lists.src[i]), config.block_bytes, RowSeed(kClientSeed, t, lists.src[i]));
-    remote_rows.push_back(lists.dst[i]);
-    pairs.emplace_back(lists.dst[i], lists.src[i]);
-  }
-  if (!peer_.Fill(remote_cache_, kServerSeed, remote_rows, error)) return false;
+      lldd_tools::FillPattern(LocalRow(local, t, row), config.block_bytes, RowSeed(kClientSeed, t, row));
+  if (!peer_.Fill(remote_cache_, kServerSeed, lists.dst, error)) return false;
   Status st = Call(config, local.cache, lists);
   if (st != LLM_SUCCESS) {
     *error = what + " failed: " + lldd_tools::DescribeFailure(st);
@@ -128,7 +130,12 @@ bool LibraryRunner::VerifiedWarmUp(const Config& config, std::string* error) {
 }
 
 bool LibraryRunner::Run(const Config& config, Measurement* out, std::string* error) {
-  if (!Prepare(config, error) || !VerifiedWarmUp(config, error)) return false;
+  // The first call of the config: thread 0, before anything is timed.
+  if (!Prepare(config, error)) return false;
+  if (config.op == Op::kPush) remote_pushed_ = true;  // from here on, pulls must refill their sources
+  if (!VerifiedCall(config, 0, error)) return false;
+  out->verified_calls = 1;
+  out->verified_blocks = config.blocks_per_call * config.tensors;
 
   std::vector<LoopResult> results(config.threads);
   std::latch ready(config.threads + 1);
@@ -162,6 +169,14 @@ bool LibraryRunner::Run(const Config& config, Measurement* out, std::string* err
   go.count_down();
   for (auto& t : threads) t.join();
   if (failed) return false;
+  // The last calls of the config: one more per thread, after the timed
+  // ones, one thread at a time (pushes of all threads land in the same
+  // remote rows).
+  for (uint32_t i = 0; i < config.threads; ++i) {
+    if (!VerifiedCall(config, i, error)) return false;
+    ++out->verified_calls;
+    out->verified_blocks += config.blocks_per_call * config.tensors;
+  }
 
   lldd_tools::LatencyStats all;
   Clock::time_point end = start;

@@ -1,5 +1,6 @@
-// Measures the library itself for one config: a verified warm-up call,
-// then every client thread calling back to back for the time budget.
+// Measures the library itself for one config: a verified first call, then
+// every client thread calling back to back for the time budget, then one
+// verified last call per thread. Verified: every block, every byte.
 #ifndef LLM_DATADIST_TOOLS_BENCH_LIBRARY_RUNNER_H_
 #define LLM_DATADIST_TOOLS_BENCH_LIBRARY_RUNNER_H_
 
@@ -24,6 +25,10 @@ struct Measurement {
   double ops_per_s = 0;
   double p50_us = 0;
   double p99_us = 0;
+  // Calls whose every block was checked (the first, and the last of each
+  // thread), and the blocks (x tensors) they moved.
+  uint64_t verified_calls = 0;
+  uint64_t verified_blocks = 0;
 };
 
 class LibraryRunner {
@@ -44,7 +49,7 @@ class LibraryRunner {
     llm_datadist::Cache cache;
   };
   bool Prepare(const Config& config, std::string* error);
-  bool VerifiedWarmUp(const Config& config, std::string* error);
+  bool VerifiedCall(const Config& config, uint32_t thread, std::string* error);
   llm_datadist::Status Call(const Config& config, const llm_datadist::Cache& local, const BlockLists& lists);
   uint8_t* LocalRow(const LocalCache& c, uint32_t tensor, uint64_t row) const;
 
@@ -55,6 +60,7 @@ class LibraryRunner {
   std::optional<std::tuple<std::string, Unit, uint32_t, uint64_t, uint64_t, bool>> shape_;
   Config shape_config_;
   int64_t remote_cache_ = -1;
+  bool remote_pushed_ = false;  // a push wrote the serving side's cache
   std::vector<LocalCache> local_;
 };
 

@@ -2,10 +2,13 @@
 //
 // Each row measures one way of moving KV data (op, unit, block size,
 // blocks per call, transport, client threads, the serving side's memory
-// kind) and, in the same run, the two limits it is judged against: memcpy
-// of the same ranges in this process, and one plain TCP connection moving
-// the same bytes per call between the same two processes. The serving side
-// is a forked child on loopback, or `--listen` on another machine.
+// kind) and, right after it, the limits it is judged against, measured on
+// the same machine in the same run: plain TCP sockets between the same two
+// processes (1 connection, as many as the library's link, one per core) for
+// rows whose link is TCP; memcpy (library-allocated caches) or cross-memory
+// attach (registered memory) of the same ranges, by one thread and by all
+// cores, for same-host rows. The serving side is a forked child on
+// loopback, or `--listen` on another machine.
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,12 +24,15 @@
 
 #include "bench/bench_config.h"
 #include "bench/library_runner.h"
+#include "bench/link_sockets.h"
+#include "bench/machine.h"
 #include "bench/memcpy_baseline.h"
 #include "bench/peer.h"
 #include "bench/peer_client.h"
 #include "bench/peer_protocol.h"
 #include "bench/report.h"
 #include "bench/socket_baseline.h"
+#include "bench/targets.h"
 #include "common/child_process.h"
 #include "common/datadist_setup.h"
 #include "common/tcp.h"
@@ -41,6 +47,7 @@ struct Args {
   bool quick = false;
   bool smoke = false;
   bool json = false;
+  std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
   std::vector<std::string> units{"blocks", "cache"};
@@ -80,7 +87,7 @@ bool BuildConfigs(const Args& a, const std::vector<std::string>& transports, std
     return true;
   }
   if (a.quick) {
-    *out = QuickSweep(transports);
+    *out = QuickSweep(transports, a.threads);
     return true;
   }
   SweepSpec spec;
@@ -147,9 +154,10 @@ int main(int argc, char** argv) {
   Args a;
   CLI::App app{"llm_datadist benchmark: KV-cache transfer speed against memcpy and a raw TCP socket, measured in "
                "the same run. Spawns its own serving peer on loopback unless --connect is given."};
-  app.add_flag("--quick", a.quick, "a short fixed sweep (about 15 s on 2 cores); only --transports applies");
+  app.add_flag("--quick", a.quick, "a short fixed sweep (about 1 min per transport on 2 cores); only --transports, --threads and --seconds apply");
   app.add_flag("--smoke", a.smoke, "a few tiny verified configs (under a second), for tests; only --transports applies");
-  app.add_flag("--json", a.json, "one JSON object per row instead of a table");
+  app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
+  app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
                  "data paths to compare (default: every known one this build has): " + lldd_tools::KnownTransportsHelp())
       ->delimiter(',');
@@ -166,7 +174,9 @@ int main(int argc, char** argv) {
   app.add_option("--tensors", a.tensors, "tensors per cache (a block moves once per tensor)")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_flag("--contiguous", a.contiguous, "block lists 0..n-1 on both sides (merged) instead of random permutations");
   app.add_option("--max-call-bytes", a.max_call_bytes, "skip configs moving more per call")->capture_default_str();
-  app.add_option("--seconds", a.seconds, "time per config")->capture_default_str()->check(CLI::PositiveNumber);
+  auto* seconds = app.add_option("--seconds", a.seconds, "time per config and per limit (--quick: 0.3 unless given)")
+                      ->capture_default_str()
+                      ->check(CLI::PositiveNumber);
   app.add_option("--min-calls", a.min_calls, "calls per config at least")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", a.seed, "seed of the block lists")->capture_default_str();
   auto* listen = app.add_option("--listen", a.listen, "serve on HOST:PORT for a --connect run on another machine "
@@ -183,7 +193,7 @@ int main(int argc, char** argv) {
   if (!a.listen.empty()) return RunListener(a);
 
   LoopLimits limits{a.seconds, a.min_calls, 1000000};
-  if (a.quick) limits = {0.3, 3, 1000000};
+  if (a.quick && seconds->count() == 0) limits = {0.3, 3, 1000000};
   if (a.smoke) limits = {0.02, 2, 1000};
   const bool explicit_transports = !a.transports.empty();
   const std::vector<std::string> transports = explicit_transports ? a.transports : lldd_tools::KnownTransportNames();
@@ -223,21 +233,35 @@ int main(int argc, char** argv) {
   SocketBaselineClient socket;
   if (!socket.Connect(host, socket_port, &error)) return Fail("raw-socket baseline: " + error);
 
+  const Machine machine = DescribeMachine();
+  std::FILE* json_file = nullptr;
+  if (!a.json_out.empty() && (json_file = std::fopen(a.json_out.c_str(), "w")) == nullptr)
+    return Fail("cannot write --json-out " + a.json_out);
+  auto json_line = [&](const std::string& line) {
+    if (a.json) std::printf("%s\n", line.c_str());
+    if (json_file) std::fprintf(json_file, "%s\n", line.c_str());
+    std::fflush(a.json ? stdout : json_file);
+  };
+  const unsigned all_cores = AllCores(machine);
+  const std::string serving_side = a.connect.empty() ? "a forked child on loopback" : a.connect;
+  json_line(JsonMachine(machine, serving_side, a.contiguous));
   if (!a.json) {
+    PrintMachineHeader(stdout, machine);
     std::printf("llm_datadist_bench: %zu configs, %.2f s or %llu calls each; serving side %s; block lists %s\n",
                 configs.size(), limits.min_seconds, static_cast<unsigned long long>(limits.min_calls),
-                a.connect.empty() ? "a forked child on loopback" : a.connect.c_str(),
-                a.contiguous ? "contiguous" : "random permutations");
-    std::printf("GB/s = 1e9 B/s over all client threads. Limits, same run: memcpy = the same ranges copied by 1 thread "
-                "in this process, mc_all = by all %u cores; socket = 1 plain TCP connection, same bytes per call "
-                "between the same processes; x = row / limit\n",
-                std::clamp(std::thread::hardware_concurrency(), 1U, 16U));
+                serving_side.c_str(), a.contiguous ? "contiguous (0..n-1 on both sides)" : "random permutations");
+    std::printf("GB/s = 1e9 B/s over all client threads; conns = TCP data connections the link held after the row. "
+                "Limits, measured right after each row on the same ranges and bytes per call: tcp rows: plain TCP "
+                "sockets between the same processes (1 connection, the link's count, one per core); shm rows: memcpy "
+                "(allocated) or cross-memory attach, process_vm_readv/writev (registered), by 1 thread and by all %u cores. one / same / all: the "
+                "limit's GB/s with n threads or connections (1; the link's connections; one per core), x = row / limit\n",
+                all_cores);
     PrintTableHeader(stdout);
   }
 
-  std::map<std::tuple<Unit, uint32_t, uint64_t, uint64_t, bool>, MemcpyResult> memcpy_cache;
-  std::map<std::pair<Op, uint64_t>, BaselineResult> socket_cache;
-  int rows = 0;
+  std::vector<Row> rows;
+  uint64_t verified_calls = 0;
+  uint64_t verified_blocks = 0;
   int status = 0;
   for (size_t i = 0; i < configs.size() && status == 0;) {
     const std::string transport = configs[i].transport;
@@ -272,40 +296,36 @@ int main(int argc, char** argv) {
       Row row;
       row.config = configs[k];
       row.link = link;
+      const auto row_start = Clock::now();
       if (!runner.Run(row.config, &row.library, &error)) {
         status = Fail(Describe(row.config) + ": " + error);
         break;
       }
       const Config& c = row.config;
-      auto mkey = std::make_tuple(c.unit, c.tensors, c.block_bytes, c.blocks_per_call, c.contiguous);
-      auto m = memcpy_cache.find(mkey);
-      if (m == memcpy_cache.end()) {
-        MemcpyResult b;
-        if (!MeasureMemcpy(c, runner.ListsFor(c, 0), limits, &b, &error)) {
-          status = Fail(error);
+      verified_calls += row.library.verified_calls;
+      verified_blocks += row.library.verified_blocks;
+      if (row.kind() == LimitKind::kSocket) {
+        // Data connections dial the peer's listen port, as the control channel does.
+        const int held = CountConnectionsTo(lib_port);
+        row.link_connections = held > 1 ? held - 1 : static_cast<int>(a.tcp_connections);
+        const bool push = c.op == Op::kPush;
+        const uint64_t bytes = c.bytes_per_call();
+        if (!socket.Measure(push, bytes, 1, limits, &row.socket_one, &error) ||
+            (row.link_connections > 0 &&
+             !socket.Measure(push, bytes, static_cast<unsigned>(row.link_connections), limits, &row.socket_link, &error)) ||
+            !socket.Measure(push, bytes, all_cores, limits, &row.socket_all, &error)) {
+          status = Fail("raw-socket baseline: " + error);
           break;
         }
-        m = memcpy_cache.emplace(mkey, b).first;
+      } else if (!MeasureMemoryLimits(c, runner.ListsFor(c, 0), limits, all_cores, row.kind() == LimitKind::kMemcpy,
+                                      row.kind() == LimitKind::kCma, &row.memory, &error)) {
+        status = Fail(error);
+        break;
       }
-      row.memcpy = m->second;
-      auto skey = std::make_pair(c.op, c.bytes_per_call());
-      auto s = socket_cache.find(skey);
-      if (s == socket_cache.end()) {
-        BaselineResult b;
-        if (!socket.Measure(c.op == Op::kPush, c.bytes_per_call(), limits, &b, &error)) {
-          status = Fail(error);
-          break;
-        }
-        s = socket_cache.emplace(skey, b).first;
-      }
-      row.socket = s->second;
-      if (a.json) {
-        std::printf("%s\n", JsonRow(row).c_str());
-        std::fflush(stdout);
-      } else {
-        PrintTableRow(stdout, row);
-      }
-      ++rows;
+      row.wall_seconds = Seconds(row_start, Clock::now());
+      json_line(JsonRow(row));
+      if (!a.json) PrintTableRow(stdout, row);
+      rows.push_back(row);
     }
     runner.ReleaseCaches();
     dd->Finalize();
@@ -316,7 +336,17 @@ int main(int argc, char** argv) {
     int code = child->WaitOrKill(10000);
     if (code != 0 && status == 0) status = Fail("the serving peer exited with status " + std::to_string(code));
   }
-  if (status == 0 && rows == 0) status = Fail("no config ran (no transport available?)");
-  if (status == 0 && !a.json) std::printf("%d rows, every config's data verified\n", rows);
+  if (status == 0 && rows.empty()) status = Fail("no config ran (no transport available?)");
+  if (status != 0) return status;
+  const auto targets = JudgeTargets(rows, machine);
+  json_line(TargetsJson(targets));
+  if (json_file) std::fclose(json_file);
+  if (!a.json) {
+    std::printf("%zu rows; every block of %llu calls (%llu blocks x tensors) checked byte for byte: each config's first "
+                "call, and one last call per client thread after its timed calls, destinations reset before each\n",
+                rows.size(), static_cast<unsigned long long>(verified_calls),
+                static_cast<unsigned long long>(verified_blocks));
+    std::printf("%s\n", TargetsLine(targets).c_str());
+  }
   return status;
 }

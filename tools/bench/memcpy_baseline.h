@@ -1,12 +1,14 @@
-// The memory-speed yardstick: memcpy of exactly the ranges a call moves
-// (same block size, count and order) inside this process. On one host a
-// shared-memory transfer should approach it.
+// The memory-speed yardsticks for one host, measured on exactly the ranges
+// a call moves (same block size, count and order), right after the row
+// they are compared with:
 //
-// Two figures: one thread copying call after call (with per-call latency),
-// cross-memory attach of the ranges from another process, and all cores
-// copying disjoint shares of the ranges at once, which is the
-// machine's copy bandwidth and the real ceiling for a library that copies
-// with several threads.
+// - memcpy inside this process, by one thread call after call (with
+//   per-call latency) and by all cores at once, each copying its share of
+//   the ranges for the time budget: the machine's copy bandwidth, the
+//   ceiling for library-allocated caches mapped into both processes;
+// - cross-memory attach of the ranges out of (pull: process_vm_readv) or
+//   into (push: process_vm_writev) another process, by one thread and by
+//   all cores: the ceiling for user memory (RegisterKvCache) on one host.
 #ifndef LLM_DATADIST_TOOLS_BENCH_MEMCPY_BASELINE_H_
 #define LLM_DATADIST_TOOLS_BENCH_MEMCPY_BASELINE_H_
 
@@ -19,18 +21,17 @@
 
 namespace lldd_bench {
 
-struct MemcpyResult {
-  BaselineResult one_thread;
-  // Cross-memory attach (process_vm_readv) of the same ranges out of another
-  // process, one thread: the ceiling for user memory on one host. 0 where
-  // the kernel denies it.
-  double cma_gbps = 0;
-  double all_cores_gbps = 0;
-  unsigned all_cores_threads = 0;
+struct MemoryLimits {
+  BaselineResult memcpy_one;  // ways == 0: not measured
+  BaselineResult memcpy_all;
+  BaselineResult cma_one;     // gbps 0 with ways set: the kernel denied it
+  BaselineResult cma_all;
 };
 
-bool MeasureMemcpy(const Config& config, const BlockLists& lists, const LoopLimits& limits, MemcpyResult* out,
-                   std::string* error);
+// Measures the memcpy pair, the cross-memory-attach pair, or both;
+// `all_cores` threads for the all-core figures.
+bool MeasureMemoryLimits(const Config& config, const BlockLists& lists, const LoopLimits& limits, unsigned all_cores,
+                         bool memcpy, bool cma, MemoryLimits* out, std::string* error);
 
 }  // namespace lldd_bench
 

@@ -18,32 +18,107 @@ std::string Short(uint64_t bytes) {
   return s.substr(0, sp) + (unit == "B" ? "" : unit.substr(0, 1));
 }
 
+const char* KindName(LimitKind k) {
+  switch (k) {
+    case LimitKind::kSocket: return "socket";
+    case LimitKind::kMemcpy: return "memcpy";
+    case LimitKind::kCma: return "cma";
+  }
+  return "?";
+}
+
+const BaselineResult kNone{};
+
+// "  4  12.34  0.56": ways, GB/s, row / limit; blanks where not measured.
+std::string Limit(const BaselineResult& b, double gbps) {
+  char buf[64];
+  if (b.ways == 0) std::snprintf(buf, sizeof(buf), "%3s %7s %5s", "-", "-", "-");
+  else std::snprintf(buf, sizeof(buf), "%3u %7.2f %5.2f", b.ways, b.gbps, Ratio(gbps, b.gbps));
+  return buf;
+}
+
+nlohmann::ordered_json JsonLimit(const BaselineResult& b, double gbps) {
+  if (b.ways == 0) return nullptr;
+  nlohmann::ordered_json j;
+  j["ways"] = b.ways;
+  j["gbps"] = b.gbps;
+  j["ratio"] = Ratio(gbps, b.gbps);
+  if (b.p50_us > 0) {
+    j["p50_us"] = b.p50_us;
+    j["p99_us"] = b.p99_us;
+  }
+  return j;
+}
+
 }  // namespace
 
+LimitKind LimitKindFor(const std::string& link, const std::string& memory) {
+  if (link != "shm") return LimitKind::kSocket;
+  return memory == kMemoryRegistered ? LimitKind::kCma : LimitKind::kMemcpy;
+}
+
+const BaselineResult& Row::one() const {
+  switch (kind()) {
+    case LimitKind::kSocket: return socket_one;
+    case LimitKind::kMemcpy: return memory.memcpy_one;
+    case LimitKind::kCma: return memory.cma_one;
+  }
+  return kNone;
+}
+const BaselineResult& Row::same() const { return kind() == LimitKind::kSocket ? socket_link : kNone; }
+const BaselineResult& Row::all() const {
+  switch (kind()) {
+    case LimitKind::kSocket: return socket_all;
+    case LimitKind::kMemcpy: return memory.memcpy_all;
+    case LimitKind::kCma: return memory.cma_all;
+  }
+  return kNone;
+}
+const BaselineResult& Row::target_limit() const { return kind() == LimitKind::kSocket ? same() : all(); }
+
+void PrintMachineHeader(std::FILE* out, const Machine& m) {
+  std::fprintf(out, "machine: %s\n", MachineLine(m).c_str());
+}
+
 void PrintTableHeader(std::FILE* out) {
-  std::fprintf(out, "%-4s %-6s %-9s %-4s %-10s %6s %5s %6s %3s | %7s %9s %9s %9s | %7s %5s %7s %5s %6s %5s | %7s %5s %9s\n",
-               "op", "unit", "transport", "link", "memory", "block", "n", "call", "thr", "GB/s", "ops/s", "p50_us",
-               "p99_us", "memcpy", "x", "mc_all", "x", "cma", "x", "socket", "x", "sock_p50");
+  std::fprintf(out, "%-4s %-6s %-9s %-4s %-10s %5s %4s %5s %3s %5s | %7s %8s %9s %9s | %-6s | %3s %7s %5s | %3s %7s %5s | %3s %7s %5s\n",
+               "op", "unit", "transport", "link", "memory", "block", "n", "call", "thr", "conns", "GB/s", "ops/s",
+               "p50_us", "p99_us", "limit", "n", "one", "x", "n", "same", "x", "n", "all", "x");
 }
 
 void PrintTableRow(std::FILE* out, const Row& r) {
   const Config& c = r.config;
-  std::fprintf(out,
-               "%-4s %-6s %-9s %-4s %-10s %6s %5llu %6s %3u | %7.2f %9.1f %9.1f %9.1f | %7.2f %5.2f %7.2f %5.2f %6.2f %5.2f | "
-               "%7.2f %5.2f %9.1f\n",
+  const double g = r.library.gbps;
+  std::string conns = r.link_connections > 0 ? std::to_string(r.link_connections) : "-";
+  std::fprintf(out, "%-4s %-6s %-9s %-4s %-10s %5s %4llu %5s %3u %5s | %7.2f %8.1f %9.1f %9.1f | %-6s | %s | %s | %s\n",
                OpName(c.op), UnitName(c.unit), c.transport.c_str(), r.link.c_str(), c.memory.c_str(),
                Short(c.block_bytes).c_str(), static_cast<unsigned long long>(c.blocks_per_call),
-               Short(c.bytes_per_call()).c_str(), c.threads, r.library.gbps, r.library.ops_per_s, r.library.p50_us,
-               r.library.p99_us, r.memcpy.one_thread.gbps, Ratio(r.library.gbps, r.memcpy.one_thread.gbps), r.memcpy.all_cores_gbps,
-               Ratio(r.library.gbps, r.memcpy.all_cores_gbps), r.memcpy.cma_gbps, Ratio(r.library.gbps, r.memcpy.cma_gbps),
-               r.socket.gbps,
-               Ratio(r.library.gbps, r.socket.gbps), r.socket.p50_us);
+               Short(c.bytes_per_call()).c_str(), c.threads, conns.c_str(), g, r.library.ops_per_s, r.library.p50_us,
+               r.library.p99_us, KindName(r.kind()), Limit(r.one(), g).c_str(), Limit(r.same(), g).c_str(),
+               Limit(r.all(), g).c_str());
   std::fflush(out);
+}
+
+std::string JsonMachine(const Machine& m, const std::string& serving_side, bool contiguous) {
+  nlohmann::ordered_json j;
+  j["record"] = "machine";
+  j["cores"] = m.cores;
+  j["memory_bytes"] = m.memory_bytes;
+  j["cpu_model"] = m.cpu_model;
+  j["l3_bytes"] = m.l3_bytes;
+  j["kernel"] = m.kernel;
+  j["host"] = m.host;
+  j["all_core_ways"] = AllCores(m);
+  j["serving_side"] = serving_side;
+  j["block_lists"] = contiguous ? "contiguous" : "random permutations";
+  return j.dump();
 }
 
 std::string JsonRow(const Row& r) {
   const Config& c = r.config;
+  const double g = r.library.gbps;
   nlohmann::ordered_json j;
+  j["record"] = "row";
   j["op"] = OpName(c.op);
   j["unit"] = UnitName(c.unit);
   j["transport"] = c.transport;
@@ -55,23 +130,26 @@ std::string JsonRow(const Row& r) {
   j["bytes_per_call"] = c.bytes_per_call();
   j["contiguous"] = c.contiguous;
   j["threads"] = c.threads;
+  j["link_connections"] = r.link_connections;
   j["calls"] = r.library.calls;
   j["seconds"] = r.library.seconds;
-  j["gbps"] = r.library.gbps;
+  j["gbps"] = g;
   j["ops_per_s"] = r.library.ops_per_s;
   j["p50_us"] = r.library.p50_us;
   j["p99_us"] = r.library.p99_us;
-  j["memcpy_gbps"] = r.memcpy.one_thread.gbps;
-  j["memcpy_p50_us"] = r.memcpy.one_thread.p50_us;
-  j["memcpy_all_cores_gbps"] = r.memcpy.all_cores_gbps;
-  j["memcpy_all_cores_threads"] = r.memcpy.all_cores_threads;
-  j["cma_gbps"] = r.memcpy.cma_gbps;
-  j["socket_gbps"] = r.socket.gbps;
-  j["socket_p50_us"] = r.socket.p50_us;
-  j["ratio_memcpy"] = Ratio(r.library.gbps, r.memcpy.one_thread.gbps);
-  j["ratio_memcpy_all_cores"] = Ratio(r.library.gbps, r.memcpy.all_cores_gbps);
-  j["ratio_cma"] = Ratio(r.library.gbps, r.memcpy.cma_gbps);
-  j["ratio_socket"] = Ratio(r.library.gbps, r.socket.gbps);
+  j["verified_calls"] = r.library.verified_calls;
+  j["verified_blocks"] = r.library.verified_blocks;
+  j["limit_kind"] = KindName(r.kind());
+  j["target_limit_gbps"] = r.target_limit().gbps;
+  j["target_ratio"] = Ratio(g, r.target_limit().gbps);
+  j["memcpy_one"] = JsonLimit(r.memory.memcpy_one, g);
+  j["memcpy_all_cores"] = JsonLimit(r.memory.memcpy_all, g);
+  j["cma_one"] = JsonLimit(r.memory.cma_one, g);
+  j["cma_all_cores"] = JsonLimit(r.memory.cma_all, g);
+  j["socket_one"] = JsonLimit(r.socket_one, g);
+  j["socket_link_connections"] = JsonLimit(r.socket_link, g);
+  j["socket_all_cores"] = JsonLimit(r.socket_all, g);
+  j["wall_s"] = r.wall_seconds;
   return j.dump();
 }
 

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "common/tcp.h"
@@ -18,6 +19,7 @@ constexpr uint32_t kMagic = 0x534F434BU;  // "SOCK"
 constexpr uint32_t kOpSend = 1;           // server sends the bytes (pull)
 constexpr uint32_t kOpReceive = 2;        // server receives them (push)
 constexpr uint64_t kMaxBytes = 4ULL << 30;
+constexpr unsigned kMaxConnections = 256;
 
 struct Header {
   uint32_t magic;
@@ -30,9 +32,13 @@ struct Header {
 SocketBaselineServer::~SocketBaselineServer() {
   stopping_ = true;
   if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
-  int c = conn_fd_.load();
-  if (c >= 0) ::shutdown(c, SHUT_RDWR);
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : conn_fds_) ::shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : conn_threads_) t.join();
+  for (int fd : conn_fds_) ::close(fd);
   if (listen_fd_ >= 0) ::close(listen_fd_);
 }
 
@@ -51,53 +57,64 @@ void SocketBaselineServer::Serve() {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;
     }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || conn_fds_.size() >= kMaxConnections) {
+      ::close(fd);
+      continue;
+    }
     lldd_tools::SetNoDelay(fd);
-    conn_fd_ = fd;
-    if (!stopping_) ServeConnection(fd);
-    conn_fd_ = -1;
-    ::close(fd);
+    conn_fds_.push_back(fd);
+    conn_threads_.emplace_back([fd] { ServeConnection(fd); });
   }
 }
 
+// Until the client goes away; the descriptor is closed by the destructor.
 void SocketBaselineServer::ServeConnection(int fd) {
+  std::vector<uint8_t> buffer;
   for (;;) {
     Header h;
-    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes) return;
-    if (buffer_.size() < h.bytes) buffer_.resize(h.bytes, 0x5A);
+    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes) break;
+    if (buffer.size() < h.bytes) buffer.resize(h.bytes, 0x5A);
     if (h.op == kOpSend) {
-      if (!SendAll(fd, buffer_.data(), h.bytes)) return;
+      if (!SendAll(fd, buffer.data(), h.bytes)) break;
     } else if (h.op == kOpReceive) {
       uint64_t ack = h.bytes;
-      if (!RecvAll(fd, buffer_.data(), h.bytes) || !SendAll(fd, &ack, sizeof(ack))) return;
+      if (!RecvAll(fd, buffer.data(), h.bytes) || !SendAll(fd, &ack, sizeof(ack))) break;
     } else {
-      return;
+      break;
     }
   }
+  ::shutdown(fd, SHUT_RDWR);
 }
 
 SocketBaselineClient::~SocketBaselineClient() {
-  if (fd_ >= 0) ::close(fd_);
+  for (auto& c : conns_) ::close(c->fd);
 }
 
 bool SocketBaselineClient::Connect(const std::string& host, uint16_t port, std::string* error) {
-  fd_ = lldd_tools::TcpConnect(host, port, 10000, error);
-  if (fd_ >= 0) lldd_tools::SetNoDelay(fd_);
-  return fd_ >= 0;
+  host_ = host;
+  port_ = port;
+  auto c = std::make_unique<Conn>();
+  c->fd = lldd_tools::TcpConnect(host, port, 10000, error);
+  if (c->fd < 0) return false;
+  lldd_tools::SetNoDelay(c->fd);
+  conns_.push_back(std::move(c));
+  return true;
 }
 
-bool SocketBaselineClient::Call(bool push, uint64_t bytes) {
+bool SocketBaselineClient::Call(Conn& c, bool push, uint64_t bytes) {
   Header h{kMagic, push ? kOpReceive : kOpSend, bytes};
-  if (!SendAll(fd_, &h, sizeof(h))) return false;
+  if (!SendAll(c.fd, &h, sizeof(h))) return false;
   if (push) {
     uint64_t ack = 0;
-    return SendAll(fd_, buffer_.data(), bytes) && RecvAll(fd_, &ack, sizeof(ack)) && ack == bytes;
+    return SendAll(c.fd, c.buffer.data(), bytes) && RecvAll(c.fd, &ack, sizeof(ack)) && ack == bytes;
   }
-  return RecvAll(fd_, buffer_.data(), bytes);
+  return RecvAll(c.fd, c.buffer.data(), bytes);
 }
 
-bool SocketBaselineClient::Measure(bool push, uint64_t bytes, const LoopLimits& limits, BaselineResult* out,
-                                   std::string* error) {
-  if (fd_ < 0) {
+bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connections, const LoopLimits& limits,
+                                   BaselineResult* out, std::string* error) {
+  if (conns_.empty()) {
     *error = "not connected";
     return false;
   }
@@ -105,21 +122,55 @@ bool SocketBaselineClient::Measure(bool push, uint64_t bytes, const LoopLimits& 
     *error = "socket baseline is limited to " + lldd_tools::FormatBytes(kMaxBytes) + " per call";
     return false;
   }
-  if (buffer_.size() < bytes) buffer_.resize(bytes, 0xA5);
-  // One untimed call: the server sizes its buffer and the window opens.
-  if (!Call(push, bytes)) {
-    *error = "socket baseline connection failed";
-    return false;
+  connections = std::clamp(connections, 1U, kMaxConnections);
+  while (conns_.size() < connections) {
+    auto c = std::make_unique<Conn>();
+    c->fd = lldd_tools::TcpConnect(host_, port_, 10000, error);
+    if (c->fd < 0) return false;
+    lldd_tools::SetNoDelay(c->fd);
+    conns_.push_back(std::move(c));
   }
-  LoopResult r = RunTimed(limits, Clock::now(), [&] { return Call(push, bytes); });
-  if (!r.ok) {
-    *error = "socket baseline connection failed";
-    return false;
+  // Stripes as the library cuts them: equal shares, the last one shorter.
+  const uint64_t stripe = (bytes + connections - 1) / connections;
+  std::vector<uint64_t> share(connections, 0);
+  for (unsigned i = 0; i < connections; ++i) share[i] = std::min(stripe, bytes - std::min(bytes, i * stripe));
+  for (unsigned i = 0; i < connections; ++i) {
+    Conn& c = *conns_[i];
+    if (c.buffer.size() < share[i]) c.buffer.resize(share[i], 0xA5);
+    // One untimed call each: the server sizes its buffer and the window opens.
+    if (share[i] > 0 && !Call(c, push, share[i])) {
+      *error = "socket baseline connection failed";
+      return false;
+    }
   }
-  out->gbps = lldd_tools::GigabytesPerSecond(static_cast<double>(bytes) * static_cast<double>(r.calls),
-                                             Seconds(r.start, r.end));
-  out->p50_us = r.latency_us.Percentile(50);
-  out->p99_us = r.latency_us.Percentile(99);
+  std::vector<LoopResult> results(connections);
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < connections; ++i)
+    threads.emplace_back([&, i] {
+      if (share[i] == 0) {
+        results[i].start = results[i].end = start;
+        return;
+      }
+      results[i] = RunTimed(limits, start, [&] { return Call(*conns_[i], push, share[i]); });
+    });
+  for (auto& t : threads) t.join();
+  lldd_tools::LatencyStats latency;
+  uint64_t moved = 0;
+  Clock::time_point end = start;
+  for (unsigned i = 0; i < connections; ++i) {
+    if (!results[i].ok) {
+      *error = "socket baseline connection failed";
+      return false;
+    }
+    latency.Merge(results[i].latency_us);
+    moved += share[i] * results[i].calls;
+    end = std::max(end, results[i].end);
+  }
+  out->gbps = lldd_tools::GigabytesPerSecond(static_cast<double>(moved), Seconds(start, end));
+  out->p50_us = latency.Percentile(50);
+  out->p99_us = latency.Percentile(99);
+  out->ways = connections;
   return true;
 }
 

@@ -1,15 +1,22 @@
-// The raw-socket yardstick: what one plain TCP connection between the same
-// two processes (or machines) moves, measured in the same run as the
+// The raw-socket yardstick: what plain TCP connections between the same
+// two processes (or machines) move, measured in the same run as the
 // library, with the same bytes per call.
 //
 // A call is a request/response round trip: for a pull the client asks and
 // the server answers with the bytes; for a push the client sends the bytes
-// and the server acknowledges. No library code is involved on either side.
+// and the server acknowledges. With N connections a call's bytes are split
+// in N equal stripes, one per connection, and each connection (with its own
+// thread on both sides) repeats its stripe for the time budget without
+// waiting for the others: the figure is what N connections can carry, an
+// upper bound for a library striping one call over N connections. No
+// library code is involved on either side.
 #ifndef LLM_DATADIST_TOOLS_BENCH_SOCKET_BASELINE_H_
 #define LLM_DATADIST_TOOLS_BENCH_SOCKET_BASELINE_H_
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,11 +27,12 @@ namespace lldd_bench {
 
 struct BaselineResult {
   double gbps = 0;
-  double p50_us = 0;
+  double p50_us = 0;  // per call (with N connections: per stripe)
   double p99_us = 0;
+  unsigned ways = 0;  // threads or connections; 0: not measured
 };
 
-// Serves one connection at a time on its own thread until destroyed.
+// Serves any number of connections, each on its own thread, until destroyed.
 class SocketBaselineServer {
  public:
   ~SocketBaselineServer();
@@ -33,12 +41,13 @@ class SocketBaselineServer {
 
  private:
   void Serve();
-  void ServeConnection(int fd);
+  static void ServeConnection(int fd);
   int listen_fd_ = -1;
-  std::atomic<int> conn_fd_{-1};
   std::atomic<bool> stopping_{false};
   uint16_t port_ = 0;
-  std::vector<uint8_t> buffer_;
+  std::mutex mu_;
+  std::vector<int> conn_fds_;  // guarded by mu_
+  std::vector<std::thread> conn_threads_;
   std::thread thread_;
 };
 
@@ -46,13 +55,21 @@ class SocketBaselineClient {
  public:
   ~SocketBaselineClient();
   bool Connect(const std::string& host, uint16_t port, std::string* error);
-  // push: the client sends `bytes`; else the server does.
-  bool Measure(bool push, uint64_t bytes, const LoopLimits& limits, BaselineResult* out, std::string* error);
+  // push: the client sends `bytes` per call; else the server does. The
+  // call is striped over `connections` connections (opened on first use
+  // and kept).
+  bool Measure(bool push, uint64_t bytes, unsigned connections, const LoopLimits& limits, BaselineResult* out,
+               std::string* error);
 
  private:
-  bool Call(bool push, uint64_t bytes);
-  int fd_ = -1;
-  std::vector<uint8_t> buffer_;
+  struct Conn {
+    int fd = -1;
+    std::vector<uint8_t> buffer;
+  };
+  static bool Call(Conn& c, bool push, uint64_t bytes);
+  std::string host_;
+  uint16_t port_ = 0;
+  std::vector<std::unique_ptr<Conn>> conns_;
 };
 
 }  // namespace lldd_bench
