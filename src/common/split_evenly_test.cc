@@ -73,7 +73,7 @@ void ExpectEven(const std::vector<R>& in, size_t parts, const std::vector<std::v
     }
   }
   // As many parts as the bytes allow.
-  EXPECT_EQ(out.size(), static_cast<size_t>(std::min<uint64_t>(n, (total + per - 1) / per)));
+  EXPECT_EQ(out.size(), static_cast<size_t>(std::min<uint64_t>(n, total / per + (total % per != 0))));
 }
 
 TEST(SplitEvenlyTest, EmptyInputGivesNoParts) {
