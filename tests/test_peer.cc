@@ -84,6 +84,20 @@ void WriteLine(int fd, const std::string& line) {
   (void)ignored;
 }
 
+// "ok", or where the first byte that differs from Pattern(seed) is.
+LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>& addrs, uint64_t rows,
+                                                    uint64_t cols, int64_t seed) {
+  for (uint32_t t = 0; t < addrs.size(); ++t) {
+    const auto* p = reinterpret_cast<const int32_t*>(addrs[t]);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t c = 0; c < cols; ++c)
+        if (p[r * cols + c] != Pattern(seed, t, r, c))
+          return "bad tensor " + std::to_string(t) + " row " + std::to_string(r) + " col " + std::to_string(c) +
+                 " holds " + std::to_string(p[r * cols + c]);
+  }
+  return "ok";
+}
+
 // The child: one server instance obeying commands until "quit".
 [[noreturn]] void ChildMain(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
   std::map<AscendString, AscendString> options{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}, {OPTION_DEVICE_ID, "0"}};
@@ -217,6 +231,22 @@ void WriteLine(int fd, const std::string& line) {
       const ClusterInfo c = ClusterAt(cluster, port, ip.c_str());
       const Status st = cmd == "link" ? dd->LinkLlmClusters({c}, rets, 5000) : dd->UnlinkLlmClusters({c}, rets, 5000);
       WriteLine(out, StatusText(st));
+    } else if (cmd == "fill" || cmd == "check") {
+      // Refills a cache with Pattern(seed), or checks that it holds it.
+      int64_t id, seed;
+      is >> id >> seed;
+      auto it = caches.find(id);
+      if (it == caches.end()) {
+        WriteLine(out, "error no such cache");
+        continue;
+      }
+      const Owned& o = it->second;
+      if (cmd == "fill") {
+        FillPattern(o.addrs, o.rows, o.cols, seed);
+        WriteLine(out, "ok");
+      } else {
+        WriteLine(out, CheckPattern(o.addrs, o.rows, o.cols, seed));
+      }
     } else if (cmd == "stats") {
       WriteLine(out, ResourceCounts::Now().ToString());
     } else {
@@ -355,6 +385,13 @@ void ForkedServer::Freeze() {
   ::kill(pid_, SIGSTOP);
   int status = 0;
   waitpid(pid_, &status, WUNTRACED);
+}
+
+void ForkedServer::Thaw() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGCONT);
+  int status = 0;
+  waitpid(pid_, &status, WCONTINUED);
 }
 
 int ForkedServer::Stop() {

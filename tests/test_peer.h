@@ -75,6 +75,7 @@ class ForkedServer {
   ResourceCounts Stats();
   void Kill();    // SIGKILL, no goodbye
   void Freeze();  // SIGSTOP; returns once the child is stopped
+  void Thaw();    // SIGCONT; returns once the child runs again
   int Stop();   // asks the child to finalize and exit; returns its status
 
  private:

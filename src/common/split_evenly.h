@@ -16,7 +16,7 @@ std::vector<std::vector<Range>> SplitEvenly(const std::vector<Range>& ranges, si
   uint64_t total = 0;
   for (const Range& r : ranges) total += r.length;
   std::vector<std::vector<Range>> out(std::max<size_t>(parts, 1));
-  const uint64_t per = (total + out.size() - 1) / out.size();
+  const uint64_t per = total / out.size() + (total % out.size() != 0);  // rounded up, without overflow
   size_t part = 0;
   uint64_t filled = 0;
   for (Range r : ranges) {
