@@ -11,9 +11,14 @@ constexpr auto kPromiseGrace = std::chrono::seconds(2);
 ConnectionPool::ConnectionPool(size_t max_connections, Dialer dialer)
     : max_(std::max<size_t>(1, max_connections)), dialer_(std::move(dialer)) {}
 
+ConnectionPool::ConnectionPool(size_t max_connections, SimpleDialer dialer)
+    : ConnectionPool(max_connections, [d = std::move(dialer)](Deadline deadline, uint64_t, SocketPtr* out) {
+        return d(deadline, out);
+      }) {}
+
 void ConnectionPool::ExpirePromisesLocked() {
   const auto now = std::chrono::steady_clock::now();
-  while (!promises_.empty() && promises_.front() < now) promises_.pop_front();
+  for (auto it = promises_.begin(); it != promises_.end();) it = it->second < now ? promises_.erase(it) : ++it;
 }
 
 Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out) {
@@ -23,7 +28,11 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
   // striping width, so that it never queues behind a large transfer that
   // holds them all.
   const size_t limit = want == 1 ? 2 * max_ : max_;
+  std::vector<uint64_t> mine;  // reverse dials of this request, not yet offered
   std::unique_lock<std::mutex> lock(mu_);
+  auto awaited = [&] {
+    return static_cast<size_t>(std::count_if(mine.begin(), mine.end(), [&](uint64_t id) { return promises_.count(id); }));
+  };
   while (out->size() < want) {
     if (closed_) break;
     ExpirePromisesLocked();
@@ -32,14 +41,17 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
       idle_.pop_back();
       continue;
     }
-    if (InFlightLocked() < limit) {
-      ++dialing_;
+    // Dial only for what this request still lacks: a reverse dial returns
+    // empty-handed, and its connection arrives as an Offer.
+    if (out->size() + awaited() < want && InFlightLocked() < limit) {
+      const uint64_t id = next_dial_id_++;
+      promises_[id] = deadline.when() + kPromiseGrace;
       lock.unlock();
       SocketPtr dialed;
-      Result r = dialer_(deadline, &dialed);
+      Result r = dialer_(deadline, id, &dialed);
       lock.lock();
-      --dialing_;
       cv_.notify_all();
+      if (dialed || !r.ok()) promises_.erase(id);  // a failed dial's connection arriving later is a late one
       if (!r.ok()) {
         if (out->empty()) return r;
         break;
@@ -48,24 +60,19 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
         TrackLocked(dialed);
         ++owned_;
         out->push_back(std::move(dialed));
-      } else if (early_offers_ > 0) {
-        --early_offers_;  // the peer's connection beat the dialer's return
       } else {
-        promises_.push_back(deadline.when() + kPromiseGrace);
+        mine.push_back(id);
       }
       continue;
     }
     if (!out->empty()) break;  // some parallelism now beats more later
     // Wake up when the oldest promise would expire, to reclaim its slot.
     auto until = deadline.when();
-    if (!promises_.empty()) until = std::min(until, promises_.front());
-    cv_.wait_until(lock, until, [&] { return closed_ || !idle_.empty() || InFlightLocked() < limit; });
-    if (deadline.Expired() && idle_.empty()) {
-      ExpirePromisesLocked();
-      if (InFlightLocked() >= limit || closed_) {
-        if (closed_) break;
-        return Result::Timeout("no data connection became free in time");
-      }
+    for (const auto& [id, expiry] : promises_) until = std::min(until, expiry);
+    cv_.wait_until(lock, until);
+    if (deadline.Expired() && idle_.empty() && !closed_) {
+      if (!out->empty()) break;
+      return Result::Timeout("no data connection became free in time");
     }
   }
   if (closed_) {
@@ -95,21 +102,19 @@ void ConnectionPool::Discard(const SocketPtr& socket) {
   cv_.notify_all();
 }
 
-void ConnectionPool::Offer(SocketPtr socket) {
+void ConnectionPool::Offer(SocketPtr socket, uint64_t dial_id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) {
     socket->Shutdown();
     return;
   }
-  if (!promises_.empty()) {
-    promises_.pop_front();
-  } else if (dialing_ > 0) {
-    ++early_offers_;
-  }
+  auto it = dial_id != 0 ? promises_.find(dial_id) : promises_.begin();
+  if (it != promises_.end()) promises_.erase(it);
   // Late arrivals (their promise expired) are kept only while the pool has
-  // room: the idle list never grows past the burst width.
+  // room: the idle list never grows past the width.
   if (owned_ >= 2 * max_ || idle_.size() >= max_) {
     socket->Shutdown();
+    cv_.notify_all();
     return;
   }
   TrackLocked(socket);

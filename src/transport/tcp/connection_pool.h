@@ -5,15 +5,15 @@
 //
 // New connections come from a dialer: the connecting side of a link dials
 // itself, the accepting side asks its peer to dial in (a "promise"): that
-// connection arrives through Offer(), possibly before the dialer returns.
-// A promise not kept by its deadline (plus a grace period) expires, so a
-// lost connection never holds a slot for good. Thread-safe.
+// connection arrives through Offer() with its dial's id, possibly before the
+// dialer returns. A promise not kept by its deadline (plus a grace period)
+// expires, so a lost connection never holds a slot for good. Thread-safe.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_TCP_CONNECTION_POOL_H_
 #define LLM_DATADIST_SRC_TRANSPORT_TCP_CONNECTION_POOL_H_
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -30,11 +30,15 @@ using SocketPtr = std::shared_ptr<Socket>;
 class ConnectionPool {
  public:
   // Establishes one more connection. Either it returns the connection in
-  // `*out`, or it leaves `*out` empty and the connection arrives later
-  // through Offer() (when the peer dials in on our request).
-  using Dialer = std::function<Result(Deadline, SocketPtr* out)>;
+  // `*out`, or it leaves `*out` empty and the connection arrives through
+  // Offer() with the same `dial_id` (when the peer dials in on our
+  // request), possibly before the dialer returns.
+  using Dialer = std::function<Result(Deadline, uint64_t dial_id, SocketPtr* out)>;
+  using SimpleDialer = std::function<Result(Deadline, SocketPtr* out)>;
 
   ConnectionPool(size_t max_connections, Dialer dialer);
+  // A dialer that ignores dial ids (its Offer()s match the oldest promise).
+  ConnectionPool(size_t max_connections, SimpleDialer dialer);
 
   // Hands out between 1 and `want` connections; dials new ones while below
   // the maximum, waits for a released one otherwise. A request for one
@@ -42,7 +46,9 @@ class ConnectionPool {
   Result Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out);
   void Release(SocketPtr socket);
   void Discard(const SocketPtr& socket);
-  void Offer(SocketPtr socket);
+  // A connection the peer dialed for dial `dial_id` (0: for whichever
+  // promise is oldest).
+  void Offer(SocketPtr socket, uint64_t dial_id = 0);
   // Shuts every connection down, idle or in use; later Acquire()s fail.
   void Close();
   size_t max_connections() const { return max_; }
@@ -54,19 +60,18 @@ class ConnectionPool {
  private:
   void TrackLocked(const SocketPtr& socket);
   void ExpirePromisesLocked();
-  size_t InFlightLocked() const { return owned_ + dialing_ + promises_.size(); }
+  size_t InFlightLocked() const { return owned_ + promises_.size(); }
   const size_t max_;
   Dialer dialer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<SocketPtr> idle_;
   std::vector<std::weak_ptr<Socket>> all_;
-  size_t owned_ = 0;    // idle + in use
-  size_t dialing_ = 0;
-  // Connections the peer dials for us, not yet offered: when each expires.
-  std::deque<std::chrono::steady_clock::time_point> promises_;
-  // Offers that arrived while their dialer had not returned yet.
-  size_t early_offers_ = 0;
+  size_t owned_ = 0;  // idle + in use
+  // Dials in progress and connections the peer dials for us, not yet
+  // offered: by dial id, when each expires.
+  std::map<uint64_t, std::chrono::steady_clock::time_point> promises_;
+  uint64_t next_dial_id_ = 1;
   bool closed_ = false;
 };
 

@@ -56,7 +56,7 @@ class SocketMaker {
   std::vector<SocketPtr> made_;
 };
 
-ConnectionPool::Dialer ForwardDialer(SocketMaker& maker, std::atomic<int>* dials) {
+ConnectionPool::SimpleDialer ForwardDialer(SocketMaker& maker, std::atomic<int>* dials) {
   return [&maker, dials](Deadline, SocketPtr* out) {
     ++*dials;
     *out = maker.Make();
@@ -380,31 +380,30 @@ class ReversePeer {
 
   void Attach(ConnectionPool* pool) { pool_ = pool; }
   ConnectionPool::Dialer dialer() {
-    return [this](Deadline, SocketPtr*) {
+    return [this](Deadline, uint64_t dial_id, SocketPtr*) {
       ++dials_;
       if (mode_ == Mode::kOfferBeforeReturn) {
-        pool_->Offer(maker_.Make());  // the race of issue 9, made certain
+        pool_->Offer(maker_.Make(), dial_id);  // the race of issue 9, made certain
       } else if (mode_ == Mode::kOfferAfterReturn) {
         std::lock_guard<std::mutex> lock(mu_);
-        ++owed_;
+        owed_.push_back(dial_id);
       }
       return Result::Ok();  // nothing in *out: it comes through Offer()
     };
   }
   // Delivers every connection owed so far; returns how many.
   int DeliverOwed() {
-    int n;
+    std::vector<uint64_t> ids;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      n = owed_;
-      owed_ = 0;
+      ids.swap(owed_);
     }
-    for (int i = 0; i < n; ++i) pool_->Offer(maker_.Make());
-    return n;
+    for (uint64_t id : ids) pool_->Offer(maker_.Make(), id);
+    return static_cast<int>(ids.size());
   }
   int owed() {
     std::lock_guard<std::mutex> lock(mu_);
-    return owed_;
+    return static_cast<int>(owed_.size());
   }
   void set_mode(Mode mode) { mode_ = mode; }
   int dials() const { return dials_; }
@@ -415,7 +414,7 @@ class ReversePeer {
   ConnectionPool* pool_ = nullptr;
   SocketMaker maker_;
   std::mutex mu_;
-  int owed_ = 0;
+  std::vector<uint64_t> owed_;  // dial ids whose connection is still due
   std::atomic<int> dials_{0};
 };
 
@@ -503,12 +502,10 @@ TEST(ConnectionPoolReverseTest, OfferAfterDialerReturnsKeepsThePromise) {
   EXPECT_EQ(peer.dials(), 2);
 }
 
-// A request for one connection should not ask the peer for more than it
-// needs while its first promise is on its way. The pool today keeps
-// dialing up to the burst width (2x) before it waits: each reverse dial
-// returns with nothing in hand, so the loop sees no progress and dials again.
-// Disabled: it documents that behaviour (reported with issue 9's tests).
-TEST(ConnectionPoolReverseTest, DISABLED_OneConnectionRequestAsksForOneConnection) {
+// A request for one connection does not ask the peer for more than it
+// needs while its first promise is on its way (a reverse dial returns with
+// nothing in hand; the pool used to dial again, up to the burst width).
+TEST(ConnectionPoolReverseTest, OneConnectionRequestAsksForOneConnection) {
   ReversePeer peer(ReversePeer::Mode::kOfferAfterReturn);
   ConnectionPool pool(4, peer.dialer());
   peer.Attach(&pool);
@@ -570,16 +567,16 @@ TEST(ConnectionPoolReverseTest, AfterExpiryALaterAcquireDialsAgain) {
 }
 
 // A connection the peer never dials must free its slot after its deadline
-// and grace even while later dials go on. Today it does not: Offer() takes
+// and grace even while later dials go on. It used to be otherwise: Offer() took
 // back the *oldest* promise, so when a later dial's connection arrives before
 // its dialer returns, it takes back the lost promise, and the dialer then
 // records a fresh promise (with its own, later deadline) for a connection
 // that has already arrived. Every dial thus renews the lost promise; under
-// steady traffic lost connections hold their slots for good, and once they
-// fill the width every multi-connection request waits and times out (issue
-// 9's failure, through lost instead of raced connections).
-// Disabled until fixed (reported with issue 9's tests).
-TEST(ConnectionPoolReverseTest, DISABLED_LostConnectionsDoNotLiveOnThroughLaterDials) {
+// steady traffic lost connections held their slots for good, and once they
+// filled the width every multi-connection request waited and timed out
+// (issue 9's failure, through lost instead of raced connections). Fixed by
+// matching each reverse connection to its own dial's id.
+TEST(ConnectionPoolReverseTest, LostConnectionsDoNotLiveOnThroughLaterDials) {
   ReversePeer peer(ReversePeer::Mode::kNever);
   ConnectionPool pool(2, peer.dialer());
   peer.Attach(&pool);
@@ -796,7 +793,7 @@ void ReverseDialStorm(bool lose_some) {
   }
   // With lost connections the full width should be back once they are past
   // their deadline and grace; it is not today, see
-  // DISABLED_LostConnectionsDoNotLiveOnThroughLaterDials.
+  // LostConnectionsDoNotLiveOnThroughLaterDials.
   (void)storm_end;
 
   {

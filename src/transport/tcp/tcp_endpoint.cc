@@ -100,11 +100,14 @@ void OnResponseHeader(Stripe& st, bool is_write) {
   st.connection_clean = st.phase == Phase::kDone;
 }
 
-// Advances a stripe as far as it goes without blocking. Returns the poll
-// events it now waits for (0 when done).
-short Pump(Stripe& st, bool is_write) {
+// Advances a stripe as far as it goes without blocking, or until the
+// deadline. Returns the poll events it now waits for (0 when done).
+short Pump(Stripe& st, bool is_write, Deadline deadline) {
   for (;;) {
     IoStep step;
+    // A fast peer may never make a send or receive wait: the deadline is
+    // checked between system calls too, not only when poll() would block.
+    if (st.phase != Phase::kDone && deadline.Expired()) return st.phase == Phase::kSend ? POLLOUT : POLLIN;
     switch (st.phase) {
       case Phase::kDone:
         return 0;
@@ -147,7 +150,7 @@ void DriveStripes(std::vector<Stripe*>& stripes, bool is_write, Deadline deadlin
     fds.clear();
     waiting.clear();
     for (Stripe* st : stripes) {
-      short events = Pump(*st, is_write);
+      short events = Pump(*st, is_write, deadline);
       if (events != 0) {
         fds.push_back({st->socket->fd(), events, 0});
         waiting.push_back(st);
@@ -187,12 +190,15 @@ size_t DrivingThreads(size_t stripes) {
 
 Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
   reply->clear();
-  if (request.size() != 1 || request[0] != kOpenReverse) return Result::ParamInvalid("unknown tcp request");
+  uint8_t kind = 0;
+  uint64_t dial_id = 0;
+  if (!DecodeTcpJoin(request, &kind, &dial_id) || kind != kOpenReverse)
+    return Result::ParamInvalid("unknown tcp request");
   auto link = link_.lock();
   if (!link || !link->initiator()) return Result::ParamInvalid("only the connecting side dials");
   SocketPtr socket;
-  LDD_RETURN_IF_ERROR(link->DialJoin("tcp", {static_cast<uint8_t>(TcpJoin::kReverse)}, Deadline::AfterMillis(5000),
-                                     &socket));
+  LDD_RETURN_IF_ERROR(link->DialJoin("tcp", EncodeTcpJoin(static_cast<uint8_t>(TcpJoin::kReverse), dial_id),
+                                     Deadline::AfterMillis(5000), &socket));
   link->TrackSocket(socket);
   RegionTable* regions = &regions_;
   link->Spawn([socket, regions] { ServeDataConnection(*socket, *regions); });

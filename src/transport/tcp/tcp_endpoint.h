@@ -37,7 +37,7 @@ class TcpEndpoint : public Endpoint {
   void Close() override { pool_->Close(); }
 
   // A reverse connection the peer dialed at our request.
-  void OfferConnection(SocketPtr socket) { pool_->Offer(std::move(socket)); }
+  void OfferConnection(SocketPtr socket, uint64_t dial_id) { pool_->Offer(std::move(socket), dial_id); }
 
  private:
   Result Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "common/wire.h"
 #include "transport/tcp/connection_pool.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_endpoint.h"
@@ -41,18 +42,18 @@ class TcpTransport : public Transport {
     std::weak_ptr<LinkHandle> weak = link;
     ConnectionPool::Dialer dialer;
     if (link->initiator()) {
-      dialer = [weak](Deadline d, SocketPtr* socket) -> Result {
+      dialer = [weak](Deadline d, uint64_t, SocketPtr* socket) -> Result {
         auto l = weak.lock();
         if (!l) return Result::LinkFailed("link closed");
-        return l->DialJoin("tcp", {static_cast<uint8_t>(TcpJoin::kForward)}, d, socket);
+        return l->DialJoin("tcp", EncodeTcpJoin(static_cast<uint8_t>(TcpJoin::kForward), 0), d, socket);
       };
     } else {
       // We cannot dial a client (it may not listen): ask it to dial us.
-      dialer = [weak](Deadline d, SocketPtr*) -> Result {
+      dialer = [weak](Deadline d, uint64_t dial_id, SocketPtr*) -> Result {
         auto l = weak.lock();
         if (!l) return Result::LinkFailed("link closed");
         std::vector<uint8_t> reply;
-        Result r = l->CallPeer("tcp", {static_cast<uint8_t>(TcpEndpoint::kOpenReverse)}, d, &reply);
+        Result r = l->CallPeer("tcp", EncodeTcpJoin(TcpEndpoint::kOpenReverse, dial_id), d, &reply);
         if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT)
           return Result::LinkFailed(Msg("peer could not open a data connection: ", r.message()));
         return r;
@@ -64,8 +65,10 @@ class TcpTransport : public Transport {
   }
 
   Result AdmitJoin(const std::shared_ptr<LinkHandle>& link, const std::vector<uint8_t>& join_info) override {
-    if (join_info.size() != 1 || (join_info[0] != static_cast<uint8_t>(TcpJoin::kForward) &&
-                                  join_info[0] != static_cast<uint8_t>(TcpJoin::kReverse)))
+    uint8_t kind = 0;
+    uint64_t dial_id = 0;
+    if (!DecodeTcpJoin(join_info, &kind, &dial_id) ||
+        (kind != static_cast<uint8_t>(TcpJoin::kForward) && kind != static_cast<uint8_t>(TcpJoin::kReverse)))
       return Result::ParamInvalid("malformed tcp join");
     // A linked peer gets the connections its pool can use (twice the width,
     // for bursts) and a little slack, not one thread per connection it opens.
@@ -77,8 +80,11 @@ class TcpTransport : public Transport {
   void AcceptJoin(const std::shared_ptr<LinkHandle>& link, const std::shared_ptr<Endpoint>& endpoint,
                   std::shared_ptr<Socket> socket, const std::vector<uint8_t>& join_info) override {
     auto tcp = std::static_pointer_cast<TcpEndpoint>(endpoint);
-    if (join_info[0] == static_cast<uint8_t>(TcpJoin::kReverse)) {
-      tcp->OfferConnection(std::move(socket));
+    uint8_t kind = 0;
+    uint64_t dial_id = 0;
+    (void)DecodeTcpJoin(join_info, &kind, &dial_id);  // AdmitJoin checked it
+    if (kind == static_cast<uint8_t>(TcpJoin::kReverse)) {
+      tcp->OfferConnection(std::move(socket), dial_id);
       return;
     }
     link->TrackSocket(socket);
@@ -92,6 +98,26 @@ class TcpTransport : public Transport {
 };
 
 }  // namespace
+
+std::vector<uint8_t> EncodeTcpJoin(uint8_t kind, uint64_t dial_id) {
+  WireWriter w;
+  w.U8(kind);
+  w.U64(dial_id);
+  return std::move(w.buffer());
+}
+
+bool DecodeTcpJoin(const std::vector<uint8_t>& bytes, uint8_t* kind, uint64_t* dial_id) {
+  // A bare kind byte (no dial id) is accepted too.
+  if (bytes.size() == 1) {
+    *kind = bytes[0];
+    *dial_id = 0;
+    return true;
+  }
+  WireReader r(bytes);
+  *kind = r.U8();
+  *dial_id = r.U64();
+  return r.done();
+}
 
 uint32_t DefaultTcpConnections() {
   // One stream moves a few GB/s at most and a core drives about one: use the
