@@ -71,6 +71,9 @@ class GpuCopier {
 
   // Lanes whose work outlived its deadline and is still running.
   size_t stuck_lanes() const;
+  // Takes back retired lanes whose work has ended (releasing what they kept
+  // alive). Runs at every Submit; a revocation calls it while it waits.
+  void ReapStuck();
   int device() const { return device_; }
 
  private:
@@ -78,7 +81,6 @@ class GpuCopier {
   Result TakeLane(uint32_t runs, Lane** out);
   void ReturnLane(Lane* lane, bool finished);
   void DestroyLane(Lane* lane);
-  void ReapStuck();
 
   GpuApi& api_;
   const int device_;

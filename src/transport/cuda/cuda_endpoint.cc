@@ -179,7 +179,8 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
       uint8_t* h = e.handle.data();
       for (size_t i = 0; i < e.handle.size(); ++i) h[i] = r.U8();
       e.index = r.I32();
-      if (e.share > CudaShare::kMemfd || e.offset > e.alloc_size || e.length > e.alloc_size - e.offset) r.Fail();
+      if (e.share > CudaShare::kMemfd) r.Fail();
+      if (e.share != CudaShare::kNone && (e.offset > e.alloc_size || e.length > e.alloc_size - e.offset)) r.Fail();
     }
     std::string ticket = r.Str();
     if (!r.done()) return Result::Failed("malformed cuda_ipc describe reply");
@@ -347,6 +348,8 @@ Result CudaEndpoint::ServeRevoke(const std::vector<uint8_t>& request) {
     while (!w.expired()) {
       if (until.Expired())
         return Result::Failed("a timed-out GPU copy still uses the revoked memory; it stays mapped until it ends");
+      transport_.copier().ReapStuck();
+      if (w.expired()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
