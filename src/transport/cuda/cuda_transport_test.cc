@@ -4,6 +4,9 @@
 #include "transport/cuda/cuda_transport.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <random>
@@ -13,6 +16,7 @@
 #include "gpu/fake_gpu_api.h"
 #include "memory/shared_memory.h"
 #include "transport/cuda/cuda_endpoint.h"
+#include "transport/cuda/cuda_ipc_pair.h"
 
 namespace lldd {
 namespace {
@@ -272,6 +276,59 @@ TEST(CudaTransportNoGpu, OffersNothingWithoutAGpu) {
   std::vector<uint8_t> info;
   EXPECT_EQ(transport.LocalInfo(&info).code(), llm_datadist::LLM_FEATURE_NOT_ENABLED);
   transport.Stop();
+}
+
+}  // namespace
+}  // namespace lldd
+
+namespace lldd {
+namespace {
+
+// Two real processes (fork: the fake GPU has no state a fork breaks).
+TEST(CudaIpcCrossProcess, PullsAndPushesAnotherProcesssGpuCache) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(sv[0]);
+    FakeGpuApi api;
+    Result r = ServeCudaIpcOwner(api, sv[1], 2, 1 << 20);
+    _exit(r.ok() ? 0 : 1);
+  }
+  ::close(sv[1]);
+  {
+    FakeGpuApi api;
+    CudaIpcPuller puller(api);
+    Result r = puller.Open(sv[0]);
+    ASSERT_TRUE(r.ok()) << r.message();
+    auto* local = static_cast<uint8_t*>(api.Malloc(1 << 20));
+    std::vector<IoOp> ops;
+    std::mt19937 rng(1);
+    for (uint64_t i = 0; i < 256; ++i)
+      ops.push_back({local + i * 4096, puller.remote_regions()[i % 2], (rng() % 256) * 4096, 4096});
+    r = puller.endpoint().Read(ops, Deadline::AfterMillis(10000));
+    ASSERT_TRUE(r.ok()) << r.message();
+    for (const IoOp& op : ops) {
+      uint64_t region = op.region_id == puller.remote_regions()[0] ? 0 : 1;
+      for (uint64_t b = 0; b < op.length; b += 511)
+        ASSERT_EQ(op.local[b], PairPattern(region, op.remote_offset + b));
+    }
+    EXPECT_EQ(api.vmm_imports.load(), 1);
+    EXPECT_EQ(api.launches.load(), 1);
+    // Push, then pull back what was pushed.
+    std::memset(local, 0xC3, 8192);
+    ASSERT_TRUE(puller.endpoint().Write({{local, puller.remote_regions()[1], 40960, 8192}}, Deadline::AfterMillis(10000)).ok());
+    std::memset(local, 0, 8192);
+    ASSERT_TRUE(puller.endpoint().Read({{local, puller.remote_regions()[1], 40960, 8192}}, Deadline::AfterMillis(10000)).ok());
+    EXPECT_EQ(local[0], 0xC3);
+    EXPECT_EQ(local[8191], 0xC3);
+    api.Free(local);
+  }
+  ::close(sv[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace
