@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 bundle=${2:-$root/gpu-bundle}
-targets=(gpu_tests gpu_bench)  # gpu_bench: after the issue-9 merge
+targets=(gpu_tests gpu_bench)
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_DATADIST_WITH_CUDA=ON >/dev/null
