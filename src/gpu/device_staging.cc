@@ -16,14 +16,15 @@ class PinnedSlabs {
   GpuApi& api_;
 };
 
-namespace {
-
 // Part of a GPU range that travels in a slab.
-struct Piece {
+struct StagingPiece {
   uint8_t* addr;
   uint64_t slab_offset;
   uint64_t length;
 };
+using Piece = StagingPiece;
+
+namespace {
 struct Window {
   bool device = false;
   std::vector<iovec> host;     // !device: straight through
@@ -69,6 +70,9 @@ std::vector<GpuCopy> SlabCopies(const Window& w, uint8_t* slab, bool to_slab) {
 
 DeviceStager::DeviceStager(GpuApi& api, GpuCopier& copier, StagingConfig config)
     : api_(api), copier_(copier), config_(config) {}
+
+DeviceStager::DeviceStager(GpuApi& api, int device, StagingConfig config)
+    : api_(api), own_copier_(std::make_unique<GpuCopier>(api, device)), copier_(*own_copier_), config_(config) {}
 
 DeviceStager::~DeviceStager() = default;
 
@@ -158,12 +162,154 @@ std::vector<StagedRange> ClassifyRanges(GpuApi& api, const std::vector<iovec>& i
   return out;
 }
 
+struct DeviceStagedTransfer::Window {
+  std::vector<IoOp> net;      // local = offset in the slab (rebased per call)
+  std::vector<Piece> pieces;  // GPU side
+  uint64_t bytes = 0;
+};
+
+namespace {
+
+std::vector<IoOp> Rebase(const std::vector<IoOp>& net, uint8_t* slab) {
+  std::vector<IoOp> out = net;
+  for (IoOp& op : out) op.local = slab + reinterpret_cast<uint64_t>(op.local);
+  return out;
+}
+
+std::vector<GpuCopy> PieceCopies(const std::vector<Piece>& pieces, uint8_t* slab, bool to_slab) {
+  std::vector<GpuCopy> copies;
+  copies.reserve(pieces.size());
+  for (const Piece& p : pieces)
+    copies.push_back(to_slab ? GpuCopy{slab + p.slab_offset, p.addr, p.length}
+                             : GpuCopy{p.addr, slab + p.slab_offset, p.length});
+  return copies;
+}
+
+std::vector<iovec> LocalIovs(const std::vector<IoOp>& ops) {
+  std::vector<iovec> iovs;
+  iovs.reserve(ops.size());
+  for (const IoOp& op : ops) iovs.push_back({op.local, op.length});
+  return iovs;
+}
+
+}  // namespace
+
+DeviceStagedTransfer::DeviceStagedTransfer(GpuApi& api, int device, StagingConfig config)
+    : api_(api), copier_(api, device), config_(config) {}
+
+DeviceStagedTransfer::~DeviceStagedTransfer() = default;
+
+bool DeviceStagedTransfer::AnyLocalDevice(const std::vector<IoOp>& ops) {
+  std::vector<StagedRange> kinds = ClassifyRanges(api_, LocalIovs(ops));
+  return std::any_of(kinds.begin(), kinds.end(), [](const StagedRange& r) { return r.device; });
+}
+
+Result DeviceStagedTransfer::Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline,
+                                      const HostPath& host_path) {
+  std::vector<StagedRange> kinds = ClassifyRanges(api_, LocalIovs(ops));
+  std::vector<IoOp> host;
+  std::vector<Window> windows;
+  const uint64_t slab = config_.slab_bytes;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const IoOp& op = ops[i];
+    if (!kinds[i].device) {
+      host.push_back(op);
+      continue;
+    }
+    for (uint64_t pos = 0; pos < op.length;) {
+      if (windows.empty() || windows.back().bytes == slab) windows.emplace_back();
+      Window& w = windows.back();
+      uint64_t take = std::min(op.length - pos, slab - w.bytes);
+      w.net.push_back({reinterpret_cast<uint8_t*>(w.bytes), op.region_id, op.remote_offset + pos, take});
+      w.pieces.push_back({op.local + pos, w.bytes, take});
+      w.bytes += take;
+      pos += take;
+    }
+  }
+  if (windows.empty()) return host_path(ops, write, deadline);
+  if (!host.empty()) LDD_RETURN_IF_ERROR(host_path(host, write, deadline));
+  std::shared_ptr<PinnedSlabs> slabs;
+  LDD_RETURN_IF_ERROR(TakeSlabs(&slabs));
+  Result r = write ? Push(windows, slabs, deadline, host_path) : Pull(windows, slabs, deadline, host_path);
+  GiveSlabs(std::move(slabs));
+  return r;
+}
+
+// Window k arrives over the network while window k-1 is scattered.
+Result DeviceStagedTransfer::Pull(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs,
+                                  Deadline deadline, const HostPath& host) {
+  const size_t n = slabs->slabs.size();
+  std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
+  Result r;
+  size_t k = 0;
+  for (; k < windows.size() && r.ok(); ++k) {
+    size_t s = k % n;
+    if (jobs[s] != nullptr) r = copier_.Wait(std::move(jobs[s]), deadline);
+    uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[s]);
+    if (r.ok()) r = host(Rebase(windows[k].net, slab), false, deadline);
+    if (r.ok()) r = copier_.Submit(PieceCopies(windows[k].pieces, slab, false), {slabs}, &jobs[s]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    size_t s = (k + i) % n;
+    if (jobs[s] != nullptr) {
+      Result w = copier_.Wait(std::move(jobs[s]), deadline);
+      if (r.ok()) r = w;
+    }
+  }
+  return r;
+}
+
+// The GPU gathers up to n windows ahead of the network.
+Result DeviceStagedTransfer::Push(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs,
+                                  Deadline deadline, const HostPath& host) {
+  const size_t n = slabs->slabs.size();
+  std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
+  auto gather = [&](size_t k) {
+    uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[k % n]);
+    return copier_.Submit(PieceCopies(windows[k].pieces, slab, true), {slabs}, &jobs[k % n]);
+  };
+  for (size_t k = 0; k < std::min(n, windows.size()); ++k) LDD_RETURN_IF_ERROR(gather(k));
+  for (size_t k = 0; k < windows.size(); ++k) {
+    size_t s = k % n;
+    LDD_RETURN_IF_ERROR(copier_.Wait(std::move(jobs[s]), deadline));
+    LDD_RETURN_IF_ERROR(host(Rebase(windows[k].net, static_cast<uint8_t*>(slabs->slabs[s])), true, deadline));
+    if (k + n < windows.size()) LDD_RETURN_IF_ERROR(gather(k + n));
+  }
+  return Result::Ok();
+}
+
+Result DeviceStagedTransfer::TakeSlabs(std::shared_ptr<PinnedSlabs>* out) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      *out = std::move(idle_.back());
+      idle_.pop_back();
+      return Result::Ok();
+    }
+  }
+  auto slabs = std::make_shared<PinnedSlabs>(api_);
+  for (int i = 0; i < std::max(config_.slabs, 2); ++i) {
+    void* p = nullptr;
+    LDD_RETURN_IF_ERROR(api_.HostAllocPinned(config_.slab_bytes, &p).WithContext("staging buffer"));
+    slabs->slabs.push_back(p);
+  }
+  *out = std::move(slabs);
+  return Result::Ok();
+}
+
+void DeviceStagedTransfer::GiveSlabs(std::shared_ptr<PinnedSlabs> slabs) {
+  // Still referenced by a retired copy: that copy frees it when it ends.
+  if (slabs.use_count() > 1) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < 4) idle_.push_back(std::move(slabs));
+}
+
 namespace {
 
 class StagingEndpoint final : public Endpoint {
  public:
   StagingEndpoint(std::shared_ptr<Endpoint> inner, GpuApi& api, int device, StagingConfig config)
-      : inner_(std::move(inner)), api_(api), copier_(api, device), config_(config) {}
+      : inner_(std::move(inner)), staged_(api, device, config) {}
 
   const char* name() const override { return inner_->name(); }
   Result Prepare(const std::vector<uint64_t>& ids, Deadline deadline) override { return inner_->Prepare(ids, deadline); }
@@ -172,135 +318,17 @@ class StagingEndpoint final : public Endpoint {
     return inner_->OnPeerCall(request, reply);
   }
   void Close() override { inner_->Close(); }
-  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline); }
-  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline); }
+  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, false, deadline); }
+  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, true, deadline); }
 
  private:
-  struct Window {
-    std::vector<IoOp> net;       // local = slab offsets (rebased when sent)
-    std::vector<Piece> pieces;   // GPU side
-    uint64_t bytes = 0;
-  };
-
-  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline) {
-    std::vector<iovec> iovs;
-    iovs.reserve(ops.size());
-    for (const IoOp& op : ops) iovs.push_back({op.local, op.length});
-    std::vector<StagedRange> kinds = ClassifyRanges(api_, iovs);
-    std::vector<IoOp> host;
-    std::vector<Window> windows;
-    const uint64_t slab = config_.slab_bytes;
-    for (size_t i = 0; i < ops.size(); ++i) {
-      const IoOp& op = ops[i];
-      if (!kinds[i].device) {
-        host.push_back(op);
-        continue;
-      }
-      for (uint64_t pos = 0; pos < op.length;) {
-        if (windows.empty() || windows.back().bytes == slab) windows.emplace_back();
-        Window& w = windows.back();
-        uint64_t take = std::min(op.length - pos, slab - w.bytes);
-        w.net.push_back({reinterpret_cast<uint8_t*>(w.bytes), op.region_id, op.remote_offset + pos, take});
-        w.pieces.push_back({op.local + pos, w.bytes, take});
-        w.bytes += take;
-        pos += take;
-      }
-    }
-    if (windows.empty()) return write ? inner_->Write(ops, deadline) : inner_->Read(ops, deadline);
-    if (!host.empty()) LDD_RETURN_IF_ERROR(write ? inner_->Write(host, deadline) : inner_->Read(host, deadline));
-
-    std::shared_ptr<PinnedSlabs> slabs;
-    LDD_RETURN_IF_ERROR(TakeSlabs(&slabs));
-    Result r = write ? Push(windows, slabs, deadline) : Pull(windows, slabs, deadline);
-    GiveSlabs(std::move(slabs));
-    return r;
+  Result Run(const std::vector<IoOp>& ops, bool write, Deadline deadline) {
+    return staged_.Transfer(ops, write, deadline, [this](const std::vector<IoOp>& host, bool w, Deadline d) {
+      return w ? inner_->Write(host, d) : inner_->Read(host, d);
+    });
   }
-
-  std::vector<IoOp> Rebase(const Window& w, uint8_t* slab) {
-    std::vector<IoOp> net = w.net;
-    for (IoOp& op : net) op.local = slab + reinterpret_cast<uint64_t>(op.local);
-    return net;
-  }
-  std::vector<GpuCopy> Copies(const Window& w, uint8_t* slab, bool to_slab) {
-    std::vector<GpuCopy> copies;
-    for (const Piece& p : w.pieces)
-      copies.push_back(to_slab ? GpuCopy{slab + p.slab_offset, p.addr, p.length}
-                               : GpuCopy{p.addr, slab + p.slab_offset, p.length});
-    return copies;
-  }
-
-  // Window k arrives over the network while window k-1 is scattered.
-  Result Pull(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline) {
-    const size_t n = slabs->slabs.size();
-    std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
-    Result r;
-    size_t k = 0;
-    for (; k < windows.size() && r.ok(); ++k) {
-      size_t s = k % n;
-      if (jobs[s] != nullptr) r = copier_.Wait(std::move(jobs[s]), deadline);
-      uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[s]);
-      if (r.ok()) r = inner_->Read(Rebase(windows[k], slab), deadline);
-      if (r.ok()) r = copier_.Submit(Copies(windows[k], slab, false), {slabs}, &jobs[s]);
-    }
-    for (size_t i = 0; i < n; ++i) {
-      size_t s = (k + i) % n;
-      if (jobs[s] != nullptr) {
-        Result w = copier_.Wait(std::move(jobs[s]), deadline);
-        if (r.ok()) r = w;
-      }
-    }
-    return r;
-  }
-
-  // The GPU gathers up to n windows ahead of the network.
-  Result Push(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline) {
-    const size_t n = slabs->slabs.size();
-    std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
-    auto gather = [&](size_t k) {
-      uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[k % n]);
-      return copier_.Submit(Copies(windows[k], slab, true), {slabs}, &jobs[k % n]);
-    };
-    for (size_t k = 0; k < std::min(n, windows.size()); ++k) LDD_RETURN_IF_ERROR(gather(k));
-    for (size_t k = 0; k < windows.size(); ++k) {
-      size_t s = k % n;
-      LDD_RETURN_IF_ERROR(copier_.Wait(std::move(jobs[s]), deadline));
-      LDD_RETURN_IF_ERROR(inner_->Write(Rebase(windows[k], static_cast<uint8_t*>(slabs->slabs[s])), deadline));
-      if (k + n < windows.size()) LDD_RETURN_IF_ERROR(gather(k + n));
-    }
-    return Result::Ok();
-  }
-
-  Result TakeSlabs(std::shared_ptr<PinnedSlabs>* out) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!idle_.empty()) {
-        *out = std::move(idle_.back());
-        idle_.pop_back();
-        return Result::Ok();
-      }
-    }
-    auto slabs = std::make_shared<PinnedSlabs>(api_);
-    for (int i = 0; i < std::max(config_.slabs, 2); ++i) {
-      void* p = nullptr;
-      LDD_RETURN_IF_ERROR(api_.HostAllocPinned(config_.slab_bytes, &p).WithContext("staging buffer"));
-      slabs->slabs.push_back(p);
-    }
-    *out = std::move(slabs);
-    return Result::Ok();
-  }
-  void GiveSlabs(std::shared_ptr<PinnedSlabs> slabs) {
-    // Still referenced by a retired copy: let that copy free it.
-    if (slabs.use_count() > 1) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (idle_.size() < 4) idle_.push_back(std::move(slabs));
-  }
-
   std::shared_ptr<Endpoint> inner_;
-  GpuApi& api_;
-  GpuCopier copier_;
-  const StagingConfig config_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<PinnedSlabs>> idle_;
+  DeviceStagedTransfer staged_;
 };
 
 }  // namespace

@@ -10,10 +10,11 @@
 //    (slab k is scattered into GPU memory while slab k+1 arrives). Host
 //    ranges pass straight through, in order, unstaged.
 //
-//  - WrapWithDeviceStaging(): the requesting side. It wraps an Endpoint
-//    (TCP's) so that local GPU addresses in an IoOp list are replaced by
-//    windows of pinned slabs: a Read pulls window k over the inner endpoint
+//  - DeviceStagedTransfer: the requesting side (tcp_endpoint.cc). Local GPU
+//    addresses in an IoOp list are replaced by windows of pinned slabs and
+//    the host-only transfer is called per window: a Read pulls window k
 //    while the GPU scatters window k-1; a Write gathers ahead.
+//    WrapWithDeviceStaging() does the same around a whole Endpoint.
 //
 // Both use one GpuCopier launch per slab (gpu_copier.h), so thousands of
 // small blocks still cost one kernel per slab.
@@ -55,6 +56,8 @@ class DeviceStager {
   using Pipe = std::function<Result(const std::vector<iovec>&)>;
 
   DeviceStager(GpuApi& api, GpuCopier& copier, StagingConfig config = {});
+  // With a copier of its own on `device` (one stager per serving thread).
+  DeviceStager(GpuApi& api, int device, StagingConfig config = {});
   ~DeviceStager();
   DeviceStager(const DeviceStager&) = delete;
   DeviceStager& operator=(const DeviceStager&) = delete;
@@ -67,9 +70,42 @@ class DeviceStager {
  private:
   Result EnsureSlabs();
   GpuApi& api_;
+  std::unique_ptr<GpuCopier> own_copier_;
   GpuCopier& copier_;
   const StagingConfig config_;
   std::shared_ptr<PinnedSlabs> slabs_;
+};
+
+// The requesting side. Thread-safe; one per endpoint.
+class DeviceStagedTransfer {
+ public:
+  // Moves host-only ops (`write`: push) within the deadline: the
+  // endpoint's own transfer.
+  using HostPath = std::function<Result(const std::vector<IoOp>& ops, bool write, Deadline deadline)>;
+
+  DeviceStagedTransfer(GpuApi& api, int device, StagingConfig config = {});
+  ~DeviceStagedTransfer();
+
+  // Ops whose local side is GPU memory go through slabs; the others go to
+  // `host` as they are (first, in one call).
+  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline, const HostPath& host);
+  // Cheap check (one pointer query per GPU allocation seen).
+  bool AnyLocalDevice(const std::vector<IoOp>& ops);
+
+ private:
+  struct Window;
+  Result TakeSlabs(std::shared_ptr<PinnedSlabs>* out);
+  void GiveSlabs(std::shared_ptr<PinnedSlabs> slabs);
+  Result Pull(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline,
+              const HostPath& host);
+  Result Push(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline,
+              const HostPath& host);
+
+  GpuApi& api_;
+  GpuCopier copier_;
+  const StagingConfig config_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<PinnedSlabs>> idle_;
 };
 
 // Classifies ranges (GpuApi::PointerInfo, remembering the last allocation

@@ -248,11 +248,20 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
 
 Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline) {
   {
-    std::vector<uint64_t> ids;
-    uint64_t last = 0;
-    for (const IoOp& op : ops)
-      if (ids.empty() || op.region_id != last) ids.push_back(last = op.region_id);
-    LDD_RETURN_IF_ERROR(Prepare(ids, deadline));
+    // Open what is not open yet (usually nothing: the engine prepares).
+    std::vector<uint64_t> unknown;
+    {
+      std::shared_lock<std::shared_mutex> lock(mu_);
+      uint64_t last = 0;
+      bool have_last = false;
+      for (const IoOp& op : ops) {
+        if (have_last && op.region_id == last) continue;
+        last = op.region_id;
+        have_last = true;
+        if (regions_.count(op.region_id) == 0) unknown.push_back(op.region_id);
+      }
+    }
+    if (!unknown.empty()) LDD_RETURN_IF_ERROR(Prepare(unknown, deadline));
   }
   std::vector<IoOp> by_fallback;
   std::unique_ptr<GpuCopier::Job> job;
@@ -261,10 +270,13 @@ Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline
   std::vector<GpuCopy> copies;
   std::vector<GpuCopy> host_copies;
   std::set<const Import*> used;
+  const Import* last_import = nullptr;
   std::vector<std::shared_ptr<const void>> keep;
   copies.reserve(ops.size());
   const RemoteRegion* remote = nullptr;
   uint64_t remote_id = 0;
+  uintptr_t local_lo = 0, local_hi = 0;  // the local region of the last op
+  bool local_device = false, local_ok = false;
   for (const IoOp& op : ops) {
     if (remote == nullptr || remote_id != op.region_id) {
       auto it = regions_.find(op.region_id);
@@ -276,8 +288,10 @@ Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline
     if (op.remote_offset > remote->length || op.length > remote->length - op.remote_offset)
       return Result::ParamInvalid(Msg("range [", op.remote_offset, ", +", op.length, ") lies outside remote region ",
                                       op.region_id, " of ", remote->length, " bytes"));
-    bool local_device = false;
-    if (remote->share == CudaShare::kNone || !transport_.PrepareLocal(op.local, op.length, &local_device)) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(op.local);
+    if (!(local_ok && a >= local_lo && a - local_lo <= local_hi - local_lo && op.length <= local_hi - a))
+      local_ok = transport_.PrepareLocal(op.local, op.length, &local_device, &local_lo, &local_hi);
+    if (remote->share == CudaShare::kNone || !local_ok) {
       by_fallback.push_back(op);
       continue;
     }
@@ -285,7 +299,8 @@ Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline
     GpuCopy c = write ? GpuCopy{far, op.local, op.length} : GpuCopy{op.local, far, op.length};
     // Host memory on both sides (a memfd of the peer): the CPU copies it.
     (remote->share == CudaShare::kMemfd && !local_device ? host_copies : copies).push_back(c);
-    if (used.insert(remote->import.get()).second) keep.push_back(remote->import);
+    if (remote->import.get() != last_import && used.insert(last_import = remote->import.get()).second)
+      keep.push_back(remote->import);
   }
   if (!by_fallback.empty() && fallback_ == nullptr)
     return Result::FeatureNotEnabled("these ranges need a fallback path (TCP), and the link has none");

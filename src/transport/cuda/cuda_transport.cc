@@ -36,16 +36,14 @@ Result CudaTransport::Start(const TransportConfig& config, RegionTable& regions,
   (void)slot;
   regions_ = &regions;
   device_ = config.device_id < 0 ? 0 : config.device_id;
+  // kDevice caches become GPU memory (memory/allocator.h), or the log says
+  // once that they stay host memory.
+  if (&api_ == &Gpu()) InstallGpuMemoryProvider();
   std::string why;
-  if (!api_.Available(&why)) {
-    LDD_LOG(Info) << "cuda_ipc: off (" << why << ")";
-    return Result::Ok();
-  }
+  if (!api_.Available(&why)) return Result::FeatureNotEnabled(Msg("no usable GPU: ", why));
   if (device_ >= api_.DeviceCount())
     return Result::ParamInvalid(Msg("OPTION_DEVICE_ID ", config.device_id, " names no GPU (", api_.DeviceCount(),
                                     " visible)"));
-  // kDevice caches become GPU memory (memory/allocator.h).
-  if (&api_ == &Gpu()) InstallGpuMemoryProvider();
   copier_ = std::make_unique<GpuCopier>(api_, device_);
   socket_name_ = MakeAbstractName() + "/cuda";
   LDD_RETURN_IF_ERROR(UnixListen(socket_name_, &listener_));
@@ -132,8 +130,10 @@ void CudaTransport::OnRegionRemoved(Region& region) {
   registered_.erase(reg);
 }
 
-bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device) {
+bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device, uintptr_t* lo, uintptr_t* hi) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  *lo = a;
+  *hi = a + length;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = local_.upper_bound(a);
@@ -141,6 +141,8 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
       --it;
       const LocalRegion& l = it->second;
       if (a - it->first <= l.length && length <= l.length - (a - it->first)) {
+        *lo = it->first;
+        *hi = it->first + l.length;
         *device = l.kind == kDeviceMemory;
         if (*device) return true;
         uintptr_t base = l.allocation != nullptr ? reinterpret_cast<uintptr_t>(l.alloc_base) : it->first;
@@ -161,6 +163,10 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
   GpuPointerInfo info;
   if (api_.PointerInfo(p, &info).ok() && info.device) {
     *device = true;
+    if (info.size != 0 && a >= info.base && a + length <= info.base + info.size) {
+      *lo = info.base;
+      *hi = info.base + info.size;
+    }
     return true;
   }
   return false;

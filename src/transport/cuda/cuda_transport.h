@@ -63,7 +63,9 @@ class CudaTransport final : public Transport {
   RegionTable& regions() { return *regions_; }
   // Where a local address lies: GPU memory, host memory the GPU can reach
   // (registered now if need be), or neither (nullopt-like: false).
-  bool PrepareLocal(const uint8_t* p, uint64_t length, bool* device);
+  // On success [*lo, *hi) is the whole region (or GPU allocation) found, so
+  // that the caller can skip the lookup for the next addresses inside it.
+  bool PrepareLocal(const uint8_t* p, uint64_t length, bool* device, uintptr_t* lo, uintptr_t* hi);
   // Hands `fds` (duplicated here) to whoever presents the returned ticket.
   std::string OfferFds(const std::vector<int>& fds);
   const std::string& socket_name() const { return socket_name_; }

@@ -272,7 +272,7 @@ TEST(CudaTransportNoGpu, OffersNothingWithoutAGpu) {
   FakeGpuApi none(0);
   RegionTable regions;
   CudaTransport transport(&none);
-  ASSERT_TRUE(transport.Start(TransportConfig{}, regions, 0).ok());
+  EXPECT_EQ(transport.Start(TransportConfig{}, regions, 0).code(), llm_datadist::LLM_FEATURE_NOT_ENABLED);
   std::vector<uint8_t> info;
   EXPECT_EQ(transport.LocalInfo(&info).code(), llm_datadist::LLM_FEATURE_NOT_ENABLED);
   transport.Stop();
