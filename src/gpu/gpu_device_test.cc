@@ -1,7 +1,10 @@
 // Tests on a real GPU (ctest label `gpu`); each skips cleanly where there is
 // no GPU or no driver. scripts/gpu-check.sh runs them on a GPU machine.
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -10,18 +13,31 @@
 #include <numeric>
 #include <random>
 
+#include "gpu/device_staging.h"
+#include "gpu/fake_gpu_api.h"
 #include "gpu/gpu_api.h"
 #include "gpu/gpu_copier.h"
+#include "transport/cuda/cuda_ipc_pair.h"
+
+extern char** environ;
 
 namespace lldd {
+
+// LLDD_GPU_TESTS_ON_FAKE=1 runs these tests on the fake GPU (to check the
+// tests themselves on a machine without one).
+GpuApi& TestedGpu() {
+  static FakeGpuApi* fake = std::getenv("LLDD_GPU_TESTS_ON_FAKE") != nullptr ? new FakeGpuApi() : nullptr;
+  return fake != nullptr ? static_cast<GpuApi&>(*fake) : SystemGpuApi();
+}
+
 namespace {
 
 class GpuDeviceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    if (!SystemGpuApi().Available(&why)) GTEST_SKIP() << "no usable GPU here: " << why;
-    api = &SystemGpuApi();
+    if (!TestedGpu().Available(&why)) GTEST_SKIP() << "no usable GPU here: " << why;
+    api = &TestedGpu();
     ASSERT_TRUE(api->SetDevice(0).ok());
     ASSERT_TRUE(api->StreamCreate(&stream).ok());
     ASSERT_TRUE(api->EventCreate(&event).ok());
@@ -166,6 +182,102 @@ TEST_F(GpuDeviceTest, PointerInfoTellsGpuFromHostMemory) {
   api->DeviceFree(dev);
 }
 
+TEST_F(GpuDeviceTest, StagerMovesGpuBytesThroughPinnedSlabsBothWays) {
+  constexpr uint64_t kBytes = 24U << 20;
+  void* src = nullptr;
+  void* dst = nullptr;
+  ASSERT_TRUE(api->DeviceAlloc(kBytes, &src).ok());
+  ASSERT_TRUE(api->DeviceAlloc(kBytes, &dst).ok());
+  std::vector<uint8_t> bytes = Pattern(kBytes, 4), got;
+  ASSERT_TRUE(Upload(src, bytes).ok());
+  std::vector<StagedRange> out, in;
+  for (uint64_t i = 0; i < kBytes / 65536; ++i) {
+    out.push_back({static_cast<uint8_t*>(src) + i * 65536, 65536, true});
+    in.push_back({static_cast<uint8_t*>(dst) + (kBytes / 65536 - 1 - i) * 65536, 65536, true});
+  }
+  std::vector<uint8_t> wire;
+  DeviceStager producer(*api, 0, StagingConfig{4U << 20, 3}), consumer(*api, 0, StagingConfig{4U << 20, 3});
+  ASSERT_TRUE(producer
+                  .Produce(out,
+                           [&](const std::vector<iovec>& v) {
+                             for (const iovec& x : v)
+                               wire.insert(wire.end(), static_cast<uint8_t*>(x.iov_base),
+                                           static_cast<uint8_t*>(x.iov_base) + x.iov_len);
+                             return Result::Ok();
+                           },
+                           Deadline::AfterMillis(10000))
+                  .ok());
+  ASSERT_TRUE(wire == bytes);
+  size_t at = 0;
+  ASSERT_TRUE(consumer
+                  .Consume(in,
+                           [&](const std::vector<iovec>& v) {
+                             for (const iovec& x : v) {
+                               std::memcpy(x.iov_base, wire.data() + at, x.iov_len);
+                               at += x.iov_len;
+                             }
+                             return Result::Ok();
+                           },
+                           Deadline::AfterMillis(10000))
+                  .ok());
+  ASSERT_TRUE(Download(&got, dst, kBytes).ok());
+  for (uint64_t i = 0; i < kBytes / 65536; ++i)
+    ASSERT_EQ(std::memcmp(got.data() + (kBytes / 65536 - 1 - i) * 65536, bytes.data() + i * 65536, 65536), 0) << i;
+  api->DeviceFree(src);
+  api->DeviceFree(dst);
+}
+
+// The owner is a fresh process (this binary, --owner): CUDA never crosses a fork.
+TEST_F(GpuDeviceTest, CudaIpcPullsAndPushesAnotherProcesssGpuCache) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, sv[1], 100);
+  char* argv[] = {const_cast<char*>("/proc/self/exe"), const_cast<char*>("--owner"), const_cast<char*>("100"),
+                  nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(sv[1]);
+  {
+    CudaIpcPuller puller(*api);
+    Result r = puller.Open(sv[0]);
+    ASSERT_TRUE(r.ok()) << r.message();
+    const uint64_t bytes = puller.region_bytes();
+    void* local = nullptr;
+    ASSERT_TRUE(api->DeviceAlloc(bytes, &local).ok());
+    std::vector<IoOp> ops;
+    std::mt19937 rng(21);
+    for (uint64_t i = 0; i < bytes / 32768; ++i)
+      ops.push_back({static_cast<uint8_t*>(local) + i * 32768, puller.remote_regions()[i % 2],
+                     (rng() % (bytes / 32768)) * 32768, 32768});
+    r = puller.endpoint().Read(ops, Deadline::AfterMillis(30000));
+    ASSERT_TRUE(r.ok()) << r.message();
+    std::vector<uint8_t> got;
+    ASSERT_TRUE(Download(&got, local, bytes).ok());
+    for (const IoOp& op : ops) {
+      uint64_t region = op.region_id == puller.remote_regions()[0] ? 0 : 1;
+      const uint8_t* p = got.data() + (op.local - static_cast<uint8_t*>(local));
+      for (uint64_t b = 0; b < op.length; ++b) ASSERT_EQ(p[b], PairPattern(region, op.remote_offset + b)) << b;
+    }
+    // Push a block into the peer, pull it back elsewhere.
+    std::vector<uint8_t> mark(32768, 0x3C);
+    ASSERT_TRUE(Upload(local, mark).ok());
+    ASSERT_TRUE(puller.endpoint().Write({{static_cast<uint8_t*>(local), puller.remote_regions()[1], 65536, 32768}},
+                                        Deadline::AfterMillis(30000)).ok());
+    ASSERT_TRUE(puller.endpoint().Read({{static_cast<uint8_t*>(local) + 32768, puller.remote_regions()[1], 65536, 32768}},
+                                       Deadline::AfterMillis(30000)).ok());
+    ASSERT_TRUE(Download(&got, static_cast<uint8_t*>(local) + 32768, 32768).ok());
+    EXPECT_TRUE(got == mark);
+    api->DeviceFree(local);
+  }
+  ::close(sv[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 TEST(GpuAbsent, TheLibraryLoadsAndSaysWhyThereIsNoGpu) {
   std::string why;
   bool available = SystemGpuApi().Available(&why);
@@ -180,3 +292,10 @@ TEST(GpuAbsent, TheLibraryLoadsAndSaysWhyThereIsNoGpu) {
 
 }  // namespace
 }  // namespace lldd
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--owner")
+    return lldd::ServeCudaIpcOwner(lldd::TestedGpu(), std::atoi(argv[2]), 2, 16U << 20).ok() ? 0 : 1;
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
