@@ -225,24 +225,26 @@ Result Loopback(uint64_t bytes, const std::function<Result(int)>& produce, const
   return consumed;
 }
 
-Result SendIovs(int fd, const std::vector<iovec>& iovs) {
-  for (const iovec& v : iovs)
-    for (uint64_t done = 0; done < v.iov_len;) {
-      ssize_t n = ::send(fd, static_cast<uint8_t*>(v.iov_base) + done, v.iov_len - done, MSG_NOSIGNAL);
-      if (n <= 0) return Result::LinkFailed("send failed");
-      done += static_cast<uint64_t>(n);
+// Both as the TCP transport moves bytes: sendmsg/recvmsg over many iovecs.
+Result MoveIovs(int fd, std::vector<iovec> iovs, bool send) {
+  size_t first = 0;
+  while (first < iovs.size()) {
+    msghdr msg{};
+    msg.msg_iov = iovs.data() + first;
+    msg.msg_iovlen = std::min<size_t>(iovs.size() - first, 1024);
+    ssize_t n = send ? ::sendmsg(fd, &msg, MSG_NOSIGNAL) : ::recvmsg(fd, &msg, 0);
+    if (n <= 0) return Result::LinkFailed(send ? "send failed" : "recv failed");
+    auto left = static_cast<uint64_t>(n);
+    while (first < iovs.size() && left >= iovs[first].iov_len) left -= iovs[first++].iov_len;
+    if (left > 0) {
+      iovs[first].iov_base = static_cast<uint8_t*>(iovs[first].iov_base) + left;
+      iovs[first].iov_len -= left;
     }
+  }
   return Result::Ok();
 }
-Result RecvIovs(int fd, const std::vector<iovec>& iovs) {
-  for (const iovec& v : iovs)
-    for (uint64_t done = 0; done < v.iov_len;) {
-      ssize_t n = ::recv(fd, static_cast<uint8_t*>(v.iov_base) + done, v.iov_len - done, MSG_WAITALL);
-      if (n <= 0) return Result::LinkFailed("recv failed");
-      done += static_cast<uint64_t>(n);
-    }
-  return Result::Ok();
-}
+Result SendIovs(int fd, const std::vector<iovec>& iovs) { return MoveIovs(fd, iovs, true); }
+Result RecvIovs(int fd, const std::vector<iovec>& iovs) { return MoveIovs(fd, iovs, false); }
 
 Result StagingRows(GpuApi& api) {
   const Case c = kCases[0];
