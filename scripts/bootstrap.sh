@@ -36,8 +36,9 @@ fi
 
 # LLM_DATADIST_BUILD_PYTHON=ON: the packages above are there, so the module
 # and its pytest suite (CTest label `python`) are part of the plain build and
-# of `ctest`; the sanitizer presets leave it out.
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# of `ctest`; the sanitizer presets leave it out. Warnings are errors here
+# (CI) and in the presets, not in a user's build.
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_DATADIST_WERROR=ON \
   -DLLM_DATADIST_PYTHON=/usr/bin/python3 -DLLM_DATADIST_BUILD_PYTHON=ON >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 

@@ -197,3 +197,31 @@ TEST(LinkErrors, UnroutableAddressFailsWithinTimeout) {
   EXPECT_EQ(rets, std::vector<Status>{LLM_LINK_FAILED});
   EXPECT_LT(ms, 300 + 1000);
 }
+
+// llm.LocalCommRes names this rank's device address: links leave from it
+// (unless the call gives a local address), so a server sees connections
+// from it, and an address that is not ours fails the link.
+TEST(LinkErrors, LocalCommResDeviceIpIsWhereLinksLeaveFrom) {
+  ForkedServer server(44);
+  const auto comm_res = [](const char* ip) {
+    return std::string(R"({"server_count":"1","server_list":[{"device":[{"device_id":"0","device_ip":")") + ip +
+           R"("}],"server_id":"node"}],"status":"completed","version":"1.0"})";
+  };
+  {
+    LlmDataDist client(45, LlmRole::kDecoder);
+    ASSERT_EQ(client.Initialize(ClientOptions({{OPTION_LOCAL_COMM_RES, comm_res("192.0.2.7").c_str()}})), LLM_SUCCESS)
+        << LlmDataDist::GetLastErrorMessage();
+    std::vector<Status> rets;
+    EXPECT_EQ(client.LinkLlmClusters({ClusterAt(44, server.port())}, rets, 2000), LLM_LINK_FAILED);
+    EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find("192.0.2.7"), std::string::npos)
+        << LlmDataDist::GetLastErrorMessage();
+  }
+  {
+    LlmDataDist client(46, LlmRole::kDecoder);
+    ASSERT_EQ(client.Initialize(ClientOptions({{OPTION_LOCAL_COMM_RES, comm_res("127.0.0.1").c_str()}})), LLM_SUCCESS);
+    std::vector<Status> rets;
+    EXPECT_EQ(client.LinkLlmClusters({ClusterAt(44, server.port())}, rets, 2000), LLM_SUCCESS)
+        << LlmDataDist::GetLastErrorMessage();
+  }
+  EXPECT_EQ(server.Stop(), 0);
+}

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
+#include <utility>
 
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
@@ -10,6 +12,11 @@ using namespace llm_datadist;
 using lldd_test::ClientOptions;
 using lldd_test::Int32Desc;
 using lldd_test::Pattern;
+
+// A user's own file-scope name, spelled like one of our extension keys: were
+// that key a free name in llm_datadist, its unqualified use below would be
+// ambiguous (`using namespace llm_datadist;` above) and fail to compile.
+constexpr int OPTION_COPY_THREADS = -7;
 
 namespace {
 
@@ -83,6 +90,53 @@ TEST(Lifecycle, BadOptionsNameTheOption) {
   LlmDataDist no_device(1, LlmRole::kPrompt);
   EXPECT_EQ(no_device.Initialize({}), LLM_PARAM_INVALID);
   EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find("llm.DeviceId"), std::string::npos);
+}
+
+TEST(Header, ExtensionOptionKeysAreClassConstants) {
+  // Unqualified, the name is the user's own (above), not ours.
+  EXPECT_EQ(OPTION_COPY_THREADS, -7);
+  EXPECT_STREQ(LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, "llm.TcpConnectionsPerLink");
+  EXPECT_STREQ(LlmDataDist::OPTION_COPY_THREADS, "llm.CopyThreads");
+  EXPECT_STREQ(LlmDataDist::OPTION_LINK_TOKEN, "llm.LinkToken");
+  // The library reads them under these keys: a bad value names the key,
+  // good values initialize.
+  for (const char* key : {LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, LlmDataDist::OPTION_COPY_THREADS}) {
+    LlmDataDist dd(1, LlmRole::kPrompt);
+    EXPECT_EQ(dd.Initialize(Opts({{key, "65"}})), LLM_PARAM_INVALID) << key;
+    EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find(key), std::string::npos)
+        << LlmDataDist::GetLastErrorMessage();
+  }
+  LlmDataDist dd(1, LlmRole::kPrompt);
+  EXPECT_EQ(dd.Initialize(Opts({{LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, "2"},
+                                {LlmDataDist::OPTION_COPY_THREADS, "1"},
+                                {LlmDataDist::OPTION_LINK_TOKEN, "s3cret"}})),
+            LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+}
+
+// The test pattern tells every row of every tensor apart: no two rows of
+// LargeStripedTransferArrivesIntact's caches (4 tensors x 128 rows of 16384
+// int32) begin alike, nor do the same coordinates under another seed. (The
+// old formula made tensor 1 row 0 equal tensor 0 row 100.)
+TEST(TestPattern, NoTwoRowsAlike) {
+  std::set<std::pair<int32_t, int32_t>> starts;
+  size_t rows = 0;
+  for (int64_t seed : {2, 3})
+    for (uint32_t t = 0; t < 4; ++t)
+      for (uint64_t r = 0; r < 128; ++r, ++rows) starts.insert({Pattern(seed, t, r, 0), Pattern(seed, t, r, 1)});
+  EXPECT_EQ(starts.size(), rows);
+  for (uint64_t c : {0, 99, 16383}) EXPECT_NE(Pattern(2, 1, 0, c), Pattern(2, 0, 100, c)) << c;
+  // Fill and check agree, and a shifted row does not pass.
+  Cache cache;
+  std::vector<int32_t> memory(2 * 4 * 16);
+  cache.tensor_addrs = {reinterpret_cast<uintptr_t>(memory.data()), reinterpret_cast<uintptr_t>(memory.data() + 64)};
+  lldd_test::FillPattern(cache.tensor_addrs, 4, 16, 5);
+  EXPECT_TRUE(lldd_test::RowHolds(cache, 1, 2, 16, 5, 1, 2));
+  EXPECT_EQ(memory[64 + 2 * 16 + 7], Pattern(5, 1, 2, 7));
+  EXPECT_FALSE(lldd_test::RowHolds(cache, 1, 2, 16, 5, 1, 3));
+  EXPECT_FALSE(lldd_test::RowHolds(cache, 1, 2, 16, 5, 0, 2));
+  std::memmove(&memory[64 + 2 * 16 + 1], &memory[64 + 2 * 16], 15 * sizeof(int32_t));
+  EXPECT_FALSE(lldd_test::RowHoldsAt(&memory[64 + 2 * 16], 16, 5, 1, 2));
 }
 
 TEST(Caches, IdsArePositiveIncreasingAndNeverReused) {

@@ -195,16 +195,25 @@ TEST_P(CrossProcessTest, ServerPullsAndPushesOverTheSameLink) {
   EXPECT_EQ(server_->Command("pull " + std::to_string(kClientId) + " " + std::to_string(mine.cache_id) + " " +
                              std::to_string(server_cache)),
             "0x0");
-  std::vector<int32_t> expect(kCols);
-  for (uint64_t c = 0; c < kCols; ++c) expect[c] = Pattern(11, 1, 0, c);
-  EXPECT_EQ(server_->ReadRow(server_cache, 1, 0), expect);
+  for (uint32_t t = 0; t < 2; ++t) {
+    std::vector<int32_t> expect(kCols);
+    for (uint64_t c = 0; c < kCols; ++c) expect[c] = Pattern(11, t, 0, c);
+    EXPECT_EQ(server_->ReadRow(server_cache, t, 0), expect) << "tensor " << t;
+    for (uint64_t c = 0; c < kCols; ++c) expect[c] = Pattern(12, t, 1, c);
+    EXPECT_EQ(server_->ReadRow(server_cache, t, 1), expect) << "tensor " << t << ": a row that was not pulled changed";
+  }
 
-  auto* p = reinterpret_cast<int32_t*>(mine.tensor_addrs[0]);
-  lldd_test::StoreInts(p, kCols, -1);
+  // Our row 0 is overwritten; the push must bring back every byte of it.
+  for (uint32_t t = 0; t < 2; ++t) lldd_test::StoreInts(reinterpret_cast<int32_t*>(mine.tensor_addrs[t]), kCols, -1);
   EXPECT_EQ(server_->Command("push " + std::to_string(kClientId) + " " + std::to_string(mine.cache_id) + " " +
                              std::to_string(server_cache)),
             "0x0");
-  EXPECT_EQ(lldd_test::LoadInt(p + 3), Pattern(11, 0, 0, 3));
+  for (uint32_t t = 0; t < 2; ++t) {
+    const auto* p = reinterpret_cast<const int32_t*>(mine.tensor_addrs[t]);
+    EXPECT_TRUE(lldd_test::RowHoldsAt(p, kCols, 11, t, 0)) << "tensor " << t << " row 0";
+    for (uint64_t r = 1; r < kRows; ++r)
+      EXPECT_TRUE(lldd_test::RowHoldsAt(p + r * kCols, kCols, 11, t, r)) << "tensor " << t << " row " << r;
+  }
 }
 
 TEST_P(CrossProcessTest, RegistrationAfterLinkIsReachableAndUnregisterRevokes) {
@@ -297,6 +306,85 @@ TEST_P(CrossProcessTest, HungServerTimesOutWithinWaitTime) {
   server_->Kill();
   server_.reset();
 }
+
+// The vendor's role-switch samples (hicann/hixl examples/cpp/
+// prompt_switch_roles.cpp and decoder_switch_roles.cpp), step by step, with
+// the prompt side in a forked process: the same cluster ids, cache shape,
+// calls and arguments. Neither side sets llm.EnableSwitchRole, as in the
+// samples. Their sleeps become the order the parent drives the steps in.
+class RoleSwitchTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RoleSwitchTest, VendorSwitchRolesSamples) {
+  constexpr uint64_t kPromptId = 0, kDecoderId = 1;
+  constexpr int64_t kSeed = 21;
+  // Prompt 1-2: a server (port A) registers 4 tensors of int32 [8, 16].
+  ForkedServer prompt(kPromptId, {{OPTION_TRANSFER_BACKEND, GetParam()}});
+  const int64_t prompt_cache = prompt.RegisterInt32(4, kRows, kCols, kSeed);
+  ASSERT_GT(prompt_cache, 0);
+  // Decoder 1-2: a client registers a zero-filled cache of the same shape.
+  LlmDataDist decoder(kDecoderId, LlmRole::kDecoder);
+  ASSERT_EQ(decoder.Initialize(ClientOptions({{OPTION_TRANSFER_BACKEND, GetParam()}})), LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+  UserCache local(decoder, 4, kRows, kCols);
+  ASSERT_GT(local.cache.cache_id, 0);
+
+  // Decoder 4-5: link to the prompt, pull blocks 1-3, then batch 0.
+  std::vector<Status> rets;
+  ASSERT_EQ(decoder.LinkLlmClusters({ClusterAt(kPromptId, prompt.port())}, rets), LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+  ASSERT_EQ(decoder.PullKvBlocks(CacheIndex{kPromptId, prompt_cache, 0}, local.cache, {1, 2, 3}, {1, 2, 3}),
+            LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+  ASSERT_EQ(decoder.PullKvCache(CacheIndex{kPromptId, prompt_cache, 0}, local.cache, 0), LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+  for (uint32_t t = 0; t < 4; ++t) {
+    for (uint64_t r = 0; r < 4; ++r) EXPECT_TRUE(local.RowIs(t, r, kSeed, t, r)) << "tensor " << t << " row " << r;
+    for (uint64_t r = 4; r < kRows; ++r) EXPECT_TRUE(local.RowIsZero(t, r)) << "tensor " << t << " row " << r;
+  }
+  // A role switch needs the links gone first.
+  const std::map<AscendString, AscendString> listen{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}};
+  EXPECT_EQ(decoder.SetRole(LlmRole::kPrompt, listen), LLM_EXIST_LINK);
+
+  // Decoder 6-7: unlink, then become a server (port B).
+  ASSERT_EQ(decoder.UnlinkLlmClusters({ClusterAt(kPromptId, prompt.port())}, rets), LLM_SUCCESS)
+      << LlmDataDist::GetLastErrorMessage();
+  ASSERT_EQ(decoder.SetRole(LlmRole::kPrompt, listen), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+  const uint16_t port_b = decoder.GetListenPort();
+  ASSERT_NE(port_b, 0);
+
+  // Prompt 4-5: become a client (no options), link to the decoder.
+  ASSERT_EQ(prompt.Command("setrole " + std::to_string(static_cast<int>(LlmRole::kDecoder))), "0x0");
+  ASSERT_EQ(prompt.Command("link " + std::to_string(kDecoderId) + " 127.0.0.1 " + std::to_string(port_b)), "0x0");
+  EXPECT_EQ(decoder.GetLinkTransport(kPromptId), GetParam());
+
+  // Prompt 6: push blocks 5-7 one tensor (layer of 1) at a time, then
+  // batch 4 of all four tensors (one layer of 4).
+  const std::string ids = std::to_string(kDecoderId) + " " + std::to_string(local.cache.cache_id) + " " +
+                          std::to_string(prompt_cache);
+  for (int i = 0; i < 4; ++i) {
+    const std::string layer = std::to_string(i);
+    EXPECT_EQ(prompt.Command("pushblocks " + ids + " 1 " + layer + " " + layer + " " + layer + " " + layer +
+                             " 3 5 6 7 5 6 7"),
+              "0x0")
+        << "tensor " << i;
+  }
+  EXPECT_EQ(prompt.Command("pushbatch " + ids + " 4 0 0 0 0 4 4"), "0x0");
+
+  // Decoder 8: every byte of every tensor is the prompt's (the rows pulled
+  // before the switch and the rows pushed after it).
+  for (uint32_t t = 0; t < 4; ++t) {
+    const int32_t* p = local.tensors[t].data();
+    for (uint64_t r = 0; r < kRows; ++r)
+      EXPECT_TRUE(lldd_test::RowHoldsAt(p + r * kCols, kCols, kSeed, t, r)) << "tensor " << t << " row " << r;
+  }
+
+  // Prompt 7 and decoder 9: Finalize, the prompt with its link still up.
+  EXPECT_EQ(prompt.Stop(), 0);
+  decoder.Finalize();
+}
+
+INSTANTIATE_TEST_SUITE_P(DataPaths, RoleSwitchTest, ::testing::Values("tcp", "shm"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(DataPaths, CrossProcessTest, ::testing::Values("tcp", "shm"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });

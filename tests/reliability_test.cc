@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "llm_datadist/llm_datadist.h"
 #include "netns.h"
 #include "test_peer.h"
+#include "tests/wait_until.h"
 
 using namespace llm_datadist;
 using lldd_test::ClientOptions;
@@ -194,7 +196,14 @@ TEST(Concurrency, ManyThreadsPullPushRegisterAndLinkAtOnce) {
     ASSERT_TRUE(lldd_test::RowHolds(local, 0, r, kCols, 5, 0, r)) << r;
     ASSERT_TRUE(lldd_test::RowHolds(local, 1, r, kCols, 5, 1, r)) << r;
   }
-  EXPECT_EQ(server.ReadRow(sink, 1, 9)[77], Pattern(5, 1, 9, 77));
+  // What the threads pushed: every row of the sink, read back whole.
+  for (uint64_t r = 0; r < kRowsPerThread * kThreads; ++r) {
+    for (uint32_t t = 0; t < 2; ++t) {
+      std::vector<int32_t> expect(kCols);
+      for (uint64_t c = 0; c < kCols; ++c) expect[c] = Pattern(5, t, r, c);
+      ASSERT_EQ(server.ReadRow(sink, t, r), expect) << "sink tensor " << t << " row " << r;
+    }
+  }
 }
 
 TEST(Concurrency, FinalizeWhileTransfersAreInFlight) {
@@ -223,7 +232,12 @@ TEST(Concurrency, FinalizeWhileTransfersAreInFlight) {
         }
       });
     }
-    while (successes.load() < 8) std::this_thread::yield();
+    if (!lldd_test::WaitUntil([&] { return successes.load() >= 8; })) {
+      go = false;
+      for (auto& th : threads) th.join();
+      FAIL() << "8 pulls did not succeed within " << lldd_test::kTestWaitLimit.count() << " s (" << successes.load()
+             << " did, " << errors.load() << " failed)";
+    }
     auto start = std::chrono::steady_clock::now();
     client->Finalize();
     EXPECT_LT(ElapsedMs(start), 3000);
@@ -246,7 +260,8 @@ TEST(Scale, OneServerHolds512Clients) {
   limit.rlim_cur = limit.rlim_max;
   setrlimit(RLIMIT_NOFILE, &limit);
   ForkedServer server(kServerId, {{OPTION_TRANSFER_BACKEND, "tcp"}});
-  const int64_t remote = server.AllocateInt32(2, 8, 16, 8);
+  constexpr uint64_t kRows = 8, kCols = 16;
+  const int64_t remote = server.AllocateInt32(2, kRows, kCols, 8);
   std::vector<std::unique_ptr<LlmDataDist>> clients;
   for (uint64_t i = 0; i < kMaxClusterNum; ++i) {
     auto c = std::make_unique<LlmDataDist>(1000 + i, LlmRole::kDecoder);
@@ -260,13 +275,26 @@ TEST(Scale, OneServerHolds512Clients) {
   LlmDataDist extra(5000, LlmRole::kDecoder);
   ASSERT_EQ(extra.Initialize(ClientOptions()), LLM_SUCCESS);
   EXPECT_EQ(LinkTo(extra, kServerId, server.port()), LLM_CLUSTER_NUM_EXCEED_LIMIT) << LlmDataDist::GetLastErrorMessage();
-  // Every client still moves bytes.
-  for (size_t i = 0; i < clients.size(); i += 37) {
+  // Every client still moves bytes, each its own row into its own row, and
+  // every byte of its cache is checked: the pulled row holds the server's,
+  // the others are still zero.
+  for (size_t i = 0; i < clients.size(); ++i) {
+    const uint32_t src_row = static_cast<uint32_t>(i % kRows), dst_row = static_cast<uint32_t>((i / kRows) % kRows);
     Cache local;
-    ASSERT_EQ(clients[i]->AllocateCache(Int32Desc(2, 8, 16), local), LLM_SUCCESS);
-    ASSERT_EQ(clients[i]->PullKvCache(CacheIndex{kServerId, remote, 3}, local, 0), LLM_SUCCESS)
-        << LlmDataDist::GetLastErrorMessage();
-    EXPECT_TRUE(lldd_test::RowHolds(local, 1, 0, 16, 8, 1, 3));
+    ASSERT_EQ(clients[i]->AllocateCache(Int32Desc(2, kRows, kCols), local), LLM_SUCCESS);
+    for (uint32_t t = 0; t < 2; ++t) std::memset(reinterpret_cast<void*>(local.tensor_addrs[t]), 0, kRows * kCols * 4);
+    ASSERT_EQ(clients[i]->PullKvCache(CacheIndex{kServerId, remote, src_row}, local, dst_row),
+              LLM_SUCCESS)
+        << "client " << i << ": " << LlmDataDist::GetLastErrorMessage();
+    for (uint32_t t = 0; t < 2; ++t) {
+      const auto* p = reinterpret_cast<const int32_t*>(local.tensor_addrs[t]);
+      for (uint64_t r = 0; r < kRows; ++r) {
+        const bool ok = r == dst_row ? lldd_test::RowHoldsAt(p + r * kCols, kCols, 8, t, src_row)
+                                     : lldd_test::RowIsZeroAt(p + r * kCols, kCols);
+        EXPECT_TRUE(ok) << "client " << i << " tensor " << t << " row " << r;
+      }
+    }
+    ASSERT_EQ(clients[i]->DeallocateCache(local.cache_id), LLM_SUCCESS);
   }
   clients.clear();
 }

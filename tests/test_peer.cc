@@ -1,6 +1,7 @@
 #include "test_peer.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,14 +9,18 @@
 #include <malloc.h>
 #include <unistd.h>
 
-#include <fstream>
-
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "tests/wait_until.h"
 
 namespace lldd_test {
 
@@ -45,6 +50,32 @@ bool ReadLine(int fd, std::string* line) {
     if (c == '\n') return true;
     line->push_back(c);
   }
+}
+
+// The parent's side: a child that stops answering (hung, or deadlocked in
+// the library) fails the test with a message instead of hanging it.
+bool ReadLineWithin(int fd, std::string* line, std::chrono::milliseconds limit) {
+  line->clear();
+  const auto end = std::chrono::steady_clock::now() + limit;
+  char c;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return false;
+    ssize_t n = ::read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    if (c == '\n') return true;
+    line->push_back(c);
+  }
+}
+
+std::string StatusText(Status st) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "0x%X", st);
+  return text;
 }
 
 void WriteLine(int fd, const std::string& line) {
@@ -143,9 +174,49 @@ void WriteLine(int fd, const std::string& line) {
       local.cache_id = local_id;
       CacheIndex remote{cluster, remote_id, 0};
       Status st = cmd == "pull" ? dd->PullKvCache(remote, local) : dd->PushKvCache(local, remote);
-      char text[32];
-      std::snprintf(text, sizeof(text), "0x%X", st);
-      WriteLine(out, text);
+      WriteLine(out, StatusText(st));
+    } else if (cmd == "pushblocks" || cmd == "pushbatch") {
+      // A push with every argument spelled out, as the vendor's samples
+      // make them (layer ranges, tensors per layer, batch indexes).
+      uint64_t cluster, remote_batch = 0, local_batch = 0, n = 0;
+      int64_t remote_id, local_id;
+      int tensors_per_layer;
+      KvCacheExtParam ext;
+      is >> cluster >> remote_id >> local_id >> tensors_per_layer >> ext.src_layer_range.first >>
+          ext.src_layer_range.second >> ext.dst_layer_range.first >> ext.dst_layer_range.second;
+      ext.tensor_num_per_layer = static_cast<uint8_t>(tensors_per_layer);
+      Cache local;
+      local.cache_id = local_id;
+      Status st;
+      if (cmd == "pushbatch") {
+        is >> local_batch >> remote_batch;
+        st = dd->PushKvCache(local, CacheIndex{cluster, remote_id, static_cast<uint32_t>(remote_batch)},
+                             static_cast<uint32_t>(local_batch), -1, ext);
+      } else {
+        is >> n;
+        std::vector<uint64_t> src(n), dst(n);
+        for (auto& b : src) is >> b;
+        for (auto& b : dst) is >> b;
+        st = dd->PushKvBlocks(local, CacheIndex{cluster, remote_id, 0}, src, dst, ext);
+      }
+      WriteLine(out, is.fail() ? "error malformed " + cmd : StatusText(st));
+    } else if (cmd == "setrole") {
+      // "setrole ROLE [ip:port]": without an address the instance becomes a client.
+      int role;
+      std::string listen;
+      is >> role >> listen;
+      std::map<AscendString, AscendString> role_options;
+      if (!listen.empty()) role_options[OPTION_LISTEN_IP_INFO] = listen.c_str();
+      WriteLine(out, StatusText(dd->SetRole(static_cast<LlmRole>(role), role_options)));
+    } else if (cmd == "link" || cmd == "unlink") {
+      uint64_t cluster;
+      std::string ip;
+      uint16_t port = 0;
+      is >> cluster >> ip >> port;
+      std::vector<Status> rets;
+      const ClusterInfo c = ClusterAt(cluster, port, ip.c_str());
+      const Status st = cmd == "link" ? dd->LinkLlmClusters({c}, rets, 5000) : dd->UnlinkLlmClusters({c}, rets, 5000);
+      WriteLine(out, StatusText(st));
     } else if (cmd == "stats") {
       WriteLine(out, ResourceCounts::Now().ToString());
     } else {
@@ -220,8 +291,12 @@ ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::strin
   to_child_ = down[1];
   from_child_ = up[0];
   std::string line;
-  if (!ReadLine(from_child_, &line) || line.rfind("port ", 0) != 0)
+  if (!ReadLineWithin(from_child_, &line, kTestWaitLimit) || line.rfind("port ", 0) != 0) {
+    Kill();
+    close(to_child_);
+    close(from_child_);
     throw std::runtime_error("server child failed to start: " + line);
+  }
   port_ = static_cast<uint16_t>(std::stoi(line.substr(5)));
 }
 
@@ -234,9 +309,15 @@ ForkedServer::~ForkedServer() {
 }
 
 std::string ForkedServer::Command(const std::string& line) {
+  // Writing to a child that is gone would raise SIGPIPE in the test.
+  if (pid_ <= 0) return "error child gone";
   WriteLine(to_child_, line);
   std::string answer;
-  if (!ReadLine(from_child_, &answer)) return "error child gone";
+  if (!ReadLineWithin(from_child_, &answer, kTestWaitLimit)) {
+    // A late answer must not be taken for the next command's: the child goes.
+    Kill();
+    return "error child gone or silent for " + std::to_string(kTestWaitLimit.count()) + " s after '" + line + "'";
+  }
   return answer;
 }
 
@@ -280,9 +361,16 @@ int ForkedServer::Stop() {
   if (pid_ <= 0) return -1;
   WriteLine(to_child_, "quit");
   int status = 0;
-  waitpid(pid_, &status, 0);
+  pid_t done = 0;
+  // A child stuck in Finalize is killed; the caller sees -1, not a hang.
+  if (!WaitUntil([&] { return (done = waitpid(pid_, &status, WNOHANG)) != 0; })) {
+    std::fprintf(stderr, "server child %d did not exit within %lld s of 'quit'; killing it\n", static_cast<int>(pid_),
+                 static_cast<long long>(kTestWaitLimit.count()));
+    Kill();
+    return -1;
+  }
   pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return done > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // Volatile, so that the loop stays a loop here and does not become a call
@@ -293,20 +381,39 @@ LLDD_TEST_NOT_TSAN_CHECKED void StoreInts(int32_t* p, size_t n, int32_t value) {
 }
 LLDD_TEST_NOT_TSAN_CHECKED int32_t LoadInt(const int32_t* p) { return *p; }
 
+LLDD_TEST_NOT_TSAN_CHECKED bool RowHoldsAt(const int32_t* row, uint64_t cols, int64_t seed, uint32_t src_tensor,
+                                           uint64_t src_row) {
+  const volatile int32_t* v = row;
+  const uint64_t row_seed = RowSeed(seed, src_tensor, src_row);
+  bool same = true;
+  for (uint64_t c = 0; c < cols; ++c) same = same && v[c] == PatternAt(row_seed, c);
+  return same;
+}
+
+LLDD_TEST_NOT_TSAN_CHECKED bool RowIsZeroAt(const int32_t* row, uint64_t cols) {
+  const volatile int32_t* v = row;
+  bool zero = true;
+  for (uint64_t c = 0; c < cols; ++c) zero = zero && v[c] == 0;
+  return zero;
+}
+
 bool RowHolds(const Cache& cache, uint32_t t, uint64_t row, uint64_t cols, int64_t seed, uint32_t src_tensor,
               uint64_t src_row) {
   const auto* p = reinterpret_cast<const int32_t*>(cache.tensor_addrs[t]) + row * cols;
-  for (uint64_t col = 0; col < cols; ++col)
-    if (p[col] != Pattern(seed, src_tensor, src_row, col)) return false;
-  return true;
+  return lldd_tools::MatchesPattern(p, cols * sizeof(int32_t), RowSeed(seed, src_tensor, src_row));
 }
 
 LLDD_TEST_NOT_TSAN_CHECKED void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols,
                                             int64_t seed) {
   for (uint32_t t = 0; t < addrs.size(); ++t) {
     auto* p = reinterpret_cast<int32_t*>(addrs[t]);
-    for (uint64_t r = 0; r < rows; ++r)
-      for (uint64_t c = 0; c < cols; ++c) p[r * cols + c] = Pattern(seed, t, r, c);
+    for (uint64_t r = 0; r < rows; ++r) {
+      // The same values as lldd_tools::FillPattern, stored here (volatile, as
+      // in StoreInts) so that no store leaves this uninstrumented function.
+      volatile int32_t* v = p + r * cols;
+      const uint64_t row_seed = RowSeed(seed, t, r);
+      for (uint64_t c = 0; c < cols; ++c) v[c] = PatternAt(row_seed, c);
+    }
   }
 }
 

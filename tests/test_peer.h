@@ -15,13 +15,31 @@
 #include <vector>
 
 #include "llm_datadist/llm_datadist.h"
+#include "tools/common/pattern.h"
 
 namespace lldd_test {
 
-// The value every test cache holds at (cache seed, tensor, row, column),
-// so that any misplaced byte is detected.
+// Test caches hold the tools' collision-free pattern (tools/common/pattern.h),
+// one region per row of a tensor: the row's seed mixes (cache seed, tensor,
+// row), so a row landing in the wrong place, or shifted inside, never
+// matches. (A formula such as seed*1e6 + tensor*1e4 + row*100 + col repeats
+// itself once a row has 100 columns or a tensor 100 rows.)
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "Pattern() reads the 64-bit pattern words as int32 halves");
+inline uint64_t RowSeed(int64_t seed, uint32_t tensor, uint64_t row) {
+  return lldd_tools::RegionSeed({static_cast<uint64_t>(seed), tensor, row});
+}
+
+// Column `col` (an int32) of the row whose seed is `row_seed`: the low or
+// high half of pattern word col / 2, as lldd_tools::FillPattern lays it out.
+inline int32_t PatternAt(uint64_t row_seed, uint64_t col) {
+  const uint64_t word = row_seed ^ ((col / 2) * lldd_tools::kGolden);
+  return static_cast<int32_t>(static_cast<uint32_t>(word >> (32 * (col % 2))));
+}
+
+// The int32 at (cache seed, tensor, row, column) of a cache that
+// FillPattern(seed) filled.
 inline int32_t Pattern(int64_t seed, uint32_t tensor, uint64_t row, uint64_t col) {
-  return static_cast<int32_t>(seed * 1000000 + tensor * 10000 + row * 100 + col);
+  return PatternAt(RowSeed(seed, tensor, row), col);
 }
 
 // What a process holds, to show that repeated work leaks nothing.
@@ -76,6 +94,11 @@ bool RowHolds(const llm_datadist::Cache& cache, uint32_t t, uint64_t row, uint64
 // ordering through the other process.
 void StoreInts(int32_t* p, size_t n, int32_t value);
 int32_t LoadInt(const int32_t* p);
+// The `cols` int32 at `row` hold row `src_row` of tensor `src_tensor` of
+// FillPattern(seed) (RowHoldsAt), or zeros (RowIsZeroAt); out of
+// ThreadSanitizer's view too, for memory the peer pushed into.
+bool RowHoldsAt(const int32_t* row, uint64_t cols, int64_t seed, uint32_t src_tensor, uint64_t src_row);
+bool RowIsZeroAt(const int32_t* row, uint64_t cols);
 
 // Fills every tensor of a [rows, cols] int32 cache with Pattern(seed, ...).
 void FillPattern(const std::vector<uintptr_t>& addrs, uint64_t rows, uint64_t cols, int64_t seed);

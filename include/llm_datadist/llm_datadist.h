@@ -2,16 +2,34 @@
 //
 // This header is the LLM-DataDist API (Huawei CANN's KV-cache transfer
 // interface) on commodity hardware. Code written against the original
-// compiles against it unchanged.
+// compiles against it unchanged. It needs C++17.
 //
-// Thread safety: all methods of one LlmDataDist may be called from several
-// threads at once, with one exception: Initialize, SetRole and Finalize must
-// not race each other (in-flight transfers are fine: Finalize makes them
-// return an error). The last-error message is per thread.
+// Roles. An instance given llm.ListenIpInfo is a server and listens there;
+// without it, a client. Clients link to servers; once linked, either end may
+// pull from or push to the other, and the remote application calls nothing
+// during a transfer. The LlmRole only labels the instance.
 //
-// Extensions of ours live inside the class (static or member functions) so
-// that no free name of ours can clash with a user's own helpers written
-// next to `using namespace llm_datadist;`.
+// Statuses. Every call that returns a Status returns LLM_SUCCESS or a code
+// of llm_error_codes.h, and on failure leaves a reason that
+// GetLastErrorMessage() returns on the same thread (and a log line). No
+// call crashes or hangs past its timeout on bad arguments, and transfers
+// write only inside the caches they name (registered memory must be as
+// large as its CacheDesc says).
+//
+// Thread safety:
+//  - All methods of one LlmDataDist may be called from several threads at
+//    once, except that Initialize, SetRole and Finalize must not race each
+//    other. Transfers in flight when Finalize runs return an error.
+//  - Transfers into the same bytes from several threads at once race like
+//    any two writes; transfers into different batches or blocks do not.
+//  - The destructor must not race any other call on the instance.
+//  - The last-error message is per thread; the static methods may be
+//    called at any time, from any thread.
+//  - Different instances share nothing a caller must lock.
+//
+// Extensions of ours live inside the class (static or member functions and
+// static constants) so that no free name of ours can clash with a user's
+// own helpers written next to `using namespace llm_datadist;`.
 #ifndef LLM_DATADIST_LLM_DATADIST_H_
 #define LLM_DATADIST_LLM_DATADIST_H_
 
@@ -28,51 +46,154 @@ namespace llm_datadist {
 
 class LlmDataDist {
  public:
+  // An instance for the cluster `cluster_id`, which must be unique among
+  // all instances that link to one another (a CacheIndex names a peer by
+  // it). Does nothing else: call Initialize before any other method.
   LlmDataDist(uint64_t cluster_id, LlmRole role);
+  // Finalizes (see Finalize) if that has not been done.
   ~LlmDataDist();
   LlmDataDist(const LlmDataDist&) = delete;
   LlmDataDist& operator=(const LlmDataDist&) = delete;
 
+  // Reads the options (the OPTION_* keys of llm_types.h and the OPTION_*
+  // members below; other keys are ignored with a warning) and, with
+  // OPTION_LISTEN_IP_INFO, starts listening. OPTION_DEVICE_ID is required.
+  // Returns LLM_PARAM_INVALID for a missing or malformed option (the
+  // message names it), LLM_FAILED if already initialized or the address
+  // cannot be listened on.
   Status Initialize(const std::map<AscendString, AscendString>& options);
+  // Closes every link, stops listening, releases every cache (registered
+  // memory stays the caller's) and joins every thread. Idempotent; the
+  // instance may be initialized again afterwards.
   void Finalize();
+  // Switches between server and client: with OPTION_LISTEN_IP_INFO in
+  // `options` the instance listens there afterwards, without it it stops
+  // listening. Caches stay. OPTION_ENABLE_SET_ROLE is not required (the
+  // original's C++ SetRole does not check it either). Returns
+  // LLM_EXIST_LINK while any link is up, LLM_PARAM_INVALID for a bad role
+  // or listen address, LLM_FAILED if not initialized or the address cannot
+  // be listened on.
   Status SetRole(LlmRole role, const std::map<AscendString, AscendString>& options = {});
 
+  // Links to each cluster (its remote_cluster_id and one remote_ip_infos
+  // address; one local_ip_infos address optionally picks the local
+  // interface), all in parallel within `timeout_in_millis`. `rets` gets one
+  // status per cluster, in input order: LLM_SUCCESS, LLM_ALREADY_LINK,
+  // LLM_LINK_FAILED (refused, unreachable, out of time; the message says
+  // which), LLM_CLUSTER_NUM_EXCEED_LIMIT (more than kMaxClusterNum links
+  // here or at the peer) or LLM_PARAM_INVALID (a bad address, or our own
+  // cluster id). Returns LLM_SUCCESS only if every cluster linked, else the
+  // first failing status of `rets`; LLM_PARAM_INVALID for an empty list or
+  // a timeout <= 0.
   Status LinkLlmClusters(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets,
                          int32_t timeout_in_millis = 1000);
+  // Unlinks each cluster (by remote_cluster_id). Without `force_flag` the
+  // peer is told and tears down its end too; LLM_UNLINK_FAILED if it does
+  // not confirm in time. With `force_flag` only the local end goes (the
+  // peer then unlinks on its own; use it for a dead peer). `rets` and the
+  // result are as for LinkLlmClusters; LLM_NOT_YET_LINK for a cluster that
+  // is not linked.
   Status UnlinkLlmClusters(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets,
                            int32_t timeout_in_millis = 1000, bool force_flag = false);
 
+  // Allocates (zero-filled host memory) `cache_desc.num_tensors` tensors of
+  // `shape` and `data_type`, sets `cache.cache_id` (positive, never reused
+  // by this instance) and `cache.tensor_addrs`, and makes the cache
+  // reachable by linked peers, including those linked already. Returns
+  // LLM_PARAM_INVALID for a bad description, LLM_OUT_OF_MEMORY (placement
+  // kHost) or LLM_DEVICE_OUT_OF_MEMORY (kDevice) if the memory cannot be
+  // had.
   Status AllocateCache(const CacheDesc& cache_desc, Cache& cache);
+  // Frees an allocated cache once transfers using it have finished; peers
+  // get LLM_KV_CACHE_NOT_EXIST for it from then on. An unknown or already
+  // freed id is LLM_SUCCESS; a registered cache is LLM_PARAM_INVALID (use
+  // UnregisterKvCache).
   Status DeallocateCache(int64_t cache_id);
+  // Adopts caller memory: `addrs` holds one address per tensor, each
+  // `bytes(shape, data_type)` long, which the caller keeps valid until
+  // UnregisterKvCache or Finalize. Sets `cache_id` as AllocateCache does;
+  // the cache is reachable by linked peers at once. Returns
+  // LLM_PARAM_INVALID for a bad description or address list. `cfg` is
+  // reserved.
   Status RegisterKvCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs,
                          const RegisterCfg& cfg, int64_t& cache_id);
+  // Forgets a registered cache once transfers using it have finished (the
+  // memory stays the caller's). An unknown id is LLM_SUCCESS; an allocated
+  // cache is LLM_PARAM_INVALID (use DeallocateCache).
   Status UnregisterKvCache(int64_t cache_id);
 
+  // Transfers between a local cache (only its cache_id is read) and a cache
+  // of a linked peer (CacheIndex.cluster_id, .cache_id). Only the caller's
+  // process acts. Each returns when every byte has arrived, or with an
+  // error, within OPTION_SYNC_CACHE_WAIT_TIME; a failed transfer may have
+  // written part of the destination. Each may return LLM_NOT_YET_LINK (the
+  // cluster is not linked), LLM_KV_CACHE_NOT_EXIST (an unknown local or
+  // remote cache), LLM_PARAM_INVALID (index, size, block list, layer range
+  // or shape that does not fit, or the caller's own cluster id),
+  // LLM_TIMEOUT (the wait time passed), LLM_LINK_FAILED (the link is
+  // broken) or LLM_LINK_BUSY (the peer holds as many data connections for
+  // this link as it allows; retry).
+  //
+  // PullKvCache copies batch `src_cache_index.batch_index` of the remote
+  // cache into batch `batch_index` of the local one, for every tensor (or
+  // those of the layers in `ext_param`); `size` > 0 copies only the first
+  // `size` bytes of each tensor's batch, -1 all of it.
   Status PullKvCache(const CacheIndex& src_cache_index, const Cache& dst_cache, uint32_t batch_index = 0U,
                      int64_t size = -1, const KvCacheExtParam& ext_param = {});
+  // Copies remote block `src_blocks[i]` into local block `dst_blocks[i]`,
+  // for every i and tensor. `src_cache_index.batch_index` must be 0; the
+  // lists must be non-empty and of equal length.
   Status PullKvBlocks(const CacheIndex& src_cache_index, const Cache& dst_cache,
                       const std::vector<uint64_t>& src_blocks, const std::vector<uint64_t>& dst_blocks,
                       const KvCacheExtParam& ext_param = {});
+  // PullKvCache's mirror image: local batch `src_batch_index` into remote
+  // batch `dst_cache_index.batch_index`. Only `size` -1 is accepted.
   Status PushKvCache(const Cache& src_cache, const CacheIndex& dst_cache_index, uint32_t src_batch_index = 0U,
                      int64_t size = -1, const KvCacheExtParam& ext_param = {});
+  // PullKvBlocks' mirror image: local block `src_blocks[i]` into remote
+  // block `dst_blocks[i]`.
   Status PushKvBlocks(const Cache& src_cache, const CacheIndex& dst_cache_index,
                       const std::vector<uint64_t>& src_blocks, const std::vector<uint64_t>& dst_blocks,
                       const KvCacheExtParam& ext_param = {});
+  // Copies between two local caches, tensor by tensor: bytes
+  // [offset, offset + size) of batch `src_batch_index` into the same bytes
+  // of batch `dst_batch_index` (`size` -1: to the end of the batch).
+  // Returns LLM_KV_CACHE_NOT_EXIST for an unknown cache, LLM_PARAM_INVALID
+  // for what does not fit.
   Status CopyKvCache(const Cache& src_cache, const Cache& dst_cache, uint32_t src_batch_index = 0U,
                      uint32_t dst_batch_index = 0U, uint64_t offset = 0U, int64_t size = -1);
+  // Copies block `src_blocks[i]` of one local cache into block
+  // `dst_blocks[i]` of the destination, once for each list of
+  // `dst_blocks_list` (one source, several targets). Statuses as for
+  // CopyKvCache.
   Status CopyKvBlocks(const Cache& src_cache, const Cache& dst_cache, const std::vector<uint64_t>& src_blocks,
                       const std::vector<std::vector<uint64_t>>& dst_blocks_list);
 
   // --- Extensions (not in the original API) ---
 
-  // The reason for the last failed call on this thread ("" if none failed).
+  // Option keys of ours, for Initialize (users may pass the strings too).
+  // Data connections per TCP link, "1".."64" (default: one per core, 4..16);
+  // large transfers are striped over them, one thread per connection.
+  static constexpr const char OPTION_TCP_CONNECTIONS_PER_LINK[] = "llm.TcpConnectionsPerLink";
+  // At most this many threads for one large same-host copy, "0".."64"
+  // (default "0": one per core). The copy pool has min(cores, 64) threads,
+  // so larger values act as that.
+  static constexpr const char OPTION_COPY_THREADS[] = "llm.CopyThreads";
+  // A secret both ends of a link must hold (HMAC challenge-response; never
+  // sent). Unset on both ends: no check; set on one end only: no link.
+  static constexpr const char OPTION_LINK_TOKEN[] = "llm.LinkToken";
+
+  // Why the last call on this thread that returned a Status failed; "" if
+  // that call succeeded (each call that returns a Status sets or clears
+  // it), or if this thread made none. Valid until this thread's next call.
   static const char* GetLastErrorMessage();
   // The name of a status code ("LLM_TIMEOUT"); "UNKNOWN" for other values.
   static const char* GetStatusName(Status status);
   // The port this instance listens on (useful after listening on port 0);
-  // 0 for a client.
+  // 0 for a client or before Initialize.
   uint16_t GetListenPort() const;
-  // The data path a linked cluster uses ("tcp", "shm", ...); "" if not linked.
+  // The data path a linked cluster uses ("tcp", "shm", ...); "" if not
+  // linked. The string is static.
   const char* GetLinkTransport(uint64_t remote_cluster_id) const;
 
  private:

@@ -124,6 +124,9 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
     if (!local_host.empty() && !IsNumericAddress(local_host))
       return Result::ParamInvalid(Msg("local ip '", local_host, "' is not a numeric IP address"));
   }
+  // Without a local address in the call, the device address of
+  // llm.LocalCommRes (this rank's NIC) is where our connections leave from.
+  if (local_host.empty()) local_host = options_.local_device_ip;
   if (cluster.remote_cluster_id == cluster_id_)
     return Result::ParamInvalid(Msg("cluster id ", cluster_id_, " is this instance's own"));
   LinkPtr existing;

@@ -11,16 +11,18 @@
 #include <string>
 
 #include "common/result.h"
+#include "llm_datadist/llm_datadist.h"
 #include "llm_datadist/llm_types.h"
 
 namespace lldd {
 
 using OptionMap = std::map<llm_datadist::AscendString, llm_datadist::AscendString>;
 
-// Extension option keys (ours, not the original's).
-constexpr const char kOptionTcpConnections[] = "llm.TcpConnectionsPerLink";
-constexpr const char kOptionLinkToken[] = "llm.LinkToken";
-constexpr const char kOptionCopyThreads[] = "llm.CopyThreads";
+// Extension option keys (ours, not the original's): the public constants,
+// under the names the engine has always used.
+inline constexpr const auto& kOptionTcpConnections = llm_datadist::LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK;
+inline constexpr const auto& kOptionLinkToken = llm_datadist::LlmDataDist::OPTION_LINK_TOKEN;
+inline constexpr const auto& kOptionCopyThreads = llm_datadist::LlmDataDist::OPTION_COPY_THREADS;
 
 struct EngineOptions {
   bool listen = false;
@@ -29,11 +31,15 @@ struct EngineOptions {
   int32_t device_id = -1;
   int64_t sync_wait_ms = 1000;
   bool enable_set_role = false;
-  std::string backend = "auto";  // auto | shm | tcp
-  uint32_t tcp_connections = 4;
-  uint32_t copy_threads = 0;  // same-host copies; 0: one per core, at most 8
+  std::string backend = "auto";  // auto, or a registered transport's name
+  uint32_t tcp_connections = 0;  // 0: the transport chooses from the cores
+  // Threads one same-host copy may use; 0: one per core. The copy pool has
+  // min(cores, 64) threads (memory/parallel_copy.cc), which caps any value.
+  uint32_t copy_threads = 0;
   std::string link_token;
-  std::string local_device_ip;  // from llm.LocalCommRes, if given
+  // This rank's device_ip from llm.LocalCommRes: links leave from it when
+  // ClusterInfo::local_ip_infos names no local address.
+  std::string local_device_ip;
 };
 
 Result ParseOptions(const OptionMap& options, EngineOptions* out);

@@ -47,7 +47,7 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(o.sync_wait_ms, 1000);
   EXPECT_FALSE(o.enable_set_role);
   EXPECT_EQ(o.backend, "auto");
-  EXPECT_EQ(o.tcp_connections, 4u);
+  EXPECT_EQ(o.tcp_connections, 0u);  // the TCP transport picks from the cores
   EXPECT_TRUE(o.link_token.empty());
   EXPECT_TRUE(o.local_device_ip.empty());
 }

@@ -54,9 +54,11 @@ class CopyPool {
   }
 
  private:
+  // One helper per core (memory bandwidth of a big server needs most of
+  // them), within reason.
   CopyPool() {
     unsigned cores = std::max(1U, std::thread::hardware_concurrency());
-    unsigned n = std::min(cores, 8U) - 1;
+    unsigned n = std::min(cores, 64U) - 1;
     for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
     for (auto& t : threads_) t.detach();
   }

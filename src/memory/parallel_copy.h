@@ -30,7 +30,7 @@ void RunOnCopyThreads(std::vector<std::function<void()>>& jobs);
 unsigned CopyThreadCount();
 
 // Copies every task; `max_threads` bounds the threads used (0: one per
-// core, at most 8). Ranges must not overlap one another.
+// core, at most 64). Ranges must not overlap one another.
 void ParallelCopy(const std::vector<CopyTask>& tasks, unsigned max_threads = 0);
 
 }  // namespace lldd

@@ -5,11 +5,14 @@
 #include <atomic>
 #include <thread>
 
+#include "tests/wait_until.h"
+
 namespace lldd {
 namespace {
 
 using llm_datadist::LLM_KV_CACHE_NOT_EXIST;
 using llm_datadist::LLM_PARAM_INVALID;
+using lldd_test::WaitUntil;
 
 TEST(RegionTableTest, AddGivesDistinctIdsNeverReused) {
   RegionTable t;
@@ -161,16 +164,24 @@ void ExpectRemoveWaitsForLease(bool use_resolve) {
   uint64_t id = t.Add(mem.data(), mem.size());
   uint64_t other = t.Add(mem.data(), 16);
 
+  // Gtest assertions stay on the test's thread: the holder only records.
   std::atomic<bool> leased{false};
+  std::atomic<bool> lease_failed{false};
+  std::atomic<bool> saw_removal{false};
   std::atomic<bool> released{false};
   std::atomic<int> resolve_after_remove{-1};
   std::thread holder([&] {
     RegionLease lease;
     std::vector<iovec> iovs;
     Result r = use_resolve ? t.Resolve({{id, 100, 200}}, &lease, &iovs) : t.Acquire({id}, &lease);
-    ASSERT_TRUE(r.ok()) << r.message();
+    if (!r.ok()) {
+      lease_failed = true;
+      return;
+    }
     leased = true;
-    while (t.size() != 1) std::this_thread::yield();  // Remove has taken the region out
+    // Remove has taken the region out. If it never does, let go anyway:
+    // the test then fails instead of Remove waiting forever.
+    saw_removal = WaitUntil([&] { return t.size() == 1; });
     // While removal is pending, the region can no longer be reached.
     RegionLease second;
     resolve_after_remove = static_cast<int>(t.Resolve({{id, 0, 1}}, &second, &iovs).code() ==
@@ -178,10 +189,14 @@ void ExpectRemoveWaitsForLease(bool use_resolve) {
     released = true;
     lease.Release();
   });
-  while (!leased) std::this_thread::yield();
+  if (!WaitUntil([&] { return leased || lease_failed; }) || lease_failed) {
+    holder.join();
+    FAIL() << "the holder thread could not take its lease";
+  }
   t.Remove({id});
   EXPECT_TRUE(released.load()) << "Remove returned while a lease was still held";
   holder.join();
+  EXPECT_TRUE(saw_removal.load()) << "Remove did not take the region out of the table";
   EXPECT_EQ(resolve_after_remove.load(), 1);
   EXPECT_EQ(t.size(), 1u);
   RegionLease lease;
@@ -199,22 +214,35 @@ TEST(RegionTableTest, RemoveWaitsForEveryLease) {
   uint64_t ia = t.Add(a, sizeof(a));
   uint64_t ib = t.Add(b, sizeof(b));
   std::atomic<int> leased{0};
+  std::atomic<int> lease_failures{0};
+  std::atomic<int> saw_removal{0};
   std::atomic<int> released{0};
   auto hold = [&](uint64_t id) {
     RegionLease lease;
-    ASSERT_TRUE(t.Acquire({id}, &lease).ok());
+    if (!t.Acquire({id}, &lease).ok()) {
+      ++lease_failures;
+      return;
+    }
     ++leased;
-    while (t.size() != 0) std::this_thread::yield();
+    // Bounded, as above: a Remove that never empties the table fails the
+    // test rather than hanging it.
+    saw_removal += WaitUntil([&] { return t.size() == 0; });
     ++released;
     lease.Release();
   };
   std::thread h1(hold, ia);
   std::thread h2(hold, ib);
-  while (leased != 2) std::this_thread::yield();
+  if (!WaitUntil([&] { return leased + lease_failures == 2; }) || lease_failures != 0) {
+    t.Remove({ia, ib});  // lets a holder that did take its lease go
+    h1.join();
+    h2.join();
+    FAIL() << "the holder threads could not take their leases";
+  }
   t.Remove({ia, ib});
   EXPECT_EQ(released.load(), 2);
   h1.join();
   h2.join();
+  EXPECT_EQ(saw_removal.load(), 2);
 }
 
 // A lease going out of scope releases its regions.

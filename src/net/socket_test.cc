@@ -271,7 +271,9 @@ TEST(SocketTest, ShutdownWakesBlockedReceiver) {
   std::thread t([&] {
     char buf[4];
     started = true;
-    r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::Never());
+    // Not Never(): if Shutdown did not wake it, the test fails (a timeout
+    // instead of LLM_LINK_FAILED) rather than hanging.
+    r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::AfterMillis(60000));
   });
   while (!started) std::this_thread::yield();
   p.server.Shutdown();

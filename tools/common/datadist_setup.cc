@@ -13,7 +13,7 @@ std::map<AscendString, AscendString> BuildOptions(const InstanceConfig& config) 
   if (!config.transport.empty()) options[OPTION_TRANSFER_BACKEND] = config.transport.c_str();
   if (config.wait_ms > 0) options[OPTION_SYNC_CACHE_WAIT_TIME] = std::to_string(config.wait_ms).c_str();
   if (config.tcp_connections > 0)
-    options[kOptionTcpConnectionsPerLink] = std::to_string(config.tcp_connections).c_str();
+    options[llm_datadist::LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK] = std::to_string(config.tcp_connections).c_str();
   for (const auto& [key, value] : config.extra) options[AscendString(key.c_str())] = AscendString(value.c_str());
   return options;
 }

@@ -12,10 +12,6 @@
 
 namespace lldd_tools {
 
-// Our extension option (documented in the library, not a constant in the
-// public header): parallel TCP connections per link.
-constexpr const char kOptionTcpConnectionsPerLink[] = "llm.TcpConnectionsPerLink";
-
 struct InstanceConfig {
   std::string listen;         // "ip:port" makes a server; empty: a client
   std::string transport;      // OPTION_TRANSFER_BACKEND; empty: the library's default

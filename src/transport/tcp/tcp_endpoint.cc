@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "common/split_evenly.h"
+#include "common/worker_pool.h"
 #include "control/protocol.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_transport.h"
@@ -30,6 +33,7 @@ struct Stripe {
   uint8_t resp_head[kFrameHeaderBytes] = {};
   std::vector<uint8_t> error_text;
   Phase phase = Phase::kSend;
+  bool timed_out = false;
   Result outcome;
   bool connection_clean = false;
 };
@@ -135,6 +139,50 @@ short Pump(Stripe& st, bool is_write) {
   }
 }
 
+// Drives some stripes to completion or to the deadline, on one thread.
+void DriveStripes(std::vector<Stripe*>& stripes, bool is_write, Deadline deadline) {
+  std::vector<pollfd> fds;
+  std::vector<Stripe*> waiting;
+  for (;;) {
+    fds.clear();
+    waiting.clear();
+    for (Stripe* st : stripes) {
+      short events = Pump(*st, is_write);
+      if (events != 0) {
+        fds.push_back({st->socket->fd(), events, 0});
+        waiting.push_back(st);
+      }
+    }
+    if (fds.empty()) return;
+    // Checked on every round, not only when poll() times out: while bytes
+    // keep flowing poll() never does, and a slow transfer must still stop.
+    if (deadline.Expired()) {
+      for (Stripe* st : waiting) st->timed_out = true;
+      return;
+    }
+    int rc = ::poll(fds.data(), fds.size(), deadline.RemainingMillisForPoll());
+    if (rc == 0) {
+      for (Stripe* st : waiting) st->timed_out = true;
+      return;
+    }
+    if (rc < 0 && errno != EINTR) {
+      for (Stripe* st : waiting) {
+        st->outcome = Result::Failed(Msg("poll: ", std::strerror(errno)));
+        st->phase = Phase::kDone;
+      }
+      return;
+    }
+  }
+}
+
+// How many threads drive the stripes of one transfer: a stream moves a few
+// GB/s and needs about a core (on loopback, both ends' TCP work runs on the
+// sending thread), so up to one per stripe, within the machine's cores.
+size_t DrivingThreads(size_t stripes) {
+  static const size_t cores = std::max(1U, std::thread::hardware_concurrency());
+  return std::max<size_t>(1, std::min(stripes, cores));
+}
+
 }  // namespace
 
 Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
@@ -156,7 +204,15 @@ Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadli
   for (const IoOp& op : ops) total += op.length;
   if (total == 0) return Result::Ok();
 
-  size_t want = static_cast<size_t>(std::min<uint64_t>(pool_->max_connections(), (total + kMinStripeBytes - 1) / kMinStripeBytes));
+  // Concurrent callers share the link's connections rather than the first
+  // one taking them all while the others queue behind it.
+  struct Active {
+    std::atomic<size_t>& n;
+    explicit Active(std::atomic<size_t>& count) : n(count) { ++n; }
+    ~Active() { --n; }
+  } active(active_);
+  const size_t share = std::max<size_t>(1, pool_->max_connections() / std::max<size_t>(1, active_.load()));
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(share, (total + kMinStripeBytes - 1) / kMinStripeBytes));
   std::vector<SocketPtr> sockets;
   LDD_RETURN_IF_ERROR(pool_->Acquire(want, deadline, &sockets));
 
@@ -172,38 +228,20 @@ Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadli
   }
   for (size_t i = stripes.size(); i < sockets.size(); ++i) pool_->Release(sockets[i]);
 
-  std::vector<pollfd> fds;
-  std::vector<Stripe*> waiting;
-  bool timed_out = false;
-  for (;;) {
-    fds.clear();
-    waiting.clear();
-    for (auto& st : stripes) {
-      short events = Pump(st, is_write);
-      if (events != 0) {
-        fds.push_back({st.socket->fd(), events, 0});
-        waiting.push_back(&st);
-      }
-    }
-    if (fds.empty()) break;
-    // Checked on every round, not only when poll() times out: while bytes
-    // keep flowing poll() never does, and a slow transfer must still stop.
-    if (deadline.Expired()) {
-      timed_out = true;
-      break;
-    }
-    int rc = ::poll(fds.data(), fds.size(), deadline.RemainingMillisForPoll());
-    if (rc == 0) {
-      timed_out = true;
-      break;
-    }
-    if (rc < 0 && errno != EINTR) {
-      for (Stripe* st : waiting) st->outcome = Result::Failed(Msg("poll: ", std::strerror(errno)));
-      break;
-    }
+  // Stripes dealt round-robin over the driving threads.
+  const size_t threads = DrivingThreads(stripes.size());
+  std::vector<std::vector<Stripe*>> shares(threads);
+  for (size_t i = 0; i < stripes.size(); ++i) shares[i % threads].push_back(&stripes[i]);
+  if (threads == 1) {
+    DriveStripes(shares[0], is_write, deadline);
+  } else {
+    std::vector<std::function<void()>> jobs;
+    for (auto& mine : shares) jobs.push_back([&mine, is_write, deadline] { DriveStripes(mine, is_write, deadline); });
+    RunAll(jobs);
   }
 
   Result result;
+  bool interrupted = false;
   for (auto& st : stripes) {
     bool done = st.phase == Phase::kDone;
     if (done && st.connection_clean) {
@@ -213,14 +251,12 @@ Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadli
       // before we return, so none can land in memory the caller reuses.
       pool_->Discard(st.socket);
     }
-    if (!done && timed_out && result.ok())
+    if (!done && st.timed_out && result.ok())
       result = Result::Timeout(Msg(is_write ? "write" : "read", " of ", total, " bytes did not finish in time"));
     if (done && !st.outcome.ok() && result.ok()) result = st.outcome;
+    if (!done && !st.timed_out) interrupted = true;
   }
-  if (result.ok() && !timed_out) {
-    for (auto& st : stripes)
-      if (st.phase != Phase::kDone) return Result::Failed("transfer interrupted");
-  }
+  if (result.ok() && interrupted) return Result::Failed("transfer interrupted");
   return result;
 }
 

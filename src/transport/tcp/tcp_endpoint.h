@@ -2,9 +2,10 @@
 //
 // A transfer becomes one READ or WRITE request per connection used: the
 // planned ranges are cut into stripes of about equal bytes, one per pooled
-// connection, and all stripes progress together in one poll() loop. Bytes
-// go straight between the tensors and the socket (sendmsg/recvmsg over the
-// ranges); nothing is staged.
+// connection, driven by up to one thread per stripe (common/worker_pool.h),
+// so that a large transfer uses several cores. Bytes go straight between
+// the tensors and the socket (sendmsg/recvmsg over the ranges); nothing is
+// staged.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_TCP_TCP_ENDPOINT_H_
 #define LLM_DATADIST_SRC_TRANSPORT_TCP_TCP_ENDPOINT_H_
 
@@ -44,6 +45,7 @@ class TcpEndpoint : public Endpoint {
   std::weak_ptr<LinkHandle> link_;
   RegionTable& regions_;
   std::atomic<uint64_t> next_request_id_{1};
+  std::atomic<size_t> active_{0};  // transfers in progress
 };
 
 }  // namespace lldd

@@ -22,6 +22,7 @@ int Initialize(LlmDataDist& dd, const char* listen) {
   std::map<AscendString, AscendString> options;
   options[OPTION_DEVICE_ID] = "0";
   options[OPTION_SYNC_CACHE_WAIT_TIME] = "3000";
+  options[LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK] = "2";  // our extension keys are class constants
   if (listen != nullptr) options[OPTION_LISTEN_IP_INFO] = listen;
   return dd.Initialize(options) == LLM_SUCCESS ? 0 : -1;
 }
