@@ -1,0 +1,105 @@
+// Moves a batch of {src, dst, length} copies with one kernel launch on a
+// stream of ours, and waits for it within a deadline.
+//
+// Per-block copies cost about 5 us each whatever API issues them
+// (tools/gpu_probe): the batch is merged (neighbouring copies whose source
+// and destination both continue become one run), cut into pieces so that a
+// few long runs still spread over every SM, and handed to the gather
+// kernel as one table; only very long runs go to the copy engines.
+//
+// A stream whose work does not finish by the deadline is retired, never
+// reused: it keeps what it copies from and into alive (keep_alive) until
+// the GPU is done with it, so a timed-out call cannot make a later one
+// write into memory that was unmapped meanwhile.
+//
+// Thread-safe: each call takes a lane (stream, event, table) of its own.
+#ifndef LLM_DATADIST_SRC_GPU_GPU_COPIER_H_
+#define LLM_DATADIST_SRC_GPU_GPU_COPIER_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/deadline.h"
+#include "common/result.h"
+#include "gpu/gpu_api.h"
+
+namespace lldd {
+
+struct GpuCopy {
+  uint8_t* dst = nullptr;
+  const uint8_t* src = nullptr;
+  uint64_t length = 0;
+};
+
+struct GpuCopyLimits {
+  uint64_t piece = 256U << 10;           // longest kernel table entry
+  uint64_t copy_engine_min = 64U << 20;  // runs this long use cudaMemcpyAsync
+};
+
+struct GpuCopyPlan {
+  std::vector<GpuCopyRun> kernel_runs;
+  std::vector<GpuCopyRun> engine_runs;
+  uint64_t bytes = 0;
+  size_t merged_runs = 0;  // runs after merging, before cutting
+};
+
+// Merges neighbours in the given order and cuts; zero-length copies vanish.
+GpuCopyPlan PlanGpuCopies(const std::vector<GpuCopy>& copies, const GpuCopyLimits& limits = {});
+
+// Polls `event` until it completes, fails, or the deadline passes (LLM_TIMEOUT).
+Result WaitGpuEvent(GpuApi& api, GpuEvent event, Deadline deadline);
+
+class GpuCopier {
+ public:
+  class Job;
+
+  GpuCopier(GpuApi& api, int device, GpuCopyLimits limits = {});
+  ~GpuCopier();
+  GpuCopier(const GpuCopier&) = delete;
+  GpuCopier& operator=(const GpuCopier&) = delete;
+
+  // Copies and waits. `keep_alive` stays referenced until the GPU is done.
+  Result Run(const std::vector<GpuCopy>& copies, Deadline deadline,
+             std::vector<std::shared_ptr<const void>> keep_alive = {});
+
+  // Asynchronous form (the staging pipeline): Submit, then Wait.
+  Result Submit(const std::vector<GpuCopy>& copies, std::vector<std::shared_ptr<const void>> keep_alive,
+                std::unique_ptr<Job>* job);
+  Result Wait(std::unique_ptr<Job> job, Deadline deadline);
+
+  // Lanes whose work outlived its deadline and is still running.
+  size_t stuck_lanes() const;
+  // Takes back retired lanes whose work has ended (releasing what they kept
+  // alive). Runs at every Submit; a revocation calls it while it waits.
+  void ReapStuck();
+  int device() const { return device_; }
+
+ private:
+  struct Lane;
+  Result TakeLane(uint32_t runs, Lane** out);
+  void ReturnLane(Lane* lane, bool finished);
+  void DestroyLane(Lane* lane);
+
+  GpuApi& api_;
+  const int device_;
+  const GpuCopyLimits limits_;
+  mutable std::mutex mu_;
+  std::vector<Lane*> idle_;
+  std::vector<Lane*> stuck_;
+};
+
+class GpuCopier::Job {
+ public:
+  ~Job();
+
+ private:
+  friend class GpuCopier;
+  GpuCopier* copier_ = nullptr;
+  Lane* lane_ = nullptr;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_GPU_GPU_COPIER_H_
