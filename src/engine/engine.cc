@@ -120,8 +120,8 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   options_.listen = next.listen;
   options_.listen_host = next.listen_host;
   options_.listen_port = next.listen_port;
+  role_ = role;  // before serving: new links learn the new role
   if (options_.listen) LDD_RETURN_IF_ERROR(StartServing());
-  role_ = role;
   return Result::Ok();
 }
 

@@ -125,7 +125,7 @@ class Engine {
 
   const uint64_t cluster_id_;
   const uint64_t instance_id_;
-  llm_datadist::LlmRole role_;
+  std::atomic<llm_datadist::LlmRole> role_;  // read by connection threads
   EngineOptions options_;
   bool initialized_ = false;
   std::atomic<bool> stopping_{false};

@@ -22,7 +22,7 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
                           const Hello& hello) {
   HelloAck ack;
   ack.cluster_id = cluster_id_;
-  ack.role = static_cast<int32_t>(role_);
+  ack.role = static_cast<int32_t>(role_.load());
   Result auth = AuthenticateClient(socket->fd(), hello, options_.link_token, request_id);
   if (!auth.ok()) {
     ack.error = auth.message();
@@ -59,7 +59,7 @@ void Engine::ServeJoin(const std::shared_ptr<Socket>& socket, const std::string&
                        const Hello& hello) {
   HelloAck ack;
   ack.cluster_id = cluster_id_;
-  ack.role = static_cast<int32_t>(role_);
+  ack.role = static_cast<int32_t>(role_.load());
   LinkPtr link;
   {
     std::lock_guard<std::mutex> lock(links_mu_);

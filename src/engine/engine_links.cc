@@ -91,7 +91,7 @@ Result Engine::DialJoin(lldd::Link& link, const std::string& transport, const st
   Hello hello;
   hello.kind = ConnKind::kJoin;
   hello.cluster_id = cluster_id_;
-  hello.role = static_cast<int32_t>(role_);
+  hello.role = static_cast<int32_t>(role_.load());
   hello.link_id = link.link_id();
   hello.link_secret = link.link_secret();
   hello.transport = transport;
@@ -158,7 +158,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   hello.kind = ConnKind::kControl;
   hello.cluster_id = cluster_id_;
   hello.instance_id = instance_id_;
-  hello.role = static_cast<int32_t>(role_);
+  hello.role = static_cast<int32_t>(role_.load());
   hello.transport = options_.backend;
   hello.offers = transports_.Offers();
   if (!options_.link_token.empty()) hello.auth_nonce = MakeAuthNonce();

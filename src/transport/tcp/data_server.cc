@@ -1,9 +1,12 @@
 #include "transport/tcp/data_server.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "control/frame_io.h"
 #include "control/protocol.h"
+#include "gpu/device_staging.h"
+#include "gpu/gpu_api.h"
 
 namespace lldd {
 namespace {
@@ -31,7 +34,17 @@ Result Drain(int fd, uint64_t len, Deadline deadline) {
   return Result::Ok();
 }
 
-Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::vector<uint8_t>& meta) {
+// The ranges of a request, when any of them is GPU memory (else empty).
+std::vector<StagedRange> DeviceRanges(const std::vector<iovec>& iovs) {
+  if (!Gpu().Available(nullptr)) return {};
+  std::vector<StagedRange> ranges = ClassifyRanges(Gpu(), iovs);
+  for (const StagedRange& r : ranges)
+    if (r.device) return ranges;
+  return {};
+}
+
+Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::vector<uint8_t>& meta,
+                int device_id, std::unique_ptr<DeviceStager>* stager) {
   const bool is_write = h.type == MsgType::kWrite;
   const MsgType resp_type = is_write ? MsgType::kWriteResp : MsgType::kReadResp;
   TransferRequest req;
@@ -49,20 +62,32 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   }
   uint64_t total = 0;
   for (const auto& s : req.segments) total += s.length;
+  std::vector<StagedRange> staged = DeviceRanges(iovs);
+  if (!staged.empty() && !*stager) *stager = std::make_unique<DeviceStager>(Gpu(), device_id);
 
   FrameHeader out;
   out.type = resp_type;
   out.request_id = h.request_id;
   uint8_t head[kFrameHeaderBytes];
   if (is_write) {
-    IovCursor into(std::move(iovs));
-    LDD_RETURN_IF_ERROR(RecvAll(fd, into, deadline));
+    if (staged.empty()) {
+      IovCursor into(std::move(iovs));
+      LDD_RETURN_IF_ERROR(RecvAll(fd, into, deadline));
+    } else {
+      LDD_RETURN_IF_ERROR((*stager)->Consume(
+          staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return RecvAll(fd, c, deadline); }, deadline));
+    }
     lease.Release();
     EncodeFrameHeader(out, head);
     return SendAll(fd, head, sizeof(head), deadline);
   }
   out.data_len = total;
   EncodeFrameHeader(out, head);
+  if (!staged.empty()) {
+    LDD_RETURN_IF_ERROR(SendAll(fd, head, sizeof(head), deadline));
+    return (*stager)->Produce(
+        staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return SendAll(fd, c, deadline); }, deadline);
+  }
   IovCursor from;
   from.Append(head, sizeof(head));
   for (const iovec& v : iovs) from.Append(v.iov_base, v.iov_len);
@@ -71,8 +96,9 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
 
 }  // namespace
 
-std::string ServeDataConnection(const Socket& socket, RegionTable& regions) {
+std::string ServeDataConnection(const Socket& socket, RegionTable& regions, int device_id) {
   const int fd = socket.fd();
+  std::unique_ptr<DeviceStager> stager;  // made on the first request that touches GPU memory
   for (;;) {
     if (!WaitReadable(fd, Deadline::Never())) continue;
     FrameHeader h;
@@ -81,7 +107,7 @@ std::string ServeDataConnection(const Socket& socket, RegionTable& regions) {
     if (!r.ok()) return r.message();
     if (h.type != MsgType::kRead && h.type != MsgType::kWrite)
       return Msg("unexpected frame type ", static_cast<int>(h.type), " on a data connection");
-    r = ServeOne(fd, regions, h, meta);
+    r = ServeOne(fd, regions, h, meta, device_id, &stager);
     if (!r.ok()) return r.message();
   }
 }

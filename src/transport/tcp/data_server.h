@@ -16,8 +16,9 @@
 namespace lldd {
 
 // Runs until the peer closes the connection, a frame is malformed, or the
-// socket is shut down; returns why it stopped.
-std::string ServeDataConnection(const Socket& socket, RegionTable& regions);
+// socket is shut down; returns why it stopped. Requests that touch GPU
+// memory are staged through pinned slabs on GPU `device_id`.
+std::string ServeDataConnection(const Socket& socket, RegionTable& regions, int device_id = 0);
 
 }  // namespace lldd
 

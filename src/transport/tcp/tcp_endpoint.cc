@@ -11,6 +11,7 @@
 #include "common/split_evenly.h"
 #include "common/worker_pool.h"
 #include "control/protocol.h"
+#include "gpu/device_staging.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_transport.h"
 
@@ -188,6 +189,20 @@ size_t DrivingThreads(size_t stripes) {
 
 }  // namespace
 
+TcpEndpoint::TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared_ptr<LinkHandle>& link,
+                         RegionTable& regions, int device_id)
+    : pool_(std::move(pool)), link_(link), regions_(regions), device_id_(device_id) {}
+
+TcpEndpoint::~TcpEndpoint() = default;
+
+Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
+  if (staging_ && staging_->AnyLocalDevice(ops))
+    return staging_->Transfer(ops, is_write, deadline, [this](const std::vector<IoOp>& host, bool write, Deadline d) {
+      return TransferHost(host, write, d);
+    });
+  return TransferHost(ops, is_write, deadline);
+}
+
 Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
   reply->clear();
   uint8_t kind = 0;
@@ -201,11 +216,12 @@ Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
                                      Deadline::AfterMillis(5000), &socket));
   link->TrackSocket(socket);
   RegionTable* regions = &regions_;
-  link->Spawn([socket, regions] { ServeDataConnection(*socket, *regions); });
+  const int device_id = device_id_;
+  link->Spawn([socket, regions, device_id] { ServeDataConnection(*socket, *regions, device_id); });
   return Result::Ok();
 }
 
-Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
+Result TcpEndpoint::TransferHost(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
   uint64_t total = 0;
   for (const IoOp& op : ops) total += op.length;
   if (total == 0) return Result::Ok();

@@ -19,6 +19,8 @@
 
 namespace lldd {
 
+class DeviceStagedTransfer;
+
 class TcpEndpoint : public Endpoint {
  public:
   // Requests smaller than this use a single connection: striping small
@@ -28,8 +30,11 @@ class TcpEndpoint : public Endpoint {
   // connection into its pool.
   static constexpr uint8_t kOpenReverse = 1;
 
-  TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared_ptr<LinkHandle>& link, RegionTable& regions)
-      : pool_(std::move(pool)), link_(link), regions_(regions) {}
+  TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared_ptr<LinkHandle>& link, RegionTable& regions,
+              int device_id = 0);
+  ~TcpEndpoint() override;
+  // Local GPU memory in a transfer goes through pinned slabs from then on.
+  void EnableDeviceStaging(std::unique_ptr<DeviceStagedTransfer> staging) { staging_ = std::move(staging); }
   const char* name() const override { return "tcp"; }
   Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline); }
   Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline); }
@@ -41,9 +46,12 @@ class TcpEndpoint : public Endpoint {
 
  private:
   Result Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);
+  Result TransferHost(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);
   std::shared_ptr<ConnectionPool> pool_;
+  std::unique_ptr<DeviceStagedTransfer> staging_;
   std::weak_ptr<LinkHandle> link_;
   RegionTable& regions_;
+  const int device_id_;
   std::atomic<uint64_t> next_request_id_{1};
   std::atomic<size_t> active_{0};  // transfers in progress
 };

@@ -5,6 +5,7 @@
 
 #include "common/logging.h"
 #include "common/wire.h"
+#include "gpu/device_staging.h"
 #include "transport/tcp/connection_pool.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_endpoint.h"
@@ -15,12 +16,19 @@ namespace {
 class TcpTransport : public Transport {
  public:
   const char* name() const override { return "tcp"; }
-  TransportCaps caps() const override { return TransportCaps{}; }
+  TransportCaps caps() const override {
+    TransportCaps c;
+    // With a GPU, GPU memory travels through pinned staging slabs on both
+    // sides (gpu/device_staging.h).
+    if (Gpu().Available(nullptr)) c.local_memory = c.remote_memory = kAnyMemory;
+    return c;
+  }
 
   Result Start(const TransportConfig& config, RegionTable& regions, size_t slot) override {
     (void)slot;
     regions_ = &regions;
     connections_ = config.connections > 0 ? config.connections : DefaultTcpConnections();
+    device_id_ = config.device_id < 0 ? 0 : config.device_id;
     return Result::Ok();
   }
   void Stop() override {}
@@ -60,7 +68,9 @@ class TcpTransport : public Transport {
       };
     }
     auto pool = std::make_shared<ConnectionPool>(connections_, std::move(dialer));
-    *out = std::make_shared<TcpEndpoint>(pool, link, *regions_);
+    auto endpoint = std::make_shared<TcpEndpoint>(pool, link, *regions_, device_id_);
+    if (Gpu().Available(nullptr)) endpoint->EnableDeviceStaging(std::make_unique<DeviceStagedTransfer>(Gpu(), device_id_));
+    *out = std::move(endpoint);
     return Result::Ok();
   }
 
@@ -88,13 +98,14 @@ class TcpTransport : public Transport {
       return;
     }
     link->TrackSocket(socket);
-    std::string why = ServeDataConnection(*socket, *regions_);
+    std::string why = ServeDataConnection(*socket, *regions_, device_id_);
     LDD_LOG(Debug) << "data connection from cluster " << link->remote_cluster_id() << " ended: " << why;
   }
 
  private:
   RegionTable* regions_ = nullptr;
   uint32_t connections_ = 4;
+  int device_id_ = 0;
 };
 
 }  // namespace
