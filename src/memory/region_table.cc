@@ -9,16 +9,38 @@ void RegionLease::Release() {
   table_ = nullptr;
 }
 
-uint64_t RegionTable::Add(void* base, uint64_t length, const ShmBacking& backing) {
+void RegionTable::SetHooks(AddedHook added, RemovedHook removed) {
   std::lock_guard<std::mutex> lock(mu_);
+  added_hook_ = std::move(added);
+  removed_hook_ = std::move(removed);
+}
+
+Result RegionTable::Add(void* base, uint64_t length, MemoryKind kind, std::shared_ptr<const Allocation> allocation,
+                        uint64_t allocation_offset, uint64_t* id) {
   auto region = std::make_unique<Region>();
-  region->id = next_id_++;
   region->base = static_cast<uint8_t*>(base);
   region->length = length;
-  region->backing = backing;
-  uint64_t id = region->id;
-  regions_.emplace(id, std::move(region));
-  return id;
+  region->kind = kind;
+  region->allocation = std::move(allocation);
+  region->allocation_offset = allocation_offset;
+  AddedHook added;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    region->id = next_id_++;
+    added = added_hook_;
+  }
+  // The hooks may pin or map memory (slow): not under the table's lock.
+  if (added) LDD_RETURN_IF_ERROR(added(*region));
+  std::lock_guard<std::mutex> lock(mu_);
+  *id = region->id;
+  regions_.emplace(region->id, std::move(region));
+  return Result::Ok();
+}
+
+uint64_t RegionTable::Add(void* base, uint64_t length, MemoryKind kind) {
+  uint64_t id = 0;
+  Result r = Add(base, length, kind, nullptr, 0, &id);
+  return r.ok() ? id : 0;
 }
 
 void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached) {
@@ -39,11 +61,19 @@ void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<v
   released_.wait(lock, [&] {
     return std::all_of(waiting.begin(), waiting.end(), [](const Region* r) { return r->users == 0; });
   });
-  removing_.erase(std::remove_if(removing_.begin(), removing_.end(),
-                                 [&](const std::unique_ptr<Region>& r) {
-                                   return std::find(waiting.begin(), waiting.end(), r.get()) != waiting.end();
-                                 }),
-                  removing_.end());
+  std::vector<std::unique_ptr<Region>> gone;
+  for (auto it = removing_.begin(); it != removing_.end();) {
+    if (std::find(waiting.begin(), waiting.end(), it->get()) != waiting.end()) {
+      gone.push_back(std::move(*it));
+      it = removing_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  RemovedHook removed = removed_hook_;
+  lock.unlock();
+  if (removed)
+    for (auto& region : gone) removed(*region);
 }
 
 Result RegionTable::Resolve(const std::vector<Segment>& segments, RegionLease* lease, std::vector<iovec>* iovs) {

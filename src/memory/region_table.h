@@ -23,25 +23,24 @@
 
 #include "common/result.h"
 #include "common/segment.h"
+#include "memory/allocation.h"
+#include "memory/memory_kind.h"
 
 namespace lldd {
 
 class RegionTable;
 
-// Where a region lives when its memory can be shared with a peer on the
-// same host (a memfd it can map), rather than only read through us.
-struct ShmBacking {
-  int memfd = -1;            // -1: plain process memory
-  uint64_t memory_id = 0;    // identifies the memfd (one per allocated cache)
-  uint64_t memfd_offset = 0;
-  uint64_t memfd_size = 0;
-};
-
 struct Region {
   uint64_t id = 0;
   uint8_t* base = nullptr;
   uint64_t length = 0;
-  ShmBacking backing;
+  MemoryKind kind = kHostRegistered;
+  // The library's allocation the region lies in (null for user memory).
+  std::shared_ptr<const Allocation> allocation;
+  uint64_t allocation_offset = 0;
+  // Opaque per-transport descriptors, indexed by the transport's slot
+  // (transport/transport.h); the table keeps them without knowing them.
+  std::vector<std::shared_ptr<void>> transport_data;
   int users = 0;  // guarded by the table's mutex
 };
 
@@ -62,7 +61,18 @@ class RegionLease {
 
 class RegionTable {
  public:
-  uint64_t Add(void* base, uint64_t length, const ShmBacking& backing = {});
+  // Observers of every region added and removed (the transports' region
+  // hooks). `added` may fill the region's transport_data and refuse it;
+  // `removed` runs once no lease holds the region any more.
+  using AddedHook = std::function<Result(Region&)>;
+  using RemovedHook = std::function<void(Region&)>;
+  void SetHooks(AddedHook added, RemovedHook removed);
+
+  // Adds a region; `*id` is its new id. Fails only if a hook refuses it.
+  Result Add(void* base, uint64_t length, MemoryKind kind, std::shared_ptr<const Allocation> allocation,
+             uint64_t allocation_offset, uint64_t* id);
+  // User memory of `kind` (no allocation), for tests and simple callers.
+  uint64_t Add(void* base, uint64_t length, MemoryKind kind = kHostRegistered);
   // Forgets the regions; returns once no lease holds any of them.
   // `detached` runs after they become unreachable through the table but
   // before the wait (to revoke peers' direct access).
@@ -85,6 +95,8 @@ class RegionTable {
   std::condition_variable released_;
   std::unordered_map<uint64_t, std::unique_ptr<Region>> regions_;
   std::vector<std::unique_ptr<Region>> removing_;
+  AddedHook added_hook_;
+  RemovedHook removed_hook_;
   uint64_t next_id_ = 1;
 };
 

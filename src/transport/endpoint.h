@@ -51,6 +51,14 @@ class Endpoint {
     (void)deadline;
     return Result::Ok();
   }
+  // A request from the peer's endpoint of the same transport (its
+  // LinkHandle::CallPeer). Runs off the control reader thread, so it may
+  // block briefly; its Result's code and message reach the caller.
+  virtual Result OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+    (void)request;
+    (void)reply;
+    return Result::ParamInvalid(Msg("the ", name(), " data path takes no requests from its peer"));
+  }
   virtual Result Read(const std::vector<IoOp>& ops, Deadline deadline) = 0;
   virtual Result Write(const std::vector<IoOp>& ops, Deadline deadline) = 0;
   // Makes in-flight and later calls fail promptly.
