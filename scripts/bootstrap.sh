@@ -16,7 +16,7 @@ build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 
 packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
-          libssl-dev iproute2)
+          libssl-dev iproute2 libucx-dev ucx-utils)
 # The sanitizer and fuzzing runs of `test` need clang's libFuzzer too.
 [ "$job" = test ] && packages+=(clang libclang-rt-dev)
 missing=()
