@@ -155,8 +155,13 @@ int RunPeer(int fd) {
       auto it = memory.find(r.U64());
       if (it == memory.end())
         result = Result::CacheNotExist("no such region");
-      else
+      else {
+        // The parent's puts were copied in by our progress thread (UCX
+        // emulates RMA over tcp); its mutex orders them before this read
+        // for ThreadSanitizer, which cannot see the parent's flush.
+        std::lock_guard<std::mutex> lock(transport.worker()->mutex());
         out = it->second;
+      }
     } else {
       result = Result::ParamInvalid("unknown command");
     }
