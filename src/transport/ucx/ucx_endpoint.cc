@@ -231,8 +231,19 @@ Result UcxEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline dea
   std::shared_ptr<LinkHandle> link = link_.lock();
   if (!link || link->closed()) return Result::Ok();  // no peer left to reach them
   std::vector<uint8_t> reply;
-  return link->CallPeer("ucx", IdsRequest(kRevoke, region_ids), deadline, &reply)
-      .WithContext("UCX: revoking regions at the peer");
+  Result r = link->CallPeer("ucx", IdsRequest(kRevoke, region_ids), deadline, &reply);
+  if (!r.ok()) {
+    // The peer may still hold keys to memory about to be freed. With RDMA
+    // the unmapping that follows invalidates them. Over UCX's emulated RMA
+    // (tcp) our worker serves the peer's gets and puts without checking
+    // keys, at the worker rather than per endpoint: closing ours makes the
+    // peer's calls fail, but cannot stop all of a put already under way
+    // (see the test WriteToAPeerThatClosedItsEndpointFails). That is one
+    // reason auto picks UCX only with RDMA.
+    std::lock_guard<std::mutex> lock(worker_->mutex());
+    BreakLocked("the peer did not confirm a revocation");
+  }
+  return r.WithContext("UCX: revoking regions at the peer");
 }
 
 Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
