@@ -68,17 +68,17 @@ void FuzzHello(const std::vector<uint8_t>& in) {
   Hello m;
   if (!DecodeHello(in, &m).ok()) return;
   const auto kind = static_cast<uint8_t>(m.kind);
-  Check(kind >= 1 && kind <= 3, "accepted unknown connection kind");
-  Check(m.transport.size() <= 64 && m.host_identity.size() <= 256 && m.auth_nonce.size() <= 64, "overlong field");
+  Check(kind >= 1 && kind <= 2, "accepted unknown connection kind");
+  Check(m.transport.size() <= kMaxTransportName && m.offers.size() <= kMaxTransportOffers &&
+            m.join_info.size() <= kMaxTransportInfo && m.auth_nonce.size() <= 64,
+        "overlong field");
   Check(EncodeHello(m) == in, "HELLO does not round-trip");
 }
 
 void FuzzHelloAck(const std::vector<uint8_t>& in) {
   HelloAck m;
   if (!DecodeHelloAck(in, &m).ok()) return;
-  Check(m.transport.size() <= 64 && m.host_identity.size() <= 256 && m.shm_socket.size() <= 108 &&
-            m.error.size() <= 4096,
-        "overlong field");
+  Check(m.transports.size() <= kMaxTransportOffers && m.error.size() <= 4096, "overlong field");
   Check(EncodeHelloAck(m) == in, "HELLO_ACK does not round-trip");
 }
 
@@ -123,11 +123,10 @@ void FuzzTransferRequest(const std::vector<uint8_t>& in) {
 }
 
 void FuzzShmMessage(const std::vector<uint8_t>& in) {
-  FrameHeader h;
+  ShmHeader h;
   std::vector<uint8_t> meta;
   if (!DecodeShmMessage(in, &h, &meta).ok()) return;
-  Check(h.data_len == 0 && h.meta_len == meta.size() && meta.size() + kFrameHeaderBytes == in.size(),
-        "shm message length mismatch accepted");
+  Check(meta.size() + 18 == in.size(), "shm message length mismatch accepted");
   Check(EncodeShmMessage(h.type, h.request_id, h.status, meta) == in, "shm message does not round-trip");
 }
 

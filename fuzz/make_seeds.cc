@@ -72,14 +72,15 @@ void ProtocolSeeds() {
   seed("header_hello", 0, Header(MsgType::kHello, 1, 64, 0));
 
   Hello hello;
-  hello.kind = ConnKind::kDataForward;
+  hello.kind = ConnKind::kJoin;
   hello.cluster_id = 2;
   hello.role = 1;
   hello.instance_id = 0x3333;
   hello.link_id = 0x1111;
   hello.link_secret = 0x2222;
   hello.transport = "auto";
-  hello.host_identity = "host/boot";
+  hello.offers = {{"shm", {'h', 'o', 's', 't'}}, {"tcp", {}}};
+  hello.join_info = {1};
   hello.auth_nonce = {1, 2, 3, 4};
   seed("hello", 1, EncodeHello(hello));
   seed("hello_empty", 1, EncodeHello(Hello{}));
@@ -88,9 +89,7 @@ void ProtocolSeeds() {
   ack.cluster_id = 1;
   ack.link_id = 5;
   ack.link_secret = 6;
-  ack.transport = "shm";
-  ack.host_identity = "host/boot";
-  ack.shm_socket = "lldd-123";
+  ack.transports = {{"shm", {'l', 'l', 'd', 'd'}}, {"tcp", {}}};
   ack.error = "";
   seed("hello_ack", 2, EncodeHelloAck(ack));
   ack.error = "refused";
@@ -116,7 +115,7 @@ void ProtocolSeeds() {
   req.segments = {{1, UINT64_MAX - 8, 16}};
   seed("transfer_request_wrap", 5, Cat({U64(16), EncodeTransferRequest(req)}));
 
-  seed("shm_message_hello", 6, EncodeShmMessage(MsgType::kShmHello, 1, 0, EncodeShmHello({7, 8})));
+  seed("shm_message_hello", 6, EncodeShmMessage(ShmMsg::kHello, 1, 0, EncodeShmHello({7, 8})));
   seed("shm_hello", 7, EncodeShmHello({7, 8}));
   seed("region_ids", 8, EncodeRegionIds({1, 2, 3}));
 

@@ -17,6 +17,9 @@ jobs=${JOBS:-$(nproc)}
 
 packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
           libssl-dev iproute2 libucx-dev ucx-utils)
+# The Python module (python/) and its tests: built for and run with Debian's
+# /usr/bin/python3, whose packages these are (not a pyenv/conda python3).
+packages+=(python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-setuptools python3-wheel)
 # The sanitizer and fuzzing runs of `test` need clang's libFuzzer too.
 [ "$job" = test ] && packages+=(clang libclang-rt-dev)
 missing=()
@@ -31,7 +34,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# LLM_DATADIST_BUILD_PYTHON=ON: the packages above are there, so the module
+# and its pytest suite (CTest label `python`) are part of the plain build and
+# of `ctest`; the sanitizer presets leave it out.
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLLM_DATADIST_PYTHON=/usr/bin/python3 -DLLM_DATADIST_BUILD_PYTHON=ON >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 
 # The sanitizer builds leave out the demo and benchmark (their own smoke

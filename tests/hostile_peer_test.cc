@@ -104,7 +104,7 @@ Bytes Frame(uint16_t type, uint64_t request_id, const Bytes& meta, const Bytes& 
 // The handshake itself is encoded by the library (it changes as the
 // protocol grows); what the attack needs to vary is patched in afterwards.
 Bytes HelloMeta(uint8_t kind, uint64_t cluster, uint64_t link_id, uint64_t secret, uint64_t instance = 0x5eed,
-                const std::string& transport = "tcp") {
+                const std::string& transport = "tcp", uint8_t tcp_join = 1) {
   lldd::Hello h;
   h.kind = lldd::ConnKind::kControl;
   h.cluster_id = cluster;
@@ -113,7 +113,8 @@ Bytes HelloMeta(uint8_t kind, uint64_t cluster, uint64_t link_id, uint64_t secre
   h.link_id = link_id;
   h.link_secret = secret;
   h.transport = transport;
-  h.host_identity = "evil-host";
+  h.offers = {{transport, {}}};  // TCP's connection info is empty
+  h.join_info = {tcp_join};      // joins: 1 forward, 2 reverse TCP data connection
   Bytes meta = lldd::EncodeHello(h);
   meta[0] = kind;  // the connection kind is the first byte, sent as any value
   return meta;
@@ -315,7 +316,8 @@ class HostilePeerTest : public ::testing::Test {
     ASSERT_EQ(ack.status, LLM_SUCCESS);
     lldd::HelloAck hello_ack;
     ASSERT_TRUE(lldd::DecodeHelloAck(ack.meta, &hello_ack).ok());
-    ASSERT_EQ(hello_ack.transport, "tcp");
+    ASSERT_EQ(hello_ack.transports.size(), 1U);
+  ASSERT_EQ(hello_ack.transports[0].name, "tcp");
     link_id_ = hello_ack.link_id;
     link_secret_ = hello_ack.link_secret;
 
@@ -640,6 +642,7 @@ TEST_F(HostilePeerTest, DataConnectionsWithoutTheLinkSecretAreRefused) {
     const char* what;
     uint8_t kind;
     uint64_t cluster, link_id, secret;
+    uint8_t tcp_join = 1;
   };
   const Case cases[] = {
       {"wrong secret", 2, kEvilId, link_id_, link_secret_ ^ 1},
@@ -648,13 +651,14 @@ TEST_F(HostilePeerTest, DataConnectionsWithoutTheLinkSecretAreRefused) {
       {"another cluster's id", 2, kClientId, link_id_, link_secret_},
       {"the server's own id", 2, kServerId, link_id_, link_secret_},
       {"all zero", 2, 0, 0, 0},
-      {"reverse kind, wrong secret", 3, kEvilId, link_id_, link_secret_ + 1},
+      {"reverse join, wrong secret", 2, kEvilId, link_id_, link_secret_ + 1, 2},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.what);
     RawConn c(server_->port());
     ASSERT_TRUE(c.connected());
-    ASSERT_TRUE(c.Send(Frame(T(MsgType::kHello), 1, HelloMeta(k.kind, k.cluster, k.link_id, k.secret))));
+    ASSERT_TRUE(c.Send(Frame(T(MsgType::kHello), 1, HelloMeta(k.kind, k.cluster, k.link_id, k.secret, 0x5eed, "tcp",
+                                                             k.tcp_join))));
     RawFrame ack;
     ASSERT_TRUE(c.RecvFrame(&ack));
     EXPECT_EQ(ack.type, T(MsgType::kHelloAck));

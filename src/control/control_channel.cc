@@ -3,6 +3,8 @@
 #include "common/logging.h"
 #include "control/frame_io.h"
 
+#include <thread>
+
 namespace lldd {
 namespace {
 // Control messages are small; a peer announcing more is misbehaving.
@@ -14,8 +16,7 @@ bool IsResponse(MsgType t) {
     case MsgType::kHelloAck:
     case MsgType::kCacheInfo:
     case MsgType::kUnlinkAck:
-    case MsgType::kOpenReverseAck:
-    case MsgType::kCacheRevokedAck:
+    case MsgType::kTransportReply:
       return true;
     default:
       return false;
@@ -51,19 +52,25 @@ std::string ControlChannel::Run() {
       }
       continue;
     }
-    if (h.type != MsgType::kCacheQuery && h.type != MsgType::kUnlink && h.type != MsgType::kOpenReverse &&
-        h.type != MsgType::kCacheRevoked) {
+    if (h.type != MsgType::kCacheQuery && h.type != MsgType::kUnlink && h.type != MsgType::kTransportCall) {
       why = Msg("unexpected frame type ", static_cast<int>(h.type), " on control connection");
       break;
     }
-    Reply reply = handler_(h.type, meta);
-    FrameHeader out;
-    out.type = ResponseTo(h.type);
-    out.request_id = h.request_id;
-    out.status = reply.status;
-    Result s = Send(out, reply.meta, Deadline::AfterMillis(kFrameBodyTimeoutMs));
-    if (!s.ok()) {
-      why = s.message();
+    std::weak_ptr<ControlChannel> weak = weak_from_this();
+    Result sent;
+    bool answered_here = false;
+    const std::thread::id reader = std::this_thread::get_id();
+    handler_(h.type, std::move(meta), [weak, type = h.type, id = h.request_id, reader, &sent, &answered_here](Reply reply) {
+      auto self = weak.lock();
+      if (!self) return;
+      Result r = self->Respond(type, id, reply);
+      if (std::this_thread::get_id() == reader) {
+        answered_here = true;
+        sent = r;
+      }
+    });
+    if (answered_here && !sent.ok()) {
+      why = sent.message();
       break;
     }
     if (stop_after_reply_) {
@@ -86,6 +93,14 @@ Result ControlChannel::Send(const FrameHeader& header, const std::vector<uint8_t
   sending_ = false;
   send_cv_.notify_one();
   return r;
+}
+
+Result ControlChannel::Respond(MsgType request, uint64_t request_id, const Reply& reply) {
+  FrameHeader out;
+  out.type = ResponseTo(request);
+  out.request_id = request_id;
+  out.status = reply.status;
+  return Send(out, reply.meta, Deadline::AfterMillis(kFrameBodyTimeoutMs));
 }
 
 Result ControlChannel::Call(MsgType type, const std::vector<uint8_t>& meta, Deadline deadline, Reply* reply) {

@@ -3,7 +3,8 @@
 //
 // One reader thread (the caller of Run()) receives every frame: responses
 // wake the waiting Call(), requests go to the handler, which runs on the
-// reader thread and must therefore be quick. Closing the connection (or the
+// reader thread and must therefore be quick: a request that may block is
+// answered later, from another thread, through the Responder it is given. Closing the connection (or the
 // peer dying) makes every pending Call() return LLM_LINK_FAILED at once.
 #ifndef LLM_DATADIST_SRC_CONTROL_CONTROL_CHANNEL_H_
 #define LLM_DATADIST_SRC_CONTROL_CONTROL_CHANNEL_H_
@@ -27,9 +28,11 @@ struct Reply {
   std::vector<uint8_t> meta;
 };
 
-class ControlChannel {
+class ControlChannel : public std::enable_shared_from_this<ControlChannel> {
  public:
-  using Handler = std::function<Reply(MsgType type, const std::vector<uint8_t>& meta)>;
+  // Sends the reply to one request; callable once, from any thread.
+  using Responder = std::function<void(Reply)>;
+  using Handler = std::function<void(MsgType type, std::vector<uint8_t> meta, Responder respond)>;
 
   ControlChannel(std::shared_ptr<Socket> socket, Handler handler);
 
@@ -47,6 +50,7 @@ class ControlChannel {
     Reply reply;
   };
   Result Send(const FrameHeader& header, const std::vector<uint8_t>& meta, Deadline deadline);
+  Result Respond(MsgType request, uint64_t request_id, const Reply& reply);
 
   std::shared_ptr<Socket> socket_;
   Handler handler_;

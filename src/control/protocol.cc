@@ -53,6 +53,29 @@ Result Malformed(const char* what) { return Result::Failed(Msg("malformed ", wha
 
 }  // namespace
 
+namespace {
+
+void PutOffers(WireWriter& w, const std::vector<TransportOffer>& offers) {
+  w.U32(static_cast<uint32_t>(offers.size()));
+  for (const auto& o : offers) {
+    w.Str(o.name);
+    PutBytes(w, o.info);
+  }
+}
+
+bool GetOffers(WireReader& r, std::vector<TransportOffer>* offers) {
+  uint32_t n = r.U32();
+  if (!r.ok() || n > kMaxTransportOffers) return false;
+  offers->resize(n);
+  for (auto& o : *offers) {
+    o.name = r.Str(kMaxTransportName);
+    o.info = GetBytes(r, kMaxTransportInfo);
+  }
+  return r.ok();
+}
+
+}  // namespace
+
 std::vector<uint8_t> EncodeHello(const Hello& m) {
   WireWriter w;
   w.U8(static_cast<uint8_t>(m.kind));
@@ -62,7 +85,8 @@ std::vector<uint8_t> EncodeHello(const Hello& m) {
   w.U64(m.link_id);
   w.U64(m.link_secret);
   w.Str(m.transport);
-  w.Str(m.host_identity);
+  PutOffers(w, m.offers);
+  PutBytes(w, m.join_info);
   PutBytes(w, m.auth_nonce);
   return std::move(w.buffer());
 }
@@ -75,11 +99,12 @@ Result DecodeHello(const std::vector<uint8_t>& meta, Hello* m) {
   m->role = r.I32();
   m->link_id = r.U64();
   m->link_secret = r.U64();
-  m->transport = r.Str(64);
-  m->host_identity = r.Str(256);
+  m->transport = r.Str(kMaxTransportName);
+  if (!GetOffers(r, &m->offers)) return Malformed("HELLO");
+  m->join_info = GetBytes(r, kMaxTransportInfo);
   m->auth_nonce = GetBytes(r, 64);
   if (!r.done()) return Malformed("HELLO");
-  if (kind < 1 || kind > 3) return Result::Failed(Msg("unknown connection kind ", int{kind}));
+  if (kind < 1 || kind > 2) return Result::Failed(Msg("unknown connection kind ", int{kind}));
   m->kind = static_cast<ConnKind>(kind);
   return Result::Ok();
 }
@@ -90,9 +115,7 @@ std::vector<uint8_t> EncodeHelloAck(const HelloAck& m) {
   w.I32(m.role);
   w.U64(m.link_id);
   w.U64(m.link_secret);
-  w.Str(m.transport);
-  w.Str(m.host_identity);
-  w.Str(m.shm_socket);
+  PutOffers(w, m.transports);
   w.Str(m.error);
   return std::move(w.buffer());
 }
@@ -103,17 +126,30 @@ Result DecodeHelloAck(const std::vector<uint8_t>& meta, HelloAck* m) {
   m->role = r.I32();
   m->link_id = r.U64();
   m->link_secret = r.U64();
-  m->transport = r.Str(64);
-  m->host_identity = r.Str(256);
-  m->shm_socket = r.Str(108);
+  if (!GetOffers(r, &m->transports)) return Malformed("HELLO_ACK");
   m->error = r.Str(4096);
   return r.done() ? Result::Ok() : Malformed("HELLO_ACK");
+}
+
+std::vector<uint8_t> EncodeTransportCall(const TransportCall& m) {
+  WireWriter w;
+  w.Str(m.transport);
+  PutBytes(w, m.body);
+  return std::move(w.buffer());
+}
+
+Result DecodeTransportCall(const std::vector<uint8_t>& meta, TransportCall* m) {
+  WireReader r(meta);
+  m->transport = r.Str(kMaxTransportName);
+  m->body = GetBytes(r, 1U << 20);
+  return r.done() ? Result::Ok() : Malformed("TRANSPORT_CALL");
 }
 
 std::vector<uint8_t> EncodeCacheInfo(const CacheInfo& m) {
   WireWriter w;
   w.I64(m.cache_id);
   w.U32(m.desc.placement);
+  w.U32(m.desc.memory_kind);
   w.U32(m.desc.num_tensors);
   w.I32(m.desc.data_type);
   w.U32(static_cast<uint32_t>(m.desc.shape.size()));
@@ -127,6 +163,7 @@ Result DecodeCacheInfo(const std::vector<uint8_t>& meta, CacheInfo* m) {
   WireReader r(meta);
   m->cache_id = r.I64();
   m->desc.placement = r.U32();
+  m->desc.memory_kind = r.U32();
   m->desc.num_tensors = r.U32();
   m->desc.data_type = r.I32();
   uint32_t rank = r.U32();

@@ -22,7 +22,7 @@
 namespace lldd {
 
 constexpr uint32_t kFrameMagic = 0x3144444CU;  // "LDD1" little-endian
-constexpr uint16_t kProtocolVersion = 1;
+constexpr uint16_t kProtocolVersion = 2;
 constexpr size_t kFrameHeaderBytes = 32;
 constexpr uint32_t kMaxMetaBytes = 64U << 20;       // 64 MiB of segment lists
 constexpr uint64_t kMaxDataBytes = 1ULL << 40;      // 1 TiB per request
@@ -35,27 +35,20 @@ enum class MsgType : uint16_t {
   kHelloAck = 2,
   kCacheQuery = 3,
   kCacheInfo = 4,
+  // The TCP data path's requests (transport/tcp), which share the framing.
   kRead = 5,
   kReadResp = 6,
   kWrite = 7,
   kWriteResp = 8,
   kUnlink = 9,
   kUnlinkAck = 10,
-  kOpenReverse = 11,
-  kOpenReverseAck = 12,
-  kCacheRevoked = 13,
-  kCacheRevokedAck = 14,
-  // On the same-host (shm) channel, a Unix socket beside the TCP link.
-  kShmHello = 15,
-  kShmHelloAck = 16,
-  kShmMap = 17,
-  kShmMapResp = 18,
-  kShmRevoke = 19,
-  kShmRevokeAck = 20,
+  // A transport's own request to its peer endpoint (TransportCall).
+  kTransportCall = 11,
+  kTransportReply = 12,
   // Link token authentication (control/link_auth.h).
-  kAuthChallenge = 21,
-  kAuthProof = 22,
-  kLast = 22,
+  kAuthChallenge = 13,
+  kAuthProof = 14,
+  kLast = 14,
 };
 
 struct FrameHeader {
@@ -71,9 +64,19 @@ Result DecodeFrameHeader(const uint8_t in[kFrameHeaderBytes], FrameHeader* h);
 
 // What a connection is for, declared in its HELLO.
 enum class ConnKind : uint8_t {
-  kControl = 1,      // small messages both ways; its loss ends the link
-  kDataForward = 2,  // the connecting side sends READ/WRITE, the other serves
-  kDataReverse = 3,  // the accepting side sends READ/WRITE, the connector serves
+  kControl = 1,  // small messages both ways; its loss ends the link
+  kJoin = 2,     // joins a link's transport (Hello::transport), which owns it
+};
+
+constexpr size_t kMaxTransportName = 64;
+constexpr size_t kMaxTransportInfo = 8192;
+constexpr size_t kMaxTransportOffers = 16;
+
+// A transport's name and its opaque connection info (transport/transport.h).
+struct TransportOffer {
+  std::string name;
+  std::vector<uint8_t> info;
+  bool operator==(const TransportOffer&) const = default;
 };
 
 struct Hello {
@@ -81,11 +84,14 @@ struct Hello {
   uint64_t cluster_id = 0;
   uint64_t instance_id = 0;   // random per LlmDataDist: tells a restart from a duplicate
   int32_t role = 0;
-  uint64_t link_id = 0;       // data connections: which link they join
-  uint64_t link_secret = 0;   // data connections: proves they belong to it
-  std::string transport;      // requested backend: auto, tcp, shm
-  std::string host_identity;  // same-host detection for shm
-  std::vector<uint8_t> auth_nonce;  // link token challenge (empty: none)
+  uint64_t link_id = 0;       // joins: which link they join
+  uint64_t link_secret = 0;   // joins: proves they belong to it
+  // Control: the requested backend ("auto" or a transport's name).
+  // Join: the transport joined.
+  std::string transport;
+  std::vector<TransportOffer> offers;  // control: the transports this side can use
+  std::vector<uint8_t> join_info;      // join: the transport's own bytes
+  std::vector<uint8_t> auth_nonce;     // link token challenge (empty: none)
 };
 
 struct HelloAck {
@@ -93,14 +99,20 @@ struct HelloAck {
   int32_t role = 0;
   uint64_t link_id = 0;
   uint64_t link_secret = 0;
-  std::string transport;      // the backend both sides will use
-  std::string host_identity;
-  std::string shm_socket;     // abstract Unix socket name, for "shm"
-  std::string error;          // why the link was refused
+  // The transports the link uses, best first, with the acceptor's info.
+  std::vector<TransportOffer> transports;
+  std::string error;  // why the link was refused
+};
+
+// TRANSPORT_CALL metadata: which transport, and its own bytes.
+struct TransportCall {
+  std::string transport;
+  std::vector<uint8_t> body;
 };
 
 struct RemoteDesc {
   uint32_t placement = 0;
+  uint32_t memory_kind = 0;  // MemoryKind of its tensors (memory/memory_kind.h)
   uint32_t num_tensors = 0;
   int32_t data_type = 0;
   std::vector<int64_t> shape;
@@ -122,6 +134,8 @@ std::vector<uint8_t> EncodeHello(const Hello& m);
 Result DecodeHello(const std::vector<uint8_t>& meta, Hello* m);
 std::vector<uint8_t> EncodeHelloAck(const HelloAck& m);
 Result DecodeHelloAck(const std::vector<uint8_t>& meta, HelloAck* m);
+std::vector<uint8_t> EncodeTransportCall(const TransportCall& m);
+Result DecodeTransportCall(const std::vector<uint8_t>& meta, TransportCall* m);
 std::vector<uint8_t> EncodeCacheInfo(const CacheInfo& m);
 Result DecodeCacheInfo(const std::vector<uint8_t>& meta, CacheInfo* m);
 std::vector<uint8_t> EncodeCacheId(int64_t cache_id);

@@ -52,13 +52,14 @@ constexpr size_t kDataLenAt = 24;
 
 Hello SampleHello() {
   Hello m;
-  m.kind = ConnKind::kDataReverse;
+  m.kind = ConnKind::kJoin;
   m.cluster_id = 0xFEEDFACECAFEBEEFULL;
   m.role = -7;
   m.link_id = 42;
   m.link_secret = 0x8000000000000001ULL;
   m.transport = "tcp";
-  m.host_identity = "host-a/boot-1234";
+  m.offers = {{"shm", {1, 2, 3}}, {"tcp", {}}};
+  m.join_info = {9, 8};
   m.auth_nonce = {1, 2, 3, 0, 255};
   return m;
 }
@@ -69,9 +70,7 @@ HelloAck SampleHelloAck() {
   m.role = 2;
   m.link_id = 77;
   m.link_secret = UINT64_MAX;
-  m.transport = "auto";
-  m.host_identity = "host-b";
-  m.shm_socket = "lldd-shm-1234-5678";
+  m.transports = {{"shm", {'s', 'o', 'c', 'k'}}, {"tcp", {}}};
   m.error = "refused: duplicate cluster id";
   return m;
 }
@@ -80,6 +79,7 @@ CacheInfo SampleCacheInfo() {
   CacheInfo m;
   m.cache_id = -5;  // the id is opaque; negative values must survive
   m.desc.placement = 1;
+  m.desc.memory_kind = 2;
   m.desc.num_tensors = 3;
   m.desc.data_type = 27;  // DT_BF16
   m.desc.shape = {4, 16, 128};
@@ -98,10 +98,11 @@ TransferRequest SampleRequest() {
 constexpr uint64_t kSampleRequestBytes = 129;
 
 // Layout of an encoded CacheInfo: cache_id i64 @0, placement u32 @8,
-// num_tensors u32 @12, data_type i32 @16, rank u32 @20, dims i64 @24...
-constexpr size_t kNumTensorsAt = 12;
-constexpr size_t kRankAt = 20;
-constexpr size_t kFirstDimAt = 24;
+// memory_kind u32 @12, num_tensors u32 @16, data_type i32 @20, rank u32 @24,
+// dims i64 @28...
+constexpr size_t kNumTensorsAt = 16;
+constexpr size_t kRankAt = 24;
+constexpr size_t kFirstDimAt = 28;
 
 // ---------------------------------------------------------------- frame header
 
@@ -123,7 +124,7 @@ TEST(FrameHeaderTest, EncodingIsLittleEndianWithMagicFirst) {
   uint8_t buf[kFrameHeaderBytes];
   EncodeFrameHeader(SampleHeader(), buf);
   EXPECT_EQ(std::memcmp(buf, "LDD1", 4), 0);
-  EXPECT_EQ(buf[kVersionAt], 1);
+  EXPECT_EQ(buf[kVersionAt], kProtocolVersion);
   EXPECT_EQ(buf[kVersionAt + 1], 0);
   EXPECT_EQ(buf[kTypeAt], static_cast<uint8_t>(MsgType::kWrite));
   EXPECT_EQ(buf[8], 0x08);  // low byte of request id first
@@ -154,7 +155,7 @@ TEST(FrameHeaderTest, RejectsBadMagic) {
 }
 
 TEST(FrameHeaderTest, RejectsWrongVersion) {
-  for (uint16_t v : {uint16_t{0}, uint16_t{2}, uint16_t{0xFFFF}}) {
+  for (uint16_t v : {uint16_t{0}, uint16_t{kProtocolVersion - 1}, uint16_t{kProtocolVersion + 1}, uint16_t{0xFFFF}}) {
     uint8_t buf[kFrameHeaderBytes];
     EncodeFrameHeader(SampleHeader(), buf);
     PutU16(buf + kVersionAt, v);
@@ -241,7 +242,8 @@ TEST(HelloTest, RoundTrip) {
   EXPECT_EQ(d.link_id, m.link_id);
   EXPECT_EQ(d.link_secret, m.link_secret);
   EXPECT_EQ(d.transport, m.transport);
-  EXPECT_EQ(d.host_identity, m.host_identity);
+  EXPECT_EQ(d.offers, m.offers);
+  EXPECT_EQ(d.join_info, m.join_info);
   EXPECT_EQ(d.auth_nonce, m.auth_nonce);
 }
 
@@ -251,12 +253,13 @@ TEST(HelloTest, RoundTripEmptyStrings) {
   ASSERT_TRUE(DecodeHello(EncodeHello(m), &d).ok());
   EXPECT_EQ(d.kind, ConnKind::kControl);
   EXPECT_TRUE(d.transport.empty());
-  EXPECT_TRUE(d.host_identity.empty());
+  EXPECT_TRUE(d.offers.empty());
+  EXPECT_TRUE(d.join_info.empty());
   EXPECT_TRUE(d.auth_nonce.empty());
 }
 
 TEST(HelloTest, RejectsUnknownKind) {
-  for (uint8_t kind : {uint8_t{0}, uint8_t{4}, uint8_t{255}}) {
+  for (uint8_t kind : {uint8_t{0}, uint8_t{3}, uint8_t{255}}) {
     std::vector<uint8_t> meta = EncodeHello(SampleHello());
     meta[0] = kind;  // the kind is the first byte
     Hello d;
@@ -272,7 +275,11 @@ TEST(HelloTest, RejectsOverlongFields) {
   EXPECT_EQ(DecodeHello(EncodeHello(m), &d).code(), LLM_FAILED);
 
   m = SampleHello();
-  m.host_identity = std::string(257, 'h');
+  m.offers[0].info.assign(kMaxTransportInfo + 1, 'i');
+  EXPECT_EQ(DecodeHello(EncodeHello(m), &d).code(), LLM_FAILED);
+
+  m = SampleHello();
+  m.offers.assign(kMaxTransportOffers + 1, TransportOffer{"x", {}});
   EXPECT_EQ(DecodeHello(EncodeHello(m), &d).code(), LLM_FAILED);
 
   m = SampleHello();
@@ -281,7 +288,7 @@ TEST(HelloTest, RejectsOverlongFields) {
 
   m = SampleHello();
   m.transport = std::string(64, 't');
-  m.host_identity = std::string(256, 'h');
+  m.offers.assign(kMaxTransportOffers, TransportOffer{std::string(64, 'n'), std::vector<uint8_t>(kMaxTransportInfo, 1)});
   m.auth_nonce.assign(64, 0xAB);
   EXPECT_TRUE(DecodeHello(EncodeHello(m), &d).ok());
 }
@@ -300,6 +307,18 @@ TEST(HelloTest, EveryTruncationFails) {
   });
 }
 
+TEST(TransportCallTest, RoundTripAndEveryTruncationFails) {
+  TransportCall m{"shm", {1, 2, 3, 4}};
+  TransportCall d;
+  ASSERT_TRUE(DecodeTransportCall(EncodeTransportCall(m), &d).ok());
+  EXPECT_EQ(d.transport, m.transport);
+  EXPECT_EQ(d.body, m.body);
+  ExpectEveryPrefixRefused(EncodeTransportCall(m), [](const std::vector<uint8_t>& b) {
+    TransportCall t;
+    return DecodeTransportCall(b, &t);
+  });
+}
+
 // ---------------------------------------------------------------- HELLO_ACK
 
 TEST(HelloAckTest, RoundTrip) {
@@ -311,9 +330,7 @@ TEST(HelloAckTest, RoundTrip) {
   EXPECT_EQ(d.role, m.role);
   EXPECT_EQ(d.link_id, m.link_id);
   EXPECT_EQ(d.link_secret, m.link_secret);
-  EXPECT_EQ(d.transport, m.transport);
-  EXPECT_EQ(d.host_identity, m.host_identity);
-  EXPECT_EQ(d.shm_socket, m.shm_socket);
+  EXPECT_EQ(d.transports, m.transports);
   EXPECT_EQ(d.error, m.error);
 }
 
@@ -324,7 +341,7 @@ TEST(HelloAckTest, RejectsOverlongErrorAndTrailingBytes) {
   EXPECT_EQ(DecodeHelloAck(EncodeHelloAck(m), &d).code(), LLM_FAILED);
 
   m = SampleHelloAck();
-  m.shm_socket = std::string(109, 's');  // longer than a Unix socket path
+  m.transports[0].name = std::string(kMaxTransportName + 1, 's');
   EXPECT_EQ(DecodeHelloAck(EncodeHelloAck(m), &d).code(), LLM_FAILED);
 
   std::vector<uint8_t> meta = EncodeHelloAck(SampleHelloAck());
@@ -348,6 +365,7 @@ TEST(CacheInfoTest, RoundTrip) {
   ASSERT_TRUE(r.ok()) << r.message();
   EXPECT_EQ(d.cache_id, m.cache_id);
   EXPECT_EQ(d.desc.placement, m.desc.placement);
+  EXPECT_EQ(d.desc.memory_kind, m.desc.memory_kind);
   EXPECT_EQ(d.desc.num_tensors, m.desc.num_tensors);
   EXPECT_EQ(d.desc.data_type, m.desc.data_type);
   EXPECT_EQ(d.desc.shape, m.desc.shape);

@@ -2,11 +2,14 @@
 
 #include <cstring>
 
+#include "memory/allocator.h"
+
 namespace lldd {
 
 RemoteDesc LocalCache::ToRemoteDesc() const {
   RemoteDesc d;
   d.placement = static_cast<uint32_t>(desc.placement);
+  d.memory_kind = kind;
   d.num_tensors = desc.num_tensors;
   d.data_type = desc.data_type;
   d.shape = desc.shape;
@@ -31,28 +34,30 @@ Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist
     return Result::ParamInvalid("cache is larger than 64 TiB");
   // Tensors start on 64-byte boundaries so that SIMD copies stay aligned.
   const uint64_t stride = (cache->layout.tensor_bytes + 63) / 64 * 64;
-  Result r = SharedMemory::Create(stride * desc.num_tensors, "llm_datadist_cache", &cache->memory);
-  if (!r.ok()) {
-    return desc.placement == llm_datadist::CachePlacement::kDevice
-               ? Result(llm_datadist::LLM_DEVICE_OUT_OF_MEMORY, r.message())
-               : r;
-  }
-  ShmBacking backing;
-  backing.memfd = cache->memory->fd();
-  backing.memfd_size = cache->memory->size();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    backing.memory_id = next_memory_id_++;
-  }
-  for (uint32_t t = 0; t < desc.num_tensors; ++t) {
-    uint8_t* p = cache->memory->data() + stride * t;
-    backing.memfd_offset = stride * t;
-    cache->addrs.push_back(reinterpret_cast<uintptr_t>(p));
-    cache->region_ids.push_back(regions_.Add(p, cache->layout.tensor_bytes, backing));
-  }
+  LDD_RETURN_IF_ERROR(AllocateCacheMemory(desc.placement == llm_datadist::CachePlacement::kDevice,
+                                          stride * desc.num_tensors, device_id_, &cache->memory));
+  cache->kind = cache->memory->kind();
+  for (uint32_t t = 0; t < desc.num_tensors; ++t)
+    cache->addrs.push_back(reinterpret_cast<uintptr_t>(cache->memory->data() + stride * t));
+  LDD_RETURN_IF_ERROR(AddRegions(*cache, stride));
   out->cache_desc = desc;
   out->tensor_addrs = cache->addrs;
   out->cache_id = Insert(cache);
+  return Result::Ok();
+}
+
+Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride) {
+  for (size_t t = 0; t < cache.addrs.size(); ++t) {
+    uint64_t id = 0;
+    Result r = regions_.Add(reinterpret_cast<void*>(cache.addrs[t]), cache.layout.tensor_bytes, cache.kind,
+                            cache.memory, stride * t, &id);
+    if (!r.ok()) {
+      regions_.Remove(cache.region_ids);
+      cache.region_ids.clear();
+      return r.WithContext(Msg("tensor ", t));
+    }
+    cache.region_ids.push_back(id);
+  }
   return Result::Ok();
 }
 
@@ -70,10 +75,13 @@ Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::v
       return Result::ParamInvalid(Msg("addrs[", i, "] + tensor size wraps around"));
   }
   cache->desc = desc;
-  for (uint64_t a : addrs) {
-    cache->addrs.push_back(static_cast<uintptr_t>(a));
-    cache->region_ids.push_back(regions_.Add(reinterpret_cast<void*>(a), cache->layout.tensor_bytes));
-  }
+  cache->kind = ClassifyUserMemory(reinterpret_cast<const void*>(addrs[0]));
+  for (size_t i = 1; i < addrs.size(); ++i)
+    if (ClassifyUserMemory(reinterpret_cast<const void*>(addrs[i])) != cache->kind)
+      return Result::ParamInvalid(Msg("addrs[", i, "] is ", MemoryKindName(ClassifyUserMemory(reinterpret_cast<const void*>(addrs[i]))),
+                                      " but addrs[0] is ", MemoryKindName(cache->kind), "; one cache is one kind"));
+  for (uint64_t a : addrs) cache->addrs.push_back(static_cast<uintptr_t>(a));
+  LDD_RETURN_IF_ERROR(AddRegions(*cache, 0));
   *cache_id = Insert(cache);
   return Result::Ok();
 }

@@ -18,7 +18,7 @@
 #include "engine/cache_layout.h"
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
-#include "memory/shared_memory.h"
+#include "memory/allocation.h"
 
 namespace lldd {
 
@@ -28,7 +28,8 @@ struct LocalCache {
   CacheLayout layout;
   std::vector<uintptr_t> addrs;
   std::vector<uint64_t> region_ids;
-  std::unique_ptr<SharedMemory> memory;  // set for AllocateCache
+  MemoryKind kind = kHostRegistered;
+  std::shared_ptr<Allocation> memory;  // set for AllocateCache
   bool allocated() const { return memory != nullptr; }
   RemoteDesc ToRemoteDesc() const;
 };
@@ -39,6 +40,8 @@ class CacheRegistry {
   static constexpr size_t kMaxRegisteredAddrs = kMaxTensorsPerCache;
 
   explicit CacheRegistry(RegionTable& regions) : regions_(regions) {}
+  // `device_id` is OPTION_DEVICE_ID, for caches placed on the device.
+  void set_device_id(int32_t device_id) { device_id_ = device_id; }
   Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache);
   Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
   // Called with a removed cache's regions once no new access can start,
@@ -54,12 +57,14 @@ class CacheRegistry {
 
  private:
   int64_t Insert(std::shared_ptr<LocalCache> cache);
+  // Adds a region per tensor; on failure removes those already added.
+  Result AddRegions(LocalCache& cache, uint64_t stride);
 
   RegionTable& regions_;
   mutable std::mutex mu_;
   std::map<int64_t, std::shared_ptr<LocalCache>> caches_;
   int64_t next_id_ = 1;
-  uint64_t next_memory_id_ = 1;
+  int32_t device_id_ = 0;
 };
 
 }  // namespace lldd

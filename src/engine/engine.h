@@ -2,6 +2,15 @@
 // that move bytes. LlmDataDist is a thin shell over it that turns Results
 // into status codes and last-error messages.
 //
+// Its parts, one file each:
+//   engine.cc            lifecycle (Initialize/SetRole/Finalize) and caches
+//   engine_links.cc      the link table: link, accept, unlink, stale links
+//   engine_control.cc    requests from linked peers (control and joins)
+//   engine_transfer.cc   Pull/Push (planned, then one endpoint call) and Copy
+//   acceptor.cc          the listener and admission of new connections
+//   handshake.cc         HELLO / token challenge / HELLO_ACK
+//   transport_set.cc     the data paths, and which ones a link uses
+//
 // Locking: `lifecycle_mu_` is held shared by every API call and exclusively
 // by Initialize/SetRole/Finalize, so teardown never frees what a call still
 // uses; Finalize first shuts every socket down so in-flight calls return
@@ -18,10 +27,12 @@
 #include <vector>
 
 #include "common/thread_group.h"
+#include "engine/acceptor.h"
 #include "engine/cache_registry.h"
 #include "engine/link.h"
 #include "engine/options.h"
 #include "engine/transfer_planner.h"
+#include "engine/transport_set.h"
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
 
@@ -63,46 +74,53 @@ class Engine {
   Result CopyKvBlocks(const llm_datadist::Cache& src, const llm_datadist::Cache& dst,
                       const std::vector<uint64_t>& src_blocks, const std::vector<std::vector<uint64_t>>& dst_lists);
 
-  uint16_t listen_port() const { return listen_port_.load(); }
+  uint16_t listen_port() const { return acceptor_.port(); }
   const char* LinkTransport(uint64_t remote_cluster_id);
 
  private:
   using LinkPtr = std::shared_ptr<lldd::Link>;
 
+  // engine.cc
   Result CheckInitialized() const;
-  Result StartListening();
-  void StopListening();
-  void AcceptLoop(std::shared_ptr<Socket> listener);
-  void AcceptShmLoop(std::shared_ptr<Socket> listener);
-  // Counts and tracks an accepted connection until its handshake ends (so
-  // Finalize can wake it); null when too many handshakes are pending.
-  std::shared_ptr<Socket> AdmitIncoming(Socket socket, const std::string& peer);
-  void HandleShmIncoming(std::shared_ptr<Socket> socket);
-  // The data path two ends agree on, or why they cannot link.
-  Result ChooseTransport(const Hello& hello, std::string* chosen) const;
-  Result JoinShmChannel(const LinkPtr& link, const std::string& socket_name, Deadline deadline);
+  TransportConfig MakeTransportConfig() const;
+  Result StartServing();
+  void StopServing();
+  void CloseEverything();
   void RevokeFromPeers(const std::vector<uint64_t>& region_ids);
-  void HandleIncoming(std::shared_ptr<Socket> socket, std::string peer);
-  // Link token challenge (control/link_auth.h) of an incoming control connection.
-  Result AuthenticatePeer(int fd, const Hello& hello, uint64_t request_id);
+
+  // engine_links.cc
+  Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
+  Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
+  // A new link object wired to this engine (control channel, join dialer).
+  LinkPtr MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
+                   const std::shared_ptr<Socket>& control_socket);
+  // Creates the endpoints of the agreed transports, any-host ones first so
+  // same-host ones get them as fallback.
+  Result ConnectPaths(const LinkPtr& link, const std::vector<TransportSet::Choice>& chosen, Deadline deadline);
+  // The accepting side of a link: checks, chooses paths, publishes.
+  Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
+                       LinkPtr* link, std::string* why, std::vector<TransportOffer>* paths);
   // Whether a live link of a cluster that says hello again is stale (its
   // peer restarted or dropped it) rather than held by a duplicate.
   bool LinkIsStale(const LinkPtr& existing, const Hello& hello);
   // The peer of a link answers a trivial request before the deadline.
   bool PeerAnswers(const LinkPtr& link, Deadline deadline);
-  Status AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
-                       LinkPtr* link, std::string* why);
-  Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
-  Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
-  // Wires control channel, pool and endpoint into a new link.
-  void AttachChannels(const LinkPtr& link, const std::shared_ptr<Socket>& control_socket, const std::string& host,
-                      uint16_t port, const std::string& local_host, const std::string& transport);
-  Reply HandleControl(const std::weak_ptr<lldd::Link>& link, MsgType type, const std::vector<uint8_t>& meta);
-  Result DialData(const LinkPtr& link, ConnKind kind, const std::string& host, uint16_t port,
-                  const std::string& local_host, Deadline deadline, std::shared_ptr<Socket>* out);
   void RunControl(const LinkPtr& link);
   void RemoveLink(const LinkPtr& link);
   Result FindLink(uint64_t cluster_id, LinkPtr* link);
+  Result DialJoin(lldd::Link& link, const std::string& transport, const std::vector<uint8_t>& join_info,
+                  Deadline deadline, std::shared_ptr<Socket>* out);
+
+  // engine_control.cc
+  void OnHello(std::shared_ptr<Socket> socket, const std::string& peer, uint64_t request_id, const Hello& hello);
+  void ServeControl(const std::shared_ptr<Socket>& socket, const std::string& peer, uint64_t request_id,
+                    const Hello& hello);
+  void ServeJoin(const std::shared_ptr<Socket>& socket, const std::string& peer, uint64_t request_id,
+                 const Hello& hello);
+  void HandleControl(const std::weak_ptr<lldd::Link>& link, MsgType type, std::vector<uint8_t> meta,
+                     ControlChannel::Responder respond);
+
+  // engine_transfer.cc
   Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
 
   const uint64_t cluster_id_;
@@ -115,18 +133,12 @@ class Engine {
 
   RegionTable regions_;
   CacheRegistry caches_{regions_};
-
-  std::string host_identity_;
-  std::shared_ptr<Socket> listener_;
-  std::shared_ptr<Socket> shm_listener_;
-  std::string shm_socket_name_;
-  std::atomic<uint16_t> listen_port_{0};
+  TransportSet transports_;
+  Acceptor acceptor_;
   ThreadGroup threads_;
 
   std::mutex links_mu_;
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
-  std::vector<std::weak_ptr<Socket>> handshaking_;
-  std::atomic<int> pending_handshakes_{0};
 };
 
 }  // namespace lldd

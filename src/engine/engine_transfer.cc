@@ -72,7 +72,10 @@ Result Engine::Transfer(const TransferSpec& spec) {
     LDD_RETURN_IF_ERROR(PlanRow(src, dst, src_row, dst_row, 0, spec.size, pairs, &ranges));
   }
 
-  r = link->endpoint().Prepare(remote.region_ids, deadline);
+  std::string why;
+  Endpoint* path = link->PathFor(local->kind, remote.memory_kind, &why);
+  if (path == nullptr) return Result::FeatureNotEnabled(why);
+  r = path->Prepare(remote.region_ids, deadline);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok()) return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
   RegionLease local_lease;
@@ -87,7 +90,7 @@ Result Engine::Transfer(const TransferSpec& spec) {
       ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset, remote.region_ids[c.src_tensor],
                      c.src_offset, c.length});
   }
-  r = spec.push ? link->endpoint().Write(ops, deadline) : link->endpoint().Read(ops, deadline);
+  r = spec.push ? path->Write(ops, deadline) : path->Read(ops, deadline);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
     Result usable = link->CheckUsable();

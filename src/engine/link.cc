@@ -4,12 +4,39 @@
 
 namespace lldd {
 
-void Link::Attach(std::shared_ptr<ControlChannel> control, std::shared_ptr<ConnectionPool> pool,
-                  std::unique_ptr<Endpoint> endpoint) {
-  control_ = std::move(control);
-  pool_ = std::move(pool);
-  endpoint_ = std::move(endpoint);
+Result Link::CallPeer(const std::string& transport, const std::vector<uint8_t>& request, Deadline deadline,
+                      std::vector<uint8_t>* reply) {
+  Reply r;
+  LDD_RETURN_IF_ERROR(control_->Call(MsgType::kTransportCall, EncodeTransportCall({transport, request}), deadline, &r));
+  if (r.status != llm_datadist::LLM_SUCCESS) return Result(r.status, DecodeText(r.meta));
+  *reply = std::move(r.meta);
+  return Result::Ok();
 }
+
+Result Link::DialJoin(const std::string& transport, const std::vector<uint8_t>& join_info, Deadline deadline,
+                      std::shared_ptr<Socket>* out) {
+  if (!initiator_) return Result::ParamInvalid("only the connecting side of a link can dial its peer");
+  if (closed_) return CheckUsable();
+  return dialer_(*this, transport, join_info, deadline, out);
+}
+
+std::shared_ptr<Endpoint> Link::EndpointOf(const std::string& transport) const {
+  for (const auto& p : paths_)
+    if (transport == p.transport->name()) return p.endpoint;
+  return nullptr;
+}
+
+Endpoint* Link::PathFor(uint32_t local_kind, uint32_t remote_kind, std::string* why) const {
+  for (const auto& p : paths_)
+    if ((p.caps.local_memory & local_kind) != 0 && (p.caps.remote_memory & remote_kind) != 0) return p.endpoint.get();
+  std::string names;
+  for (const auto& p : paths_) names += (names.empty() ? "" : ", ") + std::string(p.transport->name());
+  *why = Msg("no data path of this link (", names, ") moves ", MemoryKindName(local_kind), " here to or from ",
+             MemoryKindName(remote_kind), " at cluster ", remote_cluster_id_);
+  return nullptr;
+}
+
+const char* Link::primary_path() const { return paths_.empty() ? "" : paths_.front().transport->name(); }
 
 void Link::TrackSocket(const std::shared_ptr<Socket>& socket) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -71,7 +98,7 @@ void Link::Close(const std::string& reason) {
     served.swap(served_);
   }
   if (control_) control_->Shutdown();
-  if (endpoint_) endpoint_->Close();
+  for (auto& p : paths_) p.endpoint->Close();
   for (auto& w : served)
     if (auto s = w.lock()) s->Shutdown();
 }

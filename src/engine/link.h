@@ -1,5 +1,5 @@
-// One linked peer: its control channel, its data path, and what we know of
-// its caches.
+// One linked peer: its control channel, the data paths (endpoints) the two
+// ends agreed on, and what we know of its caches.
 //
 // A link ends in one of two ways: Close() (unlink, here or by the peer) or
 // its control connection dying, which marks it broken: calls then fail with
@@ -9,6 +9,7 @@
 #define LLM_DATADIST_SRC_ENGINE_LINK_H_
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,47 +18,74 @@
 
 #include "control/control_channel.h"
 #include "control/protocol.h"
-#include "transport/endpoint.h"
-#include "transport/shm/shm_endpoint.h"
-#include "transport/tcp/connection_pool.h"
+#include "transport/transport.h"
 
 namespace lldd {
 
-class Link {
+// One agreed data path of a link.
+struct LinkPath {
+  Transport* transport = nullptr;
+  TransportCaps caps;
+  std::shared_ptr<Endpoint> endpoint;
+};
+
+class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
  public:
-  Link(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret)
-      : remote_cluster_id_(remote_cluster_id), initiator_(initiator), link_id_(link_id), link_secret_(link_secret) {}
+  // How the engine opens a connection that joins this link (DialJoin).
+  using JoinDialer = std::function<Result(Link& link, const std::string& transport,
+                                          const std::vector<uint8_t>& join_info, Deadline deadline,
+                                          std::shared_ptr<Socket>* out)>;
+  using Spawner = std::function<void(std::function<void()>)>;
 
-  uint64_t remote_cluster_id() const { return remote_cluster_id_; }
-  bool initiator() const { return initiator_; }
-  uint64_t link_id() const { return link_id_; }
-  uint64_t link_secret() const { return link_secret_; }
+  Link(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret, JoinDialer dialer,
+       Spawner spawner)
+      : remote_cluster_id_(remote_cluster_id),
+        initiator_(initiator),
+        link_id_(link_id),
+        link_secret_(link_secret),
+        dialer_(std::move(dialer)),
+        spawner_(std::move(spawner)) {}
 
-  // Where the connecting side dials data connections.
+  // LinkHandle.
+  uint64_t remote_cluster_id() const override { return remote_cluster_id_; }
+  bool initiator() const override { return initiator_; }
+  uint64_t link_id() const override { return link_id_; }
+  uint64_t link_secret() const override { return link_secret_; }
+  Result CallPeer(const std::string& transport, const std::vector<uint8_t>& request, Deadline deadline,
+                  std::vector<uint8_t>* reply) override;
+  Result DialJoin(const std::string& transport, const std::vector<uint8_t>& join_info, Deadline deadline,
+                  std::shared_ptr<Socket>* out) override;
+  void TrackSocket(const std::shared_ptr<Socket>& socket) override;
+  size_t TrackedSockets() const override;
+  void Spawn(std::function<void()> fn) override { spawner_(std::move(fn)); }
+  bool closed() const override { return closed_.load(); }
+
+  // Where the connecting side dials (its peer's listener).
   struct Address {
     std::string host;
     uint16_t port = 0;
     std::string local_host;
   };
   void set_address(Address a) { address_ = std::move(a); }
+  const Address& address() const { return address_; }
   // The peer instance's random id (from its HELLO), to tell its restart
   // from another instance that claims the same cluster id.
   void set_remote_instance(uint64_t id) { remote_instance_ = id; }
   uint64_t remote_instance() const { return remote_instance_; }
-  const Address& address() const { return address_; }
 
-  void Attach(std::shared_ptr<ControlChannel> control, std::shared_ptr<ConnectionPool> pool,
-              std::unique_ptr<Endpoint> endpoint);
+  void set_control(std::shared_ptr<ControlChannel> control) { control_ = std::move(control); }
   ControlChannel& control() { return *control_; }
-  ConnectionPool& pool() { return *pool_; }
-  Endpoint& endpoint() { return *endpoint_; }
-  // The same-host endpoint, when this link uses one.
-  ShmEndpoint* shm() { return dynamic_cast<ShmEndpoint*>(endpoint_.get()); }
-
-  // Data connections this side serves; shut down when the link ends.
-  void TrackSocket(const std::shared_ptr<Socket>& socket);
-  // How many tracked connections are still open.
-  size_t TrackedSockets() const;
+  // Adds an agreed path (in preference order); all are added before the
+  // link is published.
+  void AddPath(LinkPath path) { paths_.push_back(std::move(path)); }
+  const std::vector<LinkPath>& paths() const { return paths_; }
+  // The endpoint of a transport on this link, or null.
+  std::shared_ptr<Endpoint> EndpointOf(const std::string& transport) const;
+  // The first path that moves `local_kind` memory here to or from
+  // `remote_kind` memory at the peer; null (and why) if none does.
+  Endpoint* PathFor(uint32_t local_kind, uint32_t remote_kind, std::string* why) const;
+  // The preferred path's name ("" before any path exists).
+  const char* primary_path() const;
 
   // Remote cache descriptors, fetched on first use and cached; ids are
   // never reused, so a cached descriptor is only ever stale by being gone.
@@ -68,18 +96,18 @@ class Link {
   void MarkBroken(const std::string& reason);
   // LLM_LINK_FAILED with the reason once the link is broken or closed.
   Result CheckUsable() const;
-  bool closed() const { return closed_.load(); }
 
  private:
   const uint64_t remote_cluster_id_;
   const bool initiator_;
   const uint64_t link_id_;
   const uint64_t link_secret_;
+  const JoinDialer dialer_;
+  const Spawner spawner_;
   Address address_;
   uint64_t remote_instance_ = 0;
   std::shared_ptr<ControlChannel> control_;
-  std::shared_ptr<ConnectionPool> pool_;
-  std::unique_ptr<Endpoint> endpoint_;
+  std::vector<LinkPath> paths_;
 
   mutable std::mutex mu_;
   std::vector<std::weak_ptr<Socket>> served_;

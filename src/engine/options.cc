@@ -4,6 +4,7 @@
 
 #include "common/logging.h"
 #include "net/socket.h"
+#include "transport/registry.h"
 
 namespace lldd {
 namespace {
@@ -119,15 +120,13 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
 
   key = llm_datadist::OPTION_TRANSFER_BACKEND;
   if ((s = Find(options, key, &v)) != nullptr) {
-    if (*s == "auto" || *s == "tcp" || *s == "shm") {
+    if (*s == "auto" || IsRegisteredTransport(*s)) {
       o.backend = *s;
     } else if (*s == "hixl") {
       LDD_LOG(Info) << "option " << key << "='hixl' (the original's backend) runs as 'auto' here";
       o.backend = "auto";
-    } else if (*s == "ucx") {
-      return Invalid(key, *s, "this data path is not available in this build (available: auto, shm, tcp)");
     } else {
-      return Invalid(key, *s, "unknown data path (expected auto, shm or tcp)");
+      return Invalid(key, *s, Msg("no such data path in this build (available: auto, ", RegisteredTransportNames(), ")"));
     }
   }
 

@@ -9,21 +9,24 @@
 #include <memory>
 
 #include "common/result.h"
+#include "memory/allocation.h"
 
 namespace lldd {
 
-class SharedMemory {
+class SharedMemory : public Allocation {
  public:
   // Allocates `size` bytes (rounded up to whole pages), zero-filled.
   static Result Create(size_t size, const char* name, std::unique_ptr<SharedMemory>* out);
   // Maps a peer's memfd read-write.
   static Result Map(int fd, size_t size, std::unique_ptr<SharedMemory>* out);
-  ~SharedMemory();
+  ~SharedMemory() override;
   SharedMemory(const SharedMemory&) = delete;
   SharedMemory& operator=(const SharedMemory&) = delete;
 
-  uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
+  uint8_t* data() const override { return data_; }
+  uint64_t size() const override { return size_; }
+  MemoryKind kind() const override { return kHostAllocated; }
+  int shareable_fd() const override { return fd_; }
   int fd() const { return fd_; }
 
  private:

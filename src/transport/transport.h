@@ -66,7 +66,6 @@ struct TransportCaps {
 // What the engine tells every transport at Start().
 struct TransportConfig {
   uint64_t cluster_id = 0;
-  bool listening = false;          // this instance accepts links
   uint32_t connections = 0;        // llm.TcpConnectionsPerLink (0: choose)
   uint32_t copy_threads = 0;       // llm.CopyThreads (0: choose)
   int32_t device_id = -1;          // OPTION_DEVICE_ID

@@ -6,9 +6,10 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "control/protocol.h"
 #include "memory/parallel_copy.h"
 #include "transport/shm/cross_memory.h"
-#include "transport/shm/unix_channel.h"
+#include "net/unix_channel.h"
 
 namespace lldd {
 namespace {
@@ -22,7 +23,7 @@ pid_t PeerPid(int fd) {
 }
 }  // namespace
 
-ShmEndpoint::ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
+ShmEndpoint::ShmEndpoint(RegionTable& local_regions, std::shared_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
                          unsigned copy_threads)
     : local_regions_(local_regions),
       fallback_(std::move(fallback)),
@@ -57,7 +58,7 @@ Result ShmEndpoint::Send(const std::vector<uint8_t>& message, const std::vector<
   return UnixSend(channel->fd(), message, fds, deadline);
 }
 
-Result ShmEndpoint::Call(MsgType type, const std::vector<uint8_t>& meta, Deadline deadline, Pending* out) {
+Result ShmEndpoint::Call(ShmMsg type, const std::vector<uint8_t>& meta, Deadline deadline, Pending* out) {
   if (!WaitForChannel(deadline)) return Result::LinkFailed("shared-memory channel is not available");
   auto pending = std::make_shared<Pending>();
   uint64_t id;
@@ -89,7 +90,7 @@ std::string ShmEndpoint::Run() {
     std::vector<uint8_t> message;
     std::vector<int> fds;
     Result r = UnixRecv(channel->fd(), &message, &fds, Deadline::Never());
-    FrameHeader h;
+    ShmHeader h;
     std::vector<uint8_t> meta;
     if (r.ok()) r = DecodeShmMessage(message, &h, &meta);
     if (!r.ok()) {
@@ -97,27 +98,27 @@ std::string ShmEndpoint::Run() {
       why = r.message();
       break;
     }
-    if (h.type != MsgType::kShmMapResp) {
+    if (h.type != ShmMsg::kMapResp) {
       for (int fd : fds) ::close(fd);
       fds.clear();
     }
     uint32_t status = h.status;
     switch (h.type) {
-      case MsgType::kShmMap:
+      case ShmMsg::kMap:
         AnswerMap(h.request_id, meta);
         continue;
-      case MsgType::kShmRevoke:
+      case ShmMsg::kRevoke:
         ApplyRevoke(meta);
-        (void)Send(EncodeShmMessage(MsgType::kShmRevokeAck, h.request_id, 0, {}), {},
+        (void)Send(EncodeShmMessage(ShmMsg::kRevokeAck, h.request_id, 0, {}), {},
                    Deadline::AfterMillis(kReplyTimeoutMs));
         continue;
-      case MsgType::kShmMapResp:
+      case ShmMsg::kMapResp:
         // Mappings are applied here, on the reader, before the next message
         // (possibly a revocation of the same regions) is looked at.
         if (status == 0) ApplyMap(meta, fds, &status);
         for (int fd : fds) ::close(fd);
         break;
-      case MsgType::kShmRevokeAck:
+      case ShmMsg::kRevokeAck:
         break;
       default:
         why = Msg("unexpected message type ", static_cast<int>(h.type), " on the shared-memory channel");
@@ -146,7 +147,7 @@ void ShmEndpoint::AnswerMap(uint64_t request_id, const std::vector<uint8_t>& met
   std::vector<Region> regions;
   if (r.ok()) r = local_regions_.Describe(ids, &lease, &regions);
   if (!r.ok()) {
-    (void)Send(EncodeShmMessage(MsgType::kShmMapResp, request_id, r.code(), EncodeText(r.message())), {}, deadline);
+    (void)Send(EncodeShmMessage(ShmMsg::kMapResp, request_id, r.code(), EncodeText(r.message())), {}, deadline);
     return;
   }
   ShmMapAnswer answer;
@@ -157,26 +158,33 @@ void ShmEndpoint::AnswerMap(uint64_t request_id, const std::vector<uint8_t>& met
     ShmRegionEntry e;
     e.region_id = region.id;
     e.length = region.length;
-    if (region.backing.memfd >= 0) {
-      auto it = std::find(fd_memory_ids.begin(), fd_memory_ids.end(), region.backing.memory_id);
+    if (region.kind == kDeviceMemory) {
+      (void)Send(EncodeShmMessage(ShmMsg::kMapResp, request_id, llm_datadist::LLM_PARAM_INVALID,
+                                  EncodeText(Msg("region ", region.id, " is GPU memory, which this path cannot reach"))),
+                 {}, deadline);
+      return;
+    }
+    if (region.kind == kHostAllocated && region.allocation && region.allocation->shareable_fd() >= 0) {
+      const uint64_t memory_id = region.allocation->id();
+      auto it = std::find(fd_memory_ids.begin(), fd_memory_ids.end(), memory_id);
       if (it == fd_memory_ids.end() && fds.size() == kMaxFdsPerMessage) continue;  // the peer asks again
       if (it == fd_memory_ids.end()) {
-        fds.push_back(region.backing.memfd);
-        fd_memory_ids.push_back(region.backing.memory_id);
+        fds.push_back(region.allocation->shareable_fd());
+        fd_memory_ids.push_back(memory_id);
         it = fd_memory_ids.end() - 1;
       }
       e.access = ShmAccess::kMemfd;
       e.fd_index = static_cast<uint32_t>(it - fd_memory_ids.begin());
-      e.memory_id = region.backing.memory_id;
-      e.offset_or_address = region.backing.memfd_offset;
-      e.memfd_size = region.backing.memfd_size;
+      e.memory_id = memory_id;
+      e.offset_or_address = region.allocation_offset;
+      e.memfd_size = region.allocation->size();
     } else {
       e.access = ShmAccess::kCrossMemoryAttach;
       e.offset_or_address = reinterpret_cast<uint64_t>(region.base);
     }
     answer.entries.push_back(e);
   }
-  (void)Send(EncodeShmMessage(MsgType::kShmMapResp, request_id, 0, EncodeShmMapAnswer(answer)), fds, deadline);
+  (void)Send(EncodeShmMessage(ShmMsg::kMapResp, request_id, 0, EncodeShmMapAnswer(answer)), fds, deadline);
 }
 
 void ShmEndpoint::ApplyMap(const std::vector<uint8_t>& meta, std::vector<int>& fds, uint32_t* status) {
@@ -254,7 +262,7 @@ Result ShmEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline de
     std::vector<uint64_t> chunk(unknown.begin() + start,
                                 unknown.begin() + std::min(unknown.size(), start + kMaxRegionsPerShmMessage));
     Pending reply;
-    LDD_RETURN_IF_ERROR(Call(MsgType::kShmMap, EncodeRegionIds(chunk), deadline, &reply));
+    LDD_RETURN_IF_ERROR(Call(ShmMsg::kMap, EncodeRegionIds(chunk), deadline, &reply));
     if (reply.status != 0) return Result(reply.status, DecodeText(reply.meta));
   }
   return Result::Ok();
@@ -310,6 +318,7 @@ Result ShmEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline 
     }
   }
   if (by_tcp.empty()) return Result::Ok();
+  if (!fallback_) return Result::FeatureNotEnabled("cross-memory attach is denied and this link has no other data path");
   return write ? fallback_->Write(by_tcp, deadline) : fallback_->Read(by_tcp, deadline);
 }
 
@@ -322,7 +331,7 @@ Result ShmEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline dea
     std::vector<uint64_t> chunk(region_ids.begin() + start,
                                 region_ids.begin() + std::min(region_ids.size(), start + kMaxRegionsPerShmMessage));
     Pending reply;
-    LDD_RETURN_IF_ERROR(Call(MsgType::kShmRevoke, EncodeRegionIds(chunk), deadline, &reply));
+    LDD_RETURN_IF_ERROR(Call(ShmMsg::kRevoke, EncodeRegionIds(chunk), deadline, &reply));
   }
   return Result::Ok();
 }

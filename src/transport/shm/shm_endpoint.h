@@ -36,7 +36,7 @@ namespace lldd {
 class ShmEndpoint : public Endpoint {
  public:
   // `copy_threads` bounds the threads one large copy uses (0: one per core).
-  ShmEndpoint(RegionTable& local_regions, std::unique_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
+  ShmEndpoint(RegionTable& local_regions, std::shared_ptr<Endpoint> fallback, uint64_t peer_cluster_id,
               unsigned copy_threads);
   ~ShmEndpoint() override;
 
@@ -67,7 +67,7 @@ class ShmEndpoint : public Endpoint {
   };
 
   Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline);
-  Result Call(MsgType type, const std::vector<uint8_t>& meta, Deadline deadline, Pending* out);
+  Result Call(ShmMsg type, const std::vector<uint8_t>& meta, Deadline deadline, Pending* out);
   Result Send(const std::vector<uint8_t>& message, const std::vector<int>& fds, Deadline deadline);
   void AnswerMap(uint64_t request_id, const std::vector<uint8_t>& meta);
   void ApplyMap(const std::vector<uint8_t>& meta, std::vector<int>& fds, uint32_t* status);
@@ -75,7 +75,7 @@ class ShmEndpoint : public Endpoint {
   bool WaitForChannel(Deadline deadline);
 
   RegionTable& local_regions_;
-  std::unique_ptr<Endpoint> fallback_;
+  std::shared_ptr<Endpoint> fallback_;
   const uint64_t peer_cluster_id_;
   const unsigned copy_threads_;
 

@@ -12,7 +12,7 @@
 #include <future>
 #include <thread>
 
-#include "transport/shm/unix_channel.h"
+#include "net/unix_channel.h"
 
 namespace lldd {
 namespace {
@@ -42,11 +42,11 @@ class ShmEndpointTest : public ::testing::Test {
     std::vector<int> received;
     Result r = UnixRecv(peer_, &message, &received, Deadline::AfterMillis(10000));
     EXPECT_TRUE(r.ok()) << r.message();
-    FrameHeader h;
+    ShmHeader h;
     std::vector<uint8_t> meta;
     EXPECT_TRUE(DecodeShmMessage(message, &h, &meta).ok());
-    EXPECT_EQ(h.type, MsgType::kShmMap);
-    r = UnixSend(peer_, EncodeShmMessage(MsgType::kShmMapResp, h.request_id, 0, EncodeShmMapAnswer(answer)), fds,
+    EXPECT_EQ(h.type, ShmMsg::kMap);
+    r = UnixSend(peer_, EncodeShmMessage(ShmMsg::kMapResp, h.request_id, 0, EncodeShmMapAnswer(answer)), fds,
                  Deadline::AfterMillis(10000));
     EXPECT_TRUE(r.ok()) << r.message();
     for (int fd : fds) ::close(fd);

@@ -6,25 +6,34 @@
 
 namespace lldd {
 
-std::vector<uint8_t> EncodeShmMessage(MsgType type, uint64_t request_id, uint32_t status,
+namespace {
+constexpr uint32_t kShmMagic = 0x53444C4CU;  // "LLDS"
+constexpr size_t kShmHeaderBytes = 18;
+}  // namespace
+
+std::vector<uint8_t> EncodeShmMessage(ShmMsg type, uint64_t request_id, uint32_t status,
                                       const std::vector<uint8_t>& meta) {
-  FrameHeader h;
-  h.type = type;
-  h.request_id = request_id;
-  h.status = status;
-  h.meta_len = static_cast<uint32_t>(meta.size());
-  std::vector<uint8_t> out(kFrameHeaderBytes + meta.size());
-  EncodeFrameHeader(h, out.data());
-  if (!meta.empty()) std::memcpy(out.data() + kFrameHeaderBytes, meta.data(), meta.size());
-  return out;
+  WireWriter w;
+  w.U32(kShmMagic);
+  w.U16(static_cast<uint16_t>(type));
+  w.U64(request_id);
+  w.U32(status);
+  w.Bytes(meta.data(), meta.size());
+  return std::move(w.buffer());
 }
 
-Result DecodeShmMessage(const std::vector<uint8_t>& message, FrameHeader* header, std::vector<uint8_t>* meta) {
-  if (message.size() < kFrameHeaderBytes) return Result::Failed("short shared-memory message");
-  LDD_RETURN_IF_ERROR(DecodeFrameHeader(message.data(), header));
-  if (header->meta_len != message.size() - kFrameHeaderBytes || header->data_len != 0)
-    return Result::Failed("shared-memory message length mismatch");
-  meta->assign(message.begin() + kFrameHeaderBytes, message.end());
+Result DecodeShmMessage(const std::vector<uint8_t>& message, ShmHeader* header, std::vector<uint8_t>* meta) {
+  if (message.size() < kShmHeaderBytes) return Result::Failed("short shared-memory message");
+  WireReader r(message.data(), kShmHeaderBytes);
+  uint32_t magic = r.U32();
+  uint16_t type = r.U16();
+  header->request_id = r.U64();
+  header->status = r.U32();
+  if (magic != kShmMagic) return Result::Failed("bad shared-memory message magic");
+  if (type < static_cast<uint16_t>(ShmMsg::kHello) || type > static_cast<uint16_t>(ShmMsg::kRevokeAck))
+    return Result::Failed(Msg("unknown shared-memory message type ", type));
+  header->type = static_cast<ShmMsg>(type);
+  meta->assign(message.begin() + kShmHeaderBytes, message.end());
   return Result::Ok();
 }
 

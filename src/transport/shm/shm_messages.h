@@ -1,6 +1,6 @@
 // Messages of the same-host channel. Each is one SOCK_SEQPACKET message:
-// a frame header (control/protocol.h) and its metadata; a MAP answer also
-// carries the memfds it describes as SCM_RIGHTS descriptors.
+// a small header of its own and its metadata; a MAP answer also carries
+// the memfds it describes as SCM_RIGHTS descriptors.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_SHM_SHM_MESSAGES_H_
 #define LLM_DATADIST_SRC_TRANSPORT_SHM_SHM_MESSAGES_H_
 
@@ -8,11 +8,25 @@
 #include <vector>
 
 #include "common/result.h"
-#include "control/protocol.h"
 
 namespace lldd {
 
 constexpr uint32_t kMaxRegionsPerShmMessage = 1024;
+
+enum class ShmMsg : uint16_t {
+  kHello = 1,
+  kHelloAck = 2,
+  kMap = 3,
+  kMapResp = 4,
+  kRevoke = 5,
+  kRevokeAck = 6,
+};
+
+struct ShmHeader {
+  ShmMsg type = ShmMsg::kHello;
+  uint64_t request_id = 0;
+  uint32_t status = 0;  // an LLM_* code in answers
+};
 
 // How the peer may reach one of our regions directly.
 enum class ShmAccess : uint8_t {
@@ -41,9 +55,9 @@ struct ShmHello {
 };
 
 // A whole message: header plus metadata.
-std::vector<uint8_t> EncodeShmMessage(MsgType type, uint64_t request_id, uint32_t status,
+std::vector<uint8_t> EncodeShmMessage(ShmMsg type, uint64_t request_id, uint32_t status,
                                       const std::vector<uint8_t>& meta);
-Result DecodeShmMessage(const std::vector<uint8_t>& message, FrameHeader* header, std::vector<uint8_t>* meta);
+Result DecodeShmMessage(const std::vector<uint8_t>& message, ShmHeader* header, std::vector<uint8_t>* meta);
 
 std::vector<uint8_t> EncodeShmHello(const ShmHello& m);
 Result DecodeShmHello(const std::vector<uint8_t>& meta, ShmHello* m);

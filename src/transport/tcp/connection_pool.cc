@@ -3,9 +3,18 @@
 #include <algorithm>
 
 namespace lldd {
+namespace {
+// How long past its dial deadline a promised connection may still arrive.
+constexpr auto kPromiseGrace = std::chrono::seconds(2);
+}  // namespace
 
 ConnectionPool::ConnectionPool(size_t max_connections, Dialer dialer)
     : max_(std::max<size_t>(1, max_connections)), dialer_(std::move(dialer)) {}
+
+void ConnectionPool::ExpirePromisesLocked() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!promises_.empty() && promises_.front() < now) promises_.pop_front();
+}
 
 Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out) {
   out->clear();
@@ -17,12 +26,13 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
   std::unique_lock<std::mutex> lock(mu_);
   while (out->size() < want) {
     if (closed_) break;
+    ExpirePromisesLocked();
     if (!idle_.empty()) {
       out->push_back(std::move(idle_.back()));
       idle_.pop_back();
       continue;
     }
-    if (owned_ + dialing_ + promised_ < limit) {
+    if (InFlightLocked() < limit) {
       ++dialing_;
       lock.unlock();
       SocketPtr dialed;
@@ -38,15 +48,25 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
         TrackLocked(dialed);
         ++owned_;
         out->push_back(std::move(dialed));
+      } else if (early_offers_ > 0) {
+        --early_offers_;  // the peer's connection beat the dialer's return
       } else {
-        ++promised_;
+        promises_.push_back(deadline.when() + kPromiseGrace);
       }
       continue;
     }
     if (!out->empty()) break;  // some parallelism now beats more later
-    if (!cv_.wait_until(lock, deadline.when(),
-                        [&] { return closed_ || !idle_.empty() || owned_ + dialing_ + promised_ < limit; }))
-      return Result::Timeout("no data connection became free in time");
+    // Wake up when the oldest promise would expire, to reclaim its slot.
+    auto until = deadline.when();
+    if (!promises_.empty()) until = std::min(until, promises_.front());
+    cv_.wait_until(lock, until, [&] { return closed_ || !idle_.empty() || InFlightLocked() < limit; });
+    if (deadline.Expired() && idle_.empty()) {
+      ExpirePromisesLocked();
+      if (InFlightLocked() >= limit || closed_) {
+        if (closed_) break;
+        return Result::Timeout("no data connection became free in time");
+      }
+    }
   }
   if (closed_) {
     for (auto& s : *out) s->Shutdown();
@@ -81,8 +101,18 @@ void ConnectionPool::Offer(SocketPtr socket) {
     socket->Shutdown();
     return;
   }
+  if (!promises_.empty()) {
+    promises_.pop_front();
+  } else if (dialing_ > 0) {
+    ++early_offers_;
+  }
+  // Late arrivals (their promise expired) are kept only while the pool has
+  // room: the idle list never grows past the burst width.
+  if (owned_ >= 2 * max_ || idle_.size() >= max_) {
+    socket->Shutdown();
+    return;
+  }
   TrackLocked(socket);
-  if (promised_ > 0) --promised_;
   idle_.push_back(std::move(socket));
   ++owned_;
   cv_.notify_all();
@@ -102,6 +132,21 @@ void ConnectionPool::Close() {
   owned_ -= idle_.size();
   idle_.clear();
   cv_.notify_all();
+}
+
+size_t ConnectionPool::owned() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return owned_;
+}
+
+size_t ConnectionPool::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+size_t ConnectionPool::promised() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return promises_.size();
 }
 
 }  // namespace lldd

@@ -4,12 +4,16 @@
 // timed-out request may still be in flight on it).
 //
 // New connections come from a dialer: the connecting side of a link dials
-// itself, the accepting side asks its peer to dial in. Either way they
-// arrive through Offer(). Thread-safe.
+// itself, the accepting side asks its peer to dial in (a "promise"): that
+// connection arrives through Offer(), possibly before the dialer returns.
+// A promise not kept by its deadline (plus a grace period) expires, so a
+// lost connection never holds a slot for good. Thread-safe.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_TCP_CONNECTION_POOL_H_
 #define LLM_DATADIST_SRC_TRANSPORT_TCP_CONNECTION_POOL_H_
 
+#include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -42,18 +46,27 @@ class ConnectionPool {
   // Shuts every connection down, idle or in use; later Acquire()s fail.
   void Close();
   size_t max_connections() const { return max_; }
+  // For tests: connections owned (idle or in use), idle, and promised.
+  size_t owned() const;
+  size_t idle() const;
+  size_t promised() const;
 
  private:
   void TrackLocked(const SocketPtr& socket);
+  void ExpirePromisesLocked();
+  size_t InFlightLocked() const { return owned_ + dialing_ + promises_.size(); }
   const size_t max_;
   Dialer dialer_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<SocketPtr> idle_;
   std::vector<std::weak_ptr<Socket>> all_;
   size_t owned_ = 0;    // idle + in use
   size_t dialing_ = 0;
-  size_t promised_ = 0;  // dialed by the peer, not yet offered
+  // Connections the peer dials for us, not yet offered: when each expires.
+  std::deque<std::chrono::steady_clock::time_point> promises_;
+  // Offers that arrived while their dialer had not returned yet.
+  size_t early_offers_ = 0;
   bool closed_ = false;
 };
 

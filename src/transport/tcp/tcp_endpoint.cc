@@ -8,6 +8,8 @@
 
 #include "common/split_evenly.h"
 #include "control/protocol.h"
+#include "transport/tcp/data_server.h"
+#include "transport/tcp/tcp_transport.h"
 
 namespace lldd {
 namespace {
@@ -135,6 +137,20 @@ short Pump(Stripe& st, bool is_write) {
 
 }  // namespace
 
+Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+  reply->clear();
+  if (request.size() != 1 || request[0] != kOpenReverse) return Result::ParamInvalid("unknown tcp request");
+  auto link = link_.lock();
+  if (!link || !link->initiator()) return Result::ParamInvalid("only the connecting side dials");
+  SocketPtr socket;
+  LDD_RETURN_IF_ERROR(link->DialJoin("tcp", {static_cast<uint8_t>(TcpJoin::kReverse)}, Deadline::AfterMillis(5000),
+                                     &socket));
+  link->TrackSocket(socket);
+  RegionTable* regions = &regions_;
+  link->Spawn([socket, regions] { ServeDataConnection(*socket, *regions); });
+  return Result::Ok();
+}
+
 Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
   uint64_t total = 0;
   for (const IoOp& op : ops) total += op.length;
@@ -170,6 +186,12 @@ Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadli
       }
     }
     if (fds.empty()) break;
+    // Checked on every round, not only when poll() times out: while bytes
+    // keep flowing poll() never does, and a slow transfer must still stop.
+    if (deadline.Expired()) {
+      timed_out = true;
+      break;
+    }
     int rc = ::poll(fds.data(), fds.size(), deadline.RemainingMillisForPoll());
     if (rc == 0) {
       timed_out = true;

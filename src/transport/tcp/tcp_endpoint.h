@@ -11,7 +11,9 @@
 #include <atomic>
 #include <memory>
 
+#include "memory/region_table.h"
 #include "transport/endpoint.h"
+#include "transport/transport.h"
 #include "transport/tcp/connection_pool.h"
 
 namespace lldd {
@@ -21,16 +23,26 @@ class TcpEndpoint : public Endpoint {
   // Requests smaller than this use a single connection: striping small
   // transfers costs more in wake-ups than it gains.
   static constexpr uint64_t kMinStripeBytes = 1ULL << 20;
+  // The one request a peer endpoint sends us (CallPeer): dial a reverse
+  // connection into its pool.
+  static constexpr uint8_t kOpenReverse = 1;
 
-  explicit TcpEndpoint(std::shared_ptr<ConnectionPool> pool) : pool_(std::move(pool)) {}
+  TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared_ptr<LinkHandle>& link, RegionTable& regions)
+      : pool_(std::move(pool)), link_(link), regions_(regions) {}
   const char* name() const override { return "tcp"; }
   Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline); }
   Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline); }
+  Result OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) override;
   void Close() override { pool_->Close(); }
+
+  // A reverse connection the peer dialed at our request.
+  void OfferConnection(SocketPtr socket) { pool_->Offer(std::move(socket)); }
 
  private:
   Result Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);
   std::shared_ptr<ConnectionPool> pool_;
+  std::weak_ptr<LinkHandle> link_;
+  RegionTable& regions_;
   std::atomic<uint64_t> next_request_id_{1};
 };
 

@@ -1,4 +1,4 @@
-#include "transport/shm/unix_channel.h"
+#include "net/unix_channel.h"
 
 #include <poll.h>
 #include <sys/random.h>

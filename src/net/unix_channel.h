@@ -4,8 +4,8 @@
 // The abstract namespace belongs to a network namespace: a peer in another
 // one cannot connect, which is exactly when memory sharing must not be
 // attempted.
-#ifndef LLM_DATADIST_SRC_TRANSPORT_SHM_UNIX_CHANNEL_H_
-#define LLM_DATADIST_SRC_TRANSPORT_SHM_UNIX_CHANNEL_H_
+#ifndef LLM_DATADIST_SRC_NET_UNIX_CHANNEL_H_
+#define LLM_DATADIST_SRC_NET_UNIX_CHANNEL_H_
 
 #include <string>
 #include <vector>
@@ -37,4 +37,4 @@ std::string HostIdentity();
 
 }  // namespace lldd
 
-#endif  // LLM_DATADIST_SRC_TRANSPORT_SHM_UNIX_CHANNEL_H_
+#endif  // LLM_DATADIST_SRC_NET_UNIX_CHANNEL_H_

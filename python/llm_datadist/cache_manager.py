@@ -1,0 +1,450 @@
+"""CacheManager: the vendor's cache operations over the C++ LlmDataDist.
+
+Cache keys. The C++ API names a peer's cache by its id only; the vendor's
+Python API also names it by key (BlocksCacheKey(cluster_id, model_id),
+CacheKey(cluster_id, req_id, ...)). Each instance therefore publishes a small
+*key directory*: a library-allocated cache (always the instance's first
+cache, id 1) holding its key -> (cache id, batch) table. A peer resolves a
+key by pulling that table over the link with the ordinary PullKvCache (into
+its own scratch cache, id 2), so nothing beyond the public C++ API is used and
+keys registered after a link are visible too. A torn read (the owner updating
+the table during the pull) fails the table's CRC and is read again.
+"""
+import struct
+import threading
+import time
+import zlib
+from typing import Dict, List, Optional, Tuple, Union
+
+from llm_datadist.data_type import DataType
+from llm_datadist.llm_types import (BlocksCacheKey, Cache, CacheDesc, CacheKey, CacheKeyByIdAndIndex, MemInfo,
+                                    Placement)
+from llm_datadist.status import LLMException, LLMStatusCode, handle_llm_status, raise_if_false
+
+_NUM_TENSORS_PER_LAYER = 2
+_INVALID_ID = 2**64 - 1
+
+DIRECTORY_CACHE_ID = 1
+_DIR_MAGIC = 0x314B4559534C4444  # "DDLSYEK1"
+_DIR_BYTES = 256 * 1024
+_DIR_HEAD = struct.Struct("<QQII")           # magic, seq, count, crc
+_DIR_ENTRY = struct.Struct("<IIQQQqI4x")     # kind, pad, model_id, req_id, prefix_id, cache_id, batch
+_DIR_MAX = (_DIR_BYTES - _DIR_HEAD.size) // _DIR_ENTRY.size
+_FIRST_READ = 4096
+_KIND_BLOCKS, _KIND_CACHE = 1, 2
+
+
+def _addr_of(obj):
+    """The data address of an int, a torch tensor or a numpy array (+ the
+    object to keep alive, and its byte size when known)."""
+    if isinstance(obj, bool):
+        raise TypeError("addrs must be int, torch.Tensor or numpy.ndarray")
+    if isinstance(obj, int):
+        return obj, None, None
+    if hasattr(obj, "data_ptr") and hasattr(obj, "is_contiguous"):  # torch.Tensor
+        raise_if_false(obj.is_contiguous(), "a registered tensor must be contiguous")
+        if getattr(obj, "device", None) is not None and obj.device.type != "cpu":
+            raise LLMException(f"tensor on {obj.device} cannot be registered: this build has host memory only",
+                               status_code=LLMStatusCode.LLM_PARAM_INVALID)
+        return int(obj.data_ptr()), obj, obj.numel() * obj.element_size()
+    ai = getattr(obj, "__array_interface__", None)
+    if ai is not None:  # numpy.ndarray and friends
+        raise_if_false(obj.flags["C_CONTIGUOUS"], "a registered array must be C-contiguous")
+        raise_if_false(not ai["data"][1], "a registered array must be writable")
+        return int(ai["data"][0]), obj, obj.nbytes
+    raise TypeError(f"addrs must be int, torch.Tensor or numpy.ndarray, not {type(obj).__name__}")
+
+
+def _ext(src_layer_range, dst_layer_range, tensor_num_per_layer):
+    def pair(r, name):
+        if r is None:
+            return -1, -1
+        raise_if_false(isinstance(r, range) and r.step == 1 and len(r) > 0 and r.start >= 0,
+                       f"{name} should be a non-empty range with step 1")
+        return r.start, r.stop - 1
+    if isinstance(tensor_num_per_layer, bool) or not isinstance(tensor_num_per_layer, int):
+        raise TypeError("tensor_num_per_layer should be int")
+    raise_if_false(0 < tensor_num_per_layer < 256, f"tensor_num_per_layer ({tensor_num_per_layer}) is invalid")
+    s, d = pair(src_layer_range, "src_layer_range"), pair(dst_layer_range, "dst_layer_range")
+    return (s[0], s[1], d[0], d[1], tensor_num_per_layer)
+
+
+def _int_list(name, values):
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} should be list or tuple")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} should contain int")
+        raise_if_false(0 <= v < 2**64, f"{name} has an invalid block index {v}")
+    return list(values)
+
+
+class _Directory:
+    """This instance's key table (owner side) and the peer-table reader."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._entries = {}  # (kind, model_id, req_id, prefix_id) -> (cache_id, batch)
+        self._seq = 0
+        self._read_lock = threading.Lock()
+        self._resolved = {}  # (cluster, kind, model_id) -> (cache_id, batch) for blocks keys
+        st, dir_id, addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value, [1, _DIR_BYTES])
+        handle_llm_status(st, "[init] key directory")
+        st, scratch_id, scratch_addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value,
+                                                        [1, _DIR_BYTES])
+        handle_llm_status(st, "[init] key directory scratch")
+        raise_if_false(dir_id == DIRECTORY_CACHE_ID, f"key directory got cache id {dir_id}, expected 1",
+                       status_code=LLMStatusCode.LLM_FAILED)
+        from llm_datadist import _llm_datadist as native
+        self._mem = native.memory_view(addrs[0], _DIR_BYTES)
+        self._scratch_id = scratch_id
+        self._scratch = native.memory_view(scratch_addrs[0], _DIR_BYTES)
+        self._publish()
+
+    def _publish(self):
+        items = list(self._entries.items())
+        raise_if_false(len(items) <= _DIR_MAX, f"more than {_DIR_MAX} cache keys", status_code=LLMStatusCode.LLM_OUT_OF_MEMORY)
+        body = b"".join(_DIR_ENTRY.pack(k[0], 0, k[1], k[2], k[3], v[0], v[1]) for k, v in items)
+        self._seq += 1
+        crc = zlib.crc32(struct.pack("<QI", self._seq, len(items)) + body)
+        end = _DIR_HEAD.size + len(body)
+        self._mem[_DIR_HEAD.size:end] = body
+        self._mem[0:_DIR_HEAD.size] = _DIR_HEAD.pack(_DIR_MAGIC, self._seq, len(items), crc)
+
+    def add(self, keys, cache_id):
+        with self._lock:
+            for k, batch in keys:
+                raise_if_false(k not in self._entries, f"cache key {k} is already in use")
+            for k, batch in keys:
+                self._entries[k] = (cache_id, batch)
+            self._publish()
+
+    def remove_key(self, k):
+        with self._lock:
+            if self._entries.pop(k, None) is not None:
+                self._publish()
+
+    def remove_cache(self, cache_id):
+        with self._lock:
+            dead = [k for k, v in self._entries.items() if v[0] == cache_id]
+            for k in dead:
+                del self._entries[k]
+            if dead:
+                self._publish()
+
+    def forget(self, cluster_id=None):
+        with self._read_lock:
+            if cluster_id is None:
+                self._resolved.clear()
+            else:
+                for k in [k for k in self._resolved if k[0] == cluster_id]:
+                    del self._resolved[k]
+
+    def _read_remote(self, cluster_id):
+        """The peer's table as {key: (cache_id, batch)} (GIL released while pulling)."""
+        ext = (-1, -1, -1, -1, _NUM_TENSORS_PER_LAYER)
+        for _ in range(50):
+            st = self._engine.pull_cache(cluster_id, DIRECTORY_CACHE_ID, 0, self._scratch_id, 0, _FIRST_READ, ext)
+            handle_llm_status(st, "[resolve cache key]", f"reading the key directory of cluster {cluster_id}")
+            magic, seq, count, crc = _DIR_HEAD.unpack_from(self._scratch, 0)
+            if magic != _DIR_MAGIC:
+                raise LLMException(f"cluster {cluster_id} publishes no cache keys",
+                                   status_code=LLMStatusCode.LLM_KV_CACHE_NOT_EXIST)
+            need = _DIR_HEAD.size + count * _DIR_ENTRY.size
+            if count > _DIR_MAX:
+                time.sleep(0.001)
+                continue
+            if need > _FIRST_READ:
+                st = self._engine.pull_cache(cluster_id, DIRECTORY_CACHE_ID, 0, self._scratch_id, 0, need, ext)
+                handle_llm_status(st, "[resolve cache key]", f"reading the key directory of cluster {cluster_id}")
+                magic, seq, count2, crc = _DIR_HEAD.unpack_from(self._scratch, 0)
+                if count2 != count:
+                    continue
+            body = bytes(self._scratch[_DIR_HEAD.size:need])
+            if zlib.crc32(struct.pack("<QI", seq, count) + body) != crc:
+                time.sleep(0.001)  # torn read: the owner was updating it
+                continue
+            table = {}
+            for i in range(count):
+                kind, _, model_id, req_id, prefix_id, cache_id, batch = _DIR_ENTRY.unpack_from(body, i * _DIR_ENTRY.size)
+                table[(kind, model_id, req_id, prefix_id)] = (cache_id, batch)
+            return table
+        raise LLMException(f"the key directory of cluster {cluster_id} kept changing while read",
+                           status_code=LLMStatusCode.LLM_TIMEOUT)
+
+    def resolve(self, cluster_id, k, use_cache):
+        """(cache_id, batch_index) of key k on peer cluster_id."""
+        memo = (cluster_id,) + k
+        with self._read_lock:
+            if use_cache and memo in self._resolved:
+                return self._resolved[memo]
+            table = self._read_remote(cluster_id)
+            hit = table.get(k)
+            if hit is None:
+                raise LLMException(f"cluster {cluster_id} has no cache with key {_describe(k)}",
+                                   status_code=LLMStatusCode.LLM_KV_CACHE_NOT_EXIST)
+            if use_cache:
+                self._resolved[memo] = hit
+            return hit
+
+
+def _describe(k):
+    if k[0] == _KIND_BLOCKS:
+        return f"BlocksCacheKey(model_id={k[1]})"
+    return f"CacheKey(req_id={k[2]}, prefix_id={k[3]}, model_id={k[1]})"
+
+
+def _blocks_key(key: BlocksCacheKey):
+    return (_KIND_BLOCKS, key.model_id, 0, 0)
+
+
+def _cache_key(key: CacheKey):
+    return (_KIND_CACHE, key.model_id, key.req_id, key.prefix_id)
+
+
+class CacheManager:
+    """Cache operations; get it from LLMDataDist.cache_manager."""
+
+    def __init__(self, engine, options):
+        self._engine = engine
+        self._initialized = True
+        self._directory = _Directory(engine)
+        self._caches: Dict[int, Cache] = {}
+        self._lock = threading.Lock()
+
+    # --- allocation and registration ---
+
+    def _check(self):
+        if not self._initialized:
+            raise LLMException("llm datadist is finalized", status_code=LLMStatusCode.LLM_FAILED)
+
+    def _allocate(self, cache_desc, keys, is_blocks, what):
+        self._check()
+        if not isinstance(cache_desc, CacheDesc):
+            raise TypeError("cache_desc should be CacheDesc")
+        raise_if_false(cache_desc.num_tensors > 0, "num_tensors should be bigger than zero.")
+        st, cache_id, addrs = self._engine.allocate(int(cache_desc.placement), cache_desc.num_tensors,
+                                                    cache_desc.data_type.value, list(cache_desc.shape))
+        handle_llm_status(st, what, f"cache_desc = {cache_desc}")
+        cache = Cache(cache_id, cache_desc, addrs, self, False, is_blocks)
+        self._publish_keys(cache, keys, what)
+        return cache
+
+    def _publish_keys(self, cache, keys, what):
+        if not keys:
+            with self._lock:
+                self._caches[cache.cache_id] = cache
+            return
+        try:
+            self._directory.add(keys, cache.cache_id)
+        except Exception:
+            if cache._is_registered:
+                self._engine.unregister(cache.cache_id)
+            else:
+                self._engine.deallocate(cache.cache_id)
+            raise
+        with self._lock:
+            self._caches[cache.cache_id] = cache
+
+    def allocate_cache(self, cache_desc: CacheDesc, cache_keys: Union[Tuple[CacheKey], List[CacheKey]] = ()) -> Cache:
+        if not isinstance(cache_keys, (list, tuple)) or not all(isinstance(k, CacheKey) for k in cache_keys):
+            raise TypeError("cache_keys should be a list or tuple of CacheKey")
+        keys = [(_cache_key(k), i) for i, k in enumerate(cache_keys) if k.req_id != _INVALID_ID or k.prefix_id != _INVALID_ID]
+        return self._allocate(cache_desc, keys, False, "[allocate_cache]")
+
+    def allocate_blocks_cache(self, cache_desc: CacheDesc, blocks_cache_key: Optional[BlocksCacheKey] = None) -> Cache:
+        if blocks_cache_key is not None and not isinstance(blocks_cache_key, BlocksCacheKey):
+            raise TypeError("blocks_cache_key should be BlocksCacheKey")
+        keys = [(_blocks_key(blocks_cache_key), 0)] if blocks_cache_key is not None else []
+        return self._allocate(cache_desc, keys, True, "[allocate_blocks_cache]")
+
+    def _register(self, cache_desc, addrs, keys, is_blocks, what):
+        self._check()
+        if not isinstance(cache_desc, CacheDesc):
+            raise TypeError("cache_desc should be CacheDesc")
+        if not isinstance(addrs, (list, tuple)):
+            raise TypeError("addrs should be a list")
+        raise_if_false(len(addrs) > 0, "addrs can not be empty.")
+        raise_if_false(len(addrs) == cache_desc.num_tensors, "addrs length should be equal to num_tensors.")
+        ints, owners = [], []
+        need = cache_desc.size
+        for a in addrs:
+            addr, owner, nbytes = _addr_of(a)
+            raise_if_false(addr != 0, "addr can not be zero.")
+            if nbytes is not None:
+                raise_if_false(nbytes >= need, f"a tensor of {nbytes} bytes is smaller than the cache_desc's {need}")
+                owners.append(owner)
+            ints.append(addr)
+        st, cache_id = self._engine.register(int(cache_desc.placement), cache_desc.num_tensors,
+                                             cache_desc.data_type.value, list(cache_desc.shape), ints)
+        handle_llm_status(st, what, f"cache_desc = {cache_desc}")
+        cache = Cache(cache_id, cache_desc, ints, self, True, is_blocks, owners)
+        self._publish_keys(cache, keys, what)
+        return cache
+
+    def register_cache(self, cache_desc: CacheDesc, addrs: List[int],
+                       cache_keys: Union[Tuple[CacheKey], List[CacheKey]] = (),
+                       remote_accessible: Optional[bool] = None) -> Cache:
+        """addrs: ints (data pointers), torch CPU tensors or numpy arrays."""
+        keys = [(_cache_key(k), i) for i, k in enumerate(cache_keys) if k.req_id != _INVALID_ID or k.prefix_id != _INVALID_ID]
+        return self._register(cache_desc, addrs, keys, False, "[register_cache]")
+
+    def register_blocks_cache(self, cache_desc: CacheDesc, addrs: List[int],
+                              blocks_cache_key: Optional[BlocksCacheKey] = None,
+                              remote_accessible: Optional[bool] = None) -> Cache:
+        if blocks_cache_key is not None and not isinstance(blocks_cache_key, BlocksCacheKey):
+            raise TypeError("blocks_cache_key should be BlocksCacheKey")
+        keys = [(_blocks_key(blocks_cache_key), 0)] if blocks_cache_key is not None else []
+        return self._register(cache_desc, addrs, keys, True, "[register_blocks_cache]")
+
+    def _release(self, cache_id, registered, what):
+        self._check()
+        self._directory.remove_cache(cache_id)
+        st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
+        handle_llm_status(st, what, f"cache_id = {cache_id}")
+        with self._lock:
+            cache = self._caches.pop(cache_id, None)
+        if cache is not None:
+            cache._valid = False
+            cache._tensor_addrs = []
+            cache._owners = []
+
+    def deallocate_cache(self, cache: Cache) -> None:
+        if not isinstance(cache, Cache):
+            raise TypeError("cache should be Cache")
+        self._release(cache.cache_id, False, "[deallocate_cache]")
+
+    def deallocate_blocks_cache(self, cache: Cache) -> None:
+        self.deallocate_cache(cache)
+
+    def unregister_cache(self, cache_id: int) -> None:
+        if isinstance(cache_id, bool) or not isinstance(cache_id, int):
+            raise TypeError("cache_id should be int")
+        self._release(cache_id, True, "[unregister_cache]")
+
+    def remove_cache_key(self, cache_key: CacheKey) -> None:
+        if not isinstance(cache_key, CacheKey):
+            raise TypeError("cache_key should be CacheKey")
+        self._directory.remove_key(_cache_key(cache_key))
+
+    # --- transfers: every one releases the GIL inside the C++ call ---
+
+    def _remote(self, key, blocks):
+        """(cluster_id, cache_id, batch_index, cacheable) of a peer's cache."""
+        if isinstance(key, CacheKeyByIdAndIndex):
+            return key.cluster_id, key.cache_id, key.batch_index, False
+        if isinstance(key, BlocksCacheKey):
+            cid, batch = self._directory.resolve(key.cluster_id, _blocks_key(key), True)
+            return key.cluster_id, cid, batch, True
+        if isinstance(key, CacheKey):
+            raise_if_false(not blocks, "a CacheKey names a contiguous cache, not blocks")
+            cid, batch = self._directory.resolve(key.cluster_id, _cache_key(key), False)
+            return key.cluster_id, cid, batch, False
+        raise TypeError("cache key should be CacheKey, CacheKeyByIdAndIndex or BlocksCacheKey")
+
+    def _with_key(self, key, blocks, call, what):
+        """Runs call(cluster, cache_id, batch); a stale memoised key
+        (KV_CACHE_NOT_EXIST) is resolved once more."""
+        self._check()
+        cluster, cid, batch, cached = self._remote(key, blocks)
+        st = call(cluster, cid, batch)
+        if st == LLMStatusCode.LLM_KV_CACHE_NOT_EXIST and cached:
+            self._directory.forget(cluster)
+            cluster, cid, batch, _ = self._remote(key, blocks)
+            st = call(cluster, cid, batch)
+        handle_llm_status(st, what, f"key = {key}")
+
+    def pull_cache(self, cache_key: Union[CacheKey, CacheKeyByIdAndIndex], cache: Cache, batch_index: int = 0,
+                   size: int = -1, **kwargs) -> None:
+        if not isinstance(cache, Cache):
+            raise TypeError("cache should be Cache")
+        raise_if_false(size == -1 or size > 0, f"[pull_cache] size ({size}) is invalid, should be = -1 or > 0")
+        ext = _ext(kwargs.get("src_layer_range"), kwargs.get("dst_layer_range"),
+                   kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
+        self._with_key(cache_key, False, lambda cl, cid, b: self._engine.pull_cache(
+            cl, cid, b, cache.cache_id, batch_index, size, ext), "[pull_cache]")
+
+    def pull_blocks(self, src_cache_key: Union[CacheKey, CacheKeyByIdAndIndex, BlocksCacheKey], dst_cache: Cache,
+                    src_blocks: Union[Tuple[int], List[int]] = (), dst_blocks: Union[Tuple[int], List[int]] = (),
+                    **kwargs):
+        if not isinstance(dst_cache, Cache):
+            raise TypeError("dst_cache should be Cache")
+        src, dst = _int_list("src_blocks", src_blocks), _int_list("dst_blocks", dst_blocks)
+        raise_if_false(len(dst) > 0, "dst_blocks can not be empty.")
+        ext = _ext(kwargs.get("src_layer_range"), kwargs.get("dst_layer_range"),
+                   kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
+        if not isinstance(src_cache_key, BlocksCacheKey) and not src:
+            # The vendor's cache-to-blocks pull: the key's batch goes into
+            # dst_blocks. Ours pulls it as rows: src_blocks = the key's batch.
+            raise LLMException("pull_blocks from a contiguous cache key is not supported; use pull_cache",
+                               status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+        self._with_key(src_cache_key, True, lambda cl, cid, b: self._engine.pull_blocks(
+            cl, cid, dst_cache.cache_id, src, dst, ext), "[pull_blocks]")
+
+    def push_cache(self, dst_cache_key: CacheKeyByIdAndIndex, src_cache: Cache, src_batch_index: int = 0,
+                   src_layer_range: range = None, dst_layer_range: range = None, size: int = -1,
+                   tensor_num_per_layer=_NUM_TENSORS_PER_LAYER) -> None:
+        if not isinstance(src_cache, Cache):
+            raise TypeError("src_cache should be Cache")
+        if not isinstance(dst_cache_key, (CacheKeyByIdAndIndex, CacheKey)):
+            raise TypeError("dst_cache_key should be CacheKeyByIdAndIndex")
+        raise_if_false(size == -1, f"[push_cache] size ({size}) is invalid, should be = -1.")
+        ext = _ext(src_layer_range, dst_layer_range, tensor_num_per_layer)
+        self._with_key(dst_cache_key, False, lambda cl, cid, b: self._engine.push_cache(
+            src_cache.cache_id, src_batch_index, cl, cid, b, size, ext), "[push_cache]")
+
+    def push_blocks(self, dst_cache_key: BlocksCacheKey, src_cache: Cache,
+                    src_blocks: Union[Tuple[int], List[int]] = (), dst_blocks: Union[Tuple[int], List[int]] = (),
+                    src_layer_range: range = None, dst_layer_range: range = None,
+                    tensor_num_per_layer=_NUM_TENSORS_PER_LAYER):
+        if not isinstance(src_cache, Cache):
+            raise TypeError("src_cache should be Cache")
+        if not isinstance(dst_cache_key, (BlocksCacheKey, CacheKeyByIdAndIndex)):
+            raise TypeError("dst_cache_key should be BlocksCacheKey")
+        src, dst = _int_list("src_blocks", src_blocks), _int_list("dst_blocks", dst_blocks)
+        raise_if_false(len(dst) > 0, "dst_blocks can not be empty.")
+        ext = _ext(src_layer_range, dst_layer_range, tensor_num_per_layer)
+        self._with_key(dst_cache_key, True, lambda cl, cid, b: self._engine.push_blocks(
+            src_cache.cache_id, cl, cid, src, dst, ext), "[push_blocks]")
+
+    def copy_cache(self, dst: Cache, src: Cache, dst_batch_index: int = 0, src_batch_index: int = 0,
+                   offset: int = 0, size: int = -1, req_id: Optional[int] = None) -> None:
+        self._check()
+        if not isinstance(dst, Cache) or not isinstance(src, Cache):
+            raise TypeError("dst and src should be Cache")
+        raise_if_false(size == -1 or size > 0, f"[copy_cache] size ({size}) is invalid, should be = -1 or > 0")
+        raise_if_false(offset >= 0, f"[copy_cache] offset ({offset}) is invalid")
+        st = self._engine.copy_cache(src.cache_id, dst.cache_id, src_batch_index, dst_batch_index, offset, size)
+        handle_llm_status(st, "[copy_cache]", f"src = {src.cache_id}, dst = {dst.cache_id}")
+
+    def copy_blocks(self, cache: Cache, copy_block_info: Dict[int, List[int]]):
+        """Within one paged cache: block src -> each block of copy_block_info[src]."""
+        self._check()
+        if not isinstance(cache, Cache):
+            raise TypeError("cache should be Cache")
+        if not isinstance(copy_block_info, dict):
+            raise TypeError("copy_block_info should be dict")
+        src, dst = [], []
+        for s, ds in copy_block_info.items():
+            for d in _int_list("copy_block_info value", ds):
+                src.append(s)
+                dst.append(d)
+        src = _int_list("copy_block_info key", src)
+        raise_if_false(len(src) > 0, "copy_block_info can not be empty.")
+        st = self._engine.copy_blocks(cache.cache_id, cache.cache_id, src, [dst])
+        handle_llm_status(st, "[copy_blocks]", f"cache id is:{cache.cache_id}")
+
+    def remap_registered_memory(self, mem_infos: Union[MemInfo, list]) -> None:
+        raise LLMException("remap_registered_memory is not supported (no device memory faults on host memory)",
+                           status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+
+    def set_is_call_linked(self):
+        pass
+
+    def _finalized(self):
+        self._initialized = False
+        with self._lock:
+            for c in self._caches.values():
+                c._valid = False
+            self._caches.clear()

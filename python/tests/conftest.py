@@ -1,0 +1,108 @@
+"""Test harness: every cross-process test runs its roles in spawned Python
+processes (real prefill and decode instances on loopback) that talk over a
+pipe; every wait is bounded."""
+import multiprocessing as mp
+import os
+import socket
+import sys
+import traceback
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+_CTX = mp.get_context("spawn")
+
+
+class Chan:
+    """One end of a pipe between the two roles; recv() never waits forever."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def send(self, obj):
+        self._conn.send(obj)
+
+    def recv(self, timeout=60):
+        if not self._conn.poll(timeout):
+            raise TimeoutError(f"peer sent nothing within {timeout} s")
+        return self._conn.recv()
+
+    def sync(self, tag="sync", timeout=60):
+        self.send(("sync", tag))
+        got = self.recv(timeout)
+        assert got == ("sync", tag), f"out of step with peer: expected {tag!r}, got {got!r}"
+
+
+def _check_finalized_at_exit(path):
+    """Registered before llm_datadist is imported, so it runs after the
+    module's own atexit handler: records whether that finalized the instance."""
+    import atexit
+
+    def check():
+        mod = sys.modules.get("llm_datadist.llm_datadist")
+        state = "no-module" if mod is None else (
+            "finalized" if mod.LLMDataDist.llm_engine_instance is None else "not-finalized")
+        with open(path, "w") as f:
+            f.write(state)
+    atexit.register(check)
+
+
+def _child(fn_name, chan_conn, result_q, kwargs):
+    os.environ.update(kwargs.pop("env", {}))
+    marker = kwargs.pop("exit_marker", None)
+    if marker:
+        _check_finalized_at_exit(marker)
+    import peers
+    try:
+        getattr(peers, fn_name)(Chan(chan_conn), **kwargs)
+        result_q.put((fn_name, "ok", ""))
+    except BaseException:  # noqa: B902 - report everything to the parent
+        result_q.put((fn_name, "error", traceback.format_exc()))
+        raise
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_roles(roles, timeout=120):
+    """roles: [(peers function name, kwargs)] of two. Runs them in two spawned
+    processes joined by a pipe; fails with the children's tracebacks."""
+    assert len(roles) == 2
+    a, b = _CTX.Pipe()
+    q = _CTX.Queue()
+    procs = []
+    for (name, kwargs), conn in zip(roles, (a, b)):
+        p = _CTX.Process(target=_child, args=(name, conn, q, kwargs), name=name)
+        p.start()
+        procs.append(p)
+    results = {}
+    errors = []
+    import time
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.1, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            errors.append(f"{p.name} did not finish within {timeout} s")
+            p.kill()
+            p.join(10)
+    while True:
+        try:
+            name, status, tb = q.get(timeout=1)
+        except Exception:
+            break
+        results[name] = status
+        if status != "ok":
+            errors.append(f"--- {name} failed:\n{tb}")
+    for p, (name, _) in zip(procs, roles):
+        if name not in results and not any(name in e for e in errors):
+            errors.append(f"{name} exited with code {p.exitcode} and reported nothing")
+        elif p.exitcode not in (0, None) and results.get(name) == "ok":
+            errors.append(f"{name} reported success but exited with code {p.exitcode}")
+    if errors:
+        pytest.fail("\n".join(errors), pytrace=False)
+    return results

@@ -1,0 +1,196 @@
+"""One process: option keys, status values, types, local caches and their
+zero-copy tensor views. Each test finalizes its instance (the vendor allows
+one initialized LLMDataDist per process)."""
+import numpy as np
+import pytest
+import torch
+
+import llm_datadist
+from llm_datadist import (BlocksCacheKey, CacheDesc, CacheKey, DataType, LLMConfig, LLMDataDist, LLMException,
+                          LLMRole, LLMStatusCode, Placement)
+from llm_datadist.llm_datadist import to_engine_options
+
+
+@pytest.fixture
+def datadist():
+    made = []
+
+    def make(role=LLMRole.PROMPT, cluster_id=1, options=None):
+        dd = LLMDataDist(role, cluster_id)
+        if options is None:
+            cfg = LLMConfig()
+            cfg.device_id = 0
+            options = cfg.generate_options()
+        dd.init(options)
+        made.append(dd)
+        return dd
+    yield make
+    for dd in made:
+        dd.finalize()
+
+
+def test_generate_options_emits_the_vendors_keys():
+    cfg = LLMConfig()
+    cfg.device_id = 3
+    cfg.listen_ip_info = "127.0.0.1:26000"
+    cfg.sync_kv_timeout = 5000
+    cfg.enable_switch_role = True
+    cfg.enable_cache_manager = True
+    cfg.enable_remote_cache_accessible = True
+    cfg.local_comm_res = ""
+    cfg.transfer_backend = "hixl"
+    cfg.buf_pool_cfg = '{"buf_pool_size": 1048576}'
+    cfg.mem_pool_cfg = '{"memory_size": 67108864}'
+    cfg.link_total_time = 10000
+    cfg.link_retry_count = 3
+    assert cfg.generate_options() == {
+        "ge.exec.deviceId": "3",
+        "ge.session_device_id": "3",
+        "llm.SyncKvCacheWaitTime": "5000",
+        "llm.BufPoolCfg": '{"buf_pool_size": 1048576}',
+        "llm.MemPoolConfig": '{"memory_size": 67108864}',
+        "llm.EnableCacheManager": "1",
+        "llm.EnableRemoteCacheAccessible": "1",
+        "llm.listenIpInfo": "127.0.0.1:26000",
+        "llm.LinkTotalTime": "10000",
+        "llm.LinkRetryCount": "3",
+        "llm.LocalCommRes": "",
+        "llm.TransferBackend": "hixl",
+        "llm.EnableSwitchRole": "1",
+        "llm.MemoryUtilization": "0.95",
+    }
+    multi = LLMConfig()
+    multi.device_id = [2, 5]
+    opts = multi.generate_options()
+    assert opts["ge.exec.deviceId"] == "2;5" and opts["ge.session_device_id"] == "2"
+
+
+def test_vendor_keys_map_onto_the_cpp_options():
+    got = to_engine_options({"ge.exec.deviceId": "2;5", "ge.session_device_id": "2",
+                             "llm.listenIpInfo": "10.0.0.1:26000", "llm.SyncKvCacheWaitTime": "300",
+                             "llm.EnableCacheManager": "1", "llm.MemoryUtilization": "0.95",
+                             "llm.TransferBackend": "hixl", "llm.LinkToken": "s3cret"})
+    assert got == {"llm.DeviceId": "2", "llm.ListenIpInfo": "10.0.0.1:26000", "llm.SyncKvCacheWaitTime": "300",
+                   "llm.TransferBackend": "hixl", "llm.LinkToken": "s3cret"}
+
+
+def test_init_accepts_the_vendors_options(datadist):
+    cfg = LLMConfig()
+    cfg.device_id = 0
+    cfg.listen_ip_info = "127.0.0.1:0"
+    cfg.sync_kv_timeout = 2000
+    cfg.enable_switch_role = True
+    cfg.enable_cache_manager = True
+    cfg.enable_remote_cache_accessible = True
+    cfg.local_comm_res = ""
+    cfg.transfer_backend = "hixl"
+    cfg.mem_pool_cfg = '{"memory_size": 67108864}'
+    dd = datadist(options=cfg.generate_options())
+    assert dd.listen_port() > 0, "llm.listenIpInfo did not reach the engine"
+
+
+def test_bad_vendor_options_fail_with_param_invalid():
+    for options, names in (({"ge.exec.deviceId": "zero"}, "llm.DeviceId"),
+                           ({"ge.exec.deviceId": "0", "llm.listenIpInfo": "nowhere"}, "llm.ListenIpInfo"),
+                           ({"ge.exec.deviceId": "0", "llm.SyncKvCacheWaitTime": "-1"}, "llm.SyncKvCacheWaitTime")):
+        dd = LLMDataDist(LLMRole.PROMPT, 1)
+        with pytest.raises(LLMException) as e:
+            dd.init(options)
+        assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+        assert names in str(e.value), str(e.value)
+        assert llm_datadist.LLMDataDist.llm_engine_instance is None
+
+
+def test_one_instance_per_process_and_finalize_is_idempotent(datadist):
+    dd = datadist()
+    other = LLMDataDist(LLMRole.DECODER, 2)
+    cfg = LLMConfig()
+    cfg.device_id = 0
+    with pytest.raises(LLMException) as e:
+        other.init(cfg.generate_options())
+    assert e.value.status_code == LLMStatusCode.LLM_FAILED
+    dd.finalize()
+    dd.finalize()
+    with pytest.raises(RuntimeError):
+        dd.cache_manager
+
+
+def test_status_codes_and_types_have_the_abi_values():
+    assert LLMStatusCode.LLM_SUCCESS == 0
+    assert LLMStatusCode.LLM_FAILED == 0xFFFFFFFF
+    assert LLMStatusCode.LLM_KV_CACHE_NOT_EXIST == 0x5010B002
+    assert LLMStatusCode.LLM_PARAM_INVALID == 0x5010B005
+    assert LLMStatusCode.LLM_NOT_YET_LINK == 0x5010B007
+    assert LLMStatusCode.LLM_LINK_FAILED == 0x5010B009
+    assert LLMStatusCode.LLM_TIMEOUT == 0x5010B01A
+    assert LLMStatusCode.LLM_OUT_OF_MEMORY == 0x5010B01C
+    assert DataType.DT_BF16.value == 27 and DataType.DT_FLOAT16.value == 1 and DataType.DT_INT64.value == 9
+    assert LLMRole.PROMPT == 1 and LLMRole.DECODER == 2 and LLMRole.MIX == 3
+    assert Placement.HOST == 0 and Placement.DEVICE == 1
+    key = BlocksCacheKey(prompt_cluster_id=4, model_id=1)
+    assert (key.cluster_id, key.model_id) == (4, 1)
+    ck = CacheKey(1, 2)
+    assert (ck.cluster_id, ck.req_id, ck.model_id, ck.prefix_id) == (1, 2, 0, 2**64 - 1)
+    with pytest.raises(LLMException):
+        BlocksCacheKey(model_id=1)
+
+
+def test_allocated_cache_is_exposed_without_copying(datadist):
+    cm = datadist().cache_manager
+    cache = cm.allocate_cache(CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.HOST))
+    tensors, arrays = cache.tensors(), cache.arrays()
+    assert [t.data_ptr() for t in tensors] == cache.tensor_addrs
+    assert [a.__array_interface__["data"][0] for a in arrays] == cache.tensor_addrs
+    tensors[1][2] = torch.arange(8, dtype=torch.float32)
+    assert arrays[1][2].tolist() == list(range(8))
+    # Local copies, byte-checked through the views.
+    other = cm.allocate_cache(CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.HOST))
+    cm.copy_cache(other, cache, dst_batch_index=0, src_batch_index=2)
+    assert other.tensors()[1][0].tolist() == list(range(8))
+    blocks = cm.allocate_blocks_cache(CacheDesc(1, [6, 4], DataType.DT_INT32, Placement.HOST))
+    blocks.tensors()[0][1] = torch.tensor([1, 2, 3, 4], dtype=torch.int32)
+    cm.copy_blocks(blocks, {1: [3, 5]})
+    got = blocks.arrays()[0]
+    assert got[3].tolist() == [1, 2, 3, 4] and got[5].tolist() == [1, 2, 3, 4] and got[4].tolist() == [0] * 4
+    cm.deallocate_cache(other)
+    with pytest.raises(LLMException):
+        other.tensors()
+
+
+def test_registration_checks_tensors(datadist):
+    cm = datadist().cache_manager
+    desc = CacheDesc(1, [4, 8], DataType.DT_FLOAT, Placement.HOST)
+    for bad in (torch.zeros(4, 4), torch.zeros(8, 4).t(), np.zeros((4, 4), dtype=np.float32)):
+        with pytest.raises(LLMException) as e:
+            cm.register_cache(desc, [bad])
+        assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+    ok = torch.zeros(4, 8)
+    cache = cm.register_blocks_cache(desc, [ok], BlocksCacheKey(1, 0))
+    with pytest.raises(LLMException) as e:
+        cm.register_blocks_cache(desc, [torch.zeros(4, 8)], BlocksCacheKey(1, 0))
+    assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID, "a BlocksCacheKey was registered twice"
+    with pytest.raises(LLMException) as e:
+        cm.deallocate_cache(cache)  # registered, not allocated
+    assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+    cm.unregister_cache(cache.cache_id)
+
+
+def test_link_needs_cache_manager_mode(datadist):
+    dd = datadist()
+    with pytest.raises(LLMException) as e:
+        dd.link("c", {1: 0, 2: 1}, "{}")
+    assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+
+
+def test_link_failures_carry_per_cluster_statuses(datadist):
+    from conftest import free_port
+    from llm_datadist import LLMClusterInfo
+    dd = datadist(role=LLMRole.DECODER, cluster_id=2)
+    c = LLMClusterInfo()
+    c.remote_cluster_id = 1
+    c.append_remote_ip_info("127.0.0.1", free_port())  # nobody listens there
+    ret, rets = dd.link_clusters([c], 1000)
+    assert ret == LLMStatusCode.LLM_LINK_FAILED and rets == [LLMStatusCode.LLM_LINK_FAILED]
+    with pytest.raises(LLMException) as e:
+        dd.check_link_status(1)
+    assert e.value.status_code == LLMStatusCode.LLM_NOT_YET_LINK

@@ -1,0 +1,27 @@
+"""The vendor's Python samples (hicann/hixl examples/python/llm_datadist:
+pull_blocks, pull_cache, push_blocks, switch_role) as tests of our module."""
+import pytest
+
+from conftest import free_port, run_roles
+from peers import _rank_table
+
+
+def test_pull_blocks_sample():
+    rt = _rank_table(free_port(), free_port())
+    run_roles([("sample_pull_blocks_prompt", {"rank_table": rt}), ("sample_pull_blocks_decoder", {"rank_table": rt})])
+
+
+def test_pull_cache_sample():
+    rt = _rank_table(free_port(), free_port())
+    run_roles([("sample_pull_cache_prompt", {"rank_table": rt}), ("sample_pull_cache_decoder", {"rank_table": rt})])
+
+
+@pytest.mark.parametrize("transfer_backend", ["", "hixl"])
+def test_push_blocks_sample(transfer_backend):
+    kw = {"port": free_port(), "decoder_port": free_port(), "transfer_backend": transfer_backend}
+    run_roles([("sample_push_blocks_prompt", kw), ("sample_push_blocks_decoder", kw)])
+
+
+def test_switch_role_sample():
+    kw = {"port": free_port()}
+    run_roles([("sample_switch_role_prompt", kw), ("sample_switch_role_decoder", kw)])

@@ -1,0 +1,339 @@
+// The link table: linking to a server, accepting a link, unlinking, and
+// telling a stale link (its peer restarted) from a live duplicate.
+#include <sys/random.h>
+
+#include <future>
+
+#include "common/logging.h"
+#include "control/link_auth.h"
+#include "engine/engine.h"
+#include "engine/handshake.h"
+
+namespace lldd {
+namespace {
+
+using llm_datadist::ClusterInfo;
+using llm_datadist::LLM_SUCCESS;
+
+// A peer that vanishes without closing (power loss, cut cable) is noticed
+// within about 10 s by keepalive on the control connection.
+constexpr int kKeepAliveIdleS = 5;
+constexpr int kKeepAliveIntervalS = 1;
+constexpr int kKeepAliveCount = 5;
+
+uint64_t RandomU64() {
+  uint64_t v = 0;
+  while (getrandom(&v, sizeof(v), 0) != sizeof(v)) {
+  }
+  return v;
+}
+
+}  // namespace
+
+Engine::LinkPtr Engine::MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
+                                 const std::shared_ptr<Socket>& control_socket) {
+  auto link = std::make_shared<lldd::Link>(
+      remote_cluster_id, initiator, link_id, link_secret,
+      [this](lldd::Link& l, const std::string& transport, const std::vector<uint8_t>& join_info, Deadline deadline,
+             std::shared_ptr<Socket>* out) { return DialJoin(l, transport, join_info, deadline, out); },
+      [this](std::function<void()> fn) { threads_.Spawn(std::move(fn)); });
+  std::weak_ptr<lldd::Link> weak = link;
+  link->set_control(std::make_shared<ControlChannel>(
+      control_socket, [this, weak](MsgType type, std::vector<uint8_t> meta, ControlChannel::Responder respond) {
+        HandleControl(weak, type, std::move(meta), std::move(respond));
+      }));
+  link->TrackSocket(control_socket);
+  return link;
+}
+
+Result Engine::ConnectPaths(const LinkPtr& link, const std::vector<TransportSet::Choice>& chosen, Deadline deadline) {
+  std::vector<LinkPath> paths(chosen.size());
+  std::shared_ptr<Endpoint> fallback;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      const TransportCaps caps = chosen[i].transport->caps();
+      if (caps.any_host != (pass == 0)) continue;
+      paths[i].transport = chosen[i].transport;
+      paths[i].caps = caps;
+      Result r = chosen[i].transport->Connect(link, chosen[i].peer_info, fallback, deadline, &paths[i].endpoint);
+      if (!r.ok()) {
+        for (auto& p : paths)
+          if (p.endpoint) p.endpoint->Close();
+        return r.WithContext(Msg("data path '", chosen[i].transport->name(), "'"));
+      }
+      if (!fallback) fallback = paths[i].endpoint;
+    }
+  }
+  for (auto& p : paths) link->AddPath(std::move(p));
+  return Result::Ok();
+}
+
+Result Engine::DialJoin(lldd::Link& link, const std::string& transport, const std::vector<uint8_t>& join_info,
+                        Deadline deadline, std::shared_ptr<Socket>* out) {
+  const auto& a = link.address();
+  Socket s;
+  LDD_RETURN_IF_ERROR(Connect(a.host, a.port, a.local_host, deadline, &s));
+  Hello hello;
+  hello.kind = ConnKind::kJoin;
+  hello.cluster_id = cluster_id_;
+  hello.role = static_cast<int32_t>(role_);
+  hello.link_id = link.link_id();
+  hello.link_secret = link.link_secret();
+  hello.transport = transport;
+  hello.join_info = join_info;
+  HelloAck ack;
+  LDD_RETURN_IF_ERROR(ClientHandshake(s.fd(), hello, "", deadline, &ack));
+  *out = std::make_shared<Socket>(std::move(s));
+  return Result::Ok();
+}
+
+Result Engine::Link(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  rets.assign(clusters.size(), llm_datadist::LLM_FAILED);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (clusters.empty()) return Result::ParamInvalid("no clusters given");
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  if (clusters.size() > llm_datadist::kMaxClusterNum)
+    return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT, Msg(clusters.size(), " clusters exceed the limit of ",
+                                                                  llm_datadist::kMaxClusterNum));
+  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
+  // Clusters link in parallel so that the whole call honours the timeout.
+  std::vector<std::future<Result>> pending;
+  for (size_t i = 0; i < clusters.size(); ++i)
+    pending.push_back(std::async(std::launch::async, [&, i] { return LinkOne(clusters[i], deadline); }));
+  Result first_failure;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    Result r = pending[i].get();
+    rets[i] = r.code();
+    if (!r.ok() && first_failure.ok()) first_failure = r.WithContext(Msg("cluster ", clusters[i].remote_cluster_id));
+  }
+  return first_failure;
+}
+
+Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
+  if (cluster.remote_ip_infos.size() != 1)
+    return Result::ParamInvalid(Msg("remote_ip_infos must hold exactly one entry, not ", cluster.remote_ip_infos.size()));
+  if (cluster.local_ip_infos.size() > 1) return Result::ParamInvalid("local_ip_infos may hold at most one entry");
+  const std::string host = cluster.remote_ip_infos[0].ip.GetString();
+  const uint16_t port = cluster.remote_ip_infos[0].port;
+  if (!IsNumericAddress(host)) return Result::ParamInvalid(Msg("remote ip '", host, "' is not a numeric IP address"));
+  if (port == 0) return Result::ParamInvalid("remote port must not be 0");
+  std::string local_host;
+  if (!cluster.local_ip_infos.empty()) {
+    local_host = cluster.local_ip_infos[0].ip.GetString();
+    if (!local_host.empty() && !IsNumericAddress(local_host))
+      return Result::ParamInvalid(Msg("local ip '", local_host, "' is not a numeric IP address"));
+  }
+  if (cluster.remote_cluster_id == cluster_id_)
+    return Result::ParamInvalid(Msg("cluster id ", cluster_id_, " is this instance's own"));
+  LinkPtr existing;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(cluster.remote_cluster_id);
+    if (it != links_.end() && !it->second->closed()) existing = it->second;
+    if (it == links_.end() && links_.size() >= llm_datadist::kMaxClusterNum)
+      return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
+                    Msg("already ", links_.size(), " links, the maximum"));
+  }
+  // A link that still looks alive may belong to a peer that just died or
+  // restarted (its connection's end not seen yet): ask it before refusing.
+  if (existing) {
+    if (PeerAnswers(existing, deadline.Earlier(Deadline::AfterMillis(500))))
+      return Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
+    existing->MarkBroken("the peer stopped answering");
+  }
+
+  Socket s;
+  Result r = Connect(host, port, local_host, deadline, &s);
+  if (!r.ok()) return Result::LinkFailed(r.message());
+  Hello hello;
+  hello.kind = ConnKind::kControl;
+  hello.cluster_id = cluster_id_;
+  hello.instance_id = instance_id_;
+  hello.role = static_cast<int32_t>(role_);
+  hello.transport = options_.backend;
+  hello.offers = transports_.Offers();
+  if (!options_.link_token.empty()) hello.auth_nonce = MakeAuthNonce();
+  HelloAck ack;
+  r = ClientHandshake(s.fd(), hello, options_.link_token, deadline, &ack);
+  // A refusal still names the server, and talking to the wrong server is
+  // the more useful thing to report.
+  if (ack.cluster_id != 0 && ack.cluster_id != cluster.remote_cluster_id)
+    return Result::LinkFailed(Msg("the server at ", host, ":", port, " is cluster ", ack.cluster_id, ", not ",
+                                  cluster.remote_cluster_id));
+  if (!r.ok()) return r.code() == llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT ? r : Result::LinkFailed(r.message());
+  EnableKeepAlive(s.fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
+  std::vector<TransportSet::Choice> chosen;
+  for (const TransportOffer& path : ack.transports) {
+    Transport* t = transports_.Find(path.name);
+    if (t == nullptr) return Result::LinkFailed(Msg("the peer chose an unknown data path '", path.name, "'"));
+    chosen.push_back({t, path.info});
+  }
+  if (chosen.empty()) return Result::LinkFailed("the peer chose no data path");
+  LinkPtr link = MakeLink(cluster.remote_cluster_id, true, ack.link_id, ack.link_secret,
+                          std::make_shared<Socket>(std::move(s)));
+  link->set_address({host, port, local_host});
+  r = ConnectPaths(link, chosen, deadline);
+  if (!r.ok()) {
+    link->Close("a data path failed");
+    return r.code() == llm_datadist::LLM_TIMEOUT ? r : Result::LinkFailed(r.message());
+  }
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(cluster.remote_cluster_id);
+    if (stopping_ || (it != links_.end() && !it->second->closed())) {
+      link->Close("superseded");
+      return stopping_ ? Result::LinkFailed("instance is finalizing")
+                       : Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
+    }
+    if (it != links_.end()) it->second->Close("replaced by a new link");
+    links_[cluster.remote_cluster_id] = link;
+  }
+  threads_.Spawn([this, link] { RunControl(link); });
+  LDD_LOG(Info) << "cluster " << cluster_id_ << " linked to cluster " << cluster.remote_cluster_id << " at " << host
+                << ":" << port << " over " << link->primary_path();
+  return Result::Ok();
+}
+
+Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
+                             LinkPtr* out, std::string* why, std::vector<TransportOffer>* paths) {
+  if (hello.cluster_id == cluster_id_) {
+    *why = Msg("cluster id ", cluster_id_, " is this instance's own");
+    return llm_datadist::LLM_LINK_FAILED;
+  }
+  std::vector<TransportSet::Choice> chosen;
+  Result r = transports_.Choose(options_.backend, hello.transport, hello.offers, &chosen);
+  if (!r.ok()) {
+    *why = r.message();
+    return r.code();
+  }
+  LinkPtr link = MakeLink(hello.cluster_id, false, RandomU64(), RandomU64(), socket);
+  link->set_remote_instance(hello.instance_id);
+  // A refused link gives up its data paths but not the control socket,
+  // which still carries the refusal.
+  auto refuse = [&](Status status, std::string reason) {
+    for (const auto& path : link->paths()) path.endpoint->Close();
+    *why = std::move(reason);
+    return status;
+  };
+  r = ConnectPaths(link, chosen, Deadline::AfterMillis(kHandshakeTimeoutMs));
+  if (!r.ok()) return refuse(llm_datadist::LLM_LINK_FAILED, r.message());
+  for (const auto& c : chosen) {
+    TransportOffer o;
+    o.name = c.transport->name();
+    r = c.transport->LocalInfo(&o.info);
+    if (!r.ok()) return refuse(llm_datadist::LLM_LINK_FAILED, Msg("data path '", o.name, "': ", r.message()));
+    paths->push_back(std::move(o));
+  }
+  LinkPtr existing;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(hello.cluster_id);
+    if (it != links_.end() && !it->second->closed()) existing = it->second;
+  }
+  if (existing && LinkIsStale(existing, hello)) existing->Close("replaced by a new link from the same cluster");
+  LinkPtr replaced;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(hello.cluster_id);
+    if (stopping_) return refuse(llm_datadist::LLM_LINK_FAILED, "instance is finalizing");
+    if (it != links_.end() && !it->second->closed())
+      return refuse(llm_datadist::LLM_LINK_FAILED,
+                    Msg("cluster ", hello.cluster_id, " is already linked (duplicate cluster id?)"));
+    if (it == links_.end() && links_.size() >= llm_datadist::kMaxClusterNum)
+      return refuse(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
+                    Msg("this instance already has ", links_.size(), " links, the maximum"));
+    if (it != links_.end()) replaced = it->second;
+    links_[hello.cluster_id] = link;
+  }
+  if (replaced) LDD_LOG(Info) << "cluster " << hello.cluster_id << " re-linked from " << peer << "; old link dropped";
+  EnableKeepAlive(socket->fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
+  *out = link;
+  return LLM_SUCCESS;
+}
+
+bool Engine::LinkIsStale(const LinkPtr& existing, const Hello& hello) {
+  if (existing->remote_instance() == hello.instance_id) return true;  // the peer itself re-links
+  // Another instance claims the cluster id: the old one is stale only if it
+  // no longer answers (it restarted, or its network went away).
+  return !PeerAnswers(existing, Deadline::AfterMillis(1000));
+}
+
+bool Engine::PeerAnswers(const LinkPtr& link, Deadline deadline) {
+  Reply reply;
+  return link->control().Call(MsgType::kCacheQuery, EncodeCacheId(0), deadline, &reply).ok();
+}
+
+void Engine::RunControl(const LinkPtr& link) {
+  std::string why = link->control().Run();
+  bool current = false;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(link->remote_cluster_id());
+    current = it != links_.end() && it->second == link;
+  }
+  if (current && !link->closed()) {
+    LDD_LOG(Warn) << "link to cluster " << link->remote_cluster_id() << " broke: " << why;
+    link->MarkBroken(Msg("control connection lost (", why.empty() ? "closed by peer" : why, ")"));
+  } else {
+    link->Close("unlinked");
+  }
+}
+
+void Engine::RemoveLink(const LinkPtr& link) {
+  std::lock_guard<std::mutex> lock(links_mu_);
+  auto it = links_.find(link->remote_cluster_id());
+  if (it != links_.end() && it->second == link) links_.erase(it);
+}
+
+Result Engine::FindLink(uint64_t cluster_id, LinkPtr* link) {
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(cluster_id);
+    if (it == links_.end()) return Result::NotYetLink(Msg("cluster ", cluster_id, " is not linked"));
+    *link = it->second;
+  }
+  return (*link)->CheckUsable();
+}
+
+Result Engine::Unlink(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms,
+                      bool force) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  rets.assign(clusters.size(), llm_datadist::LLM_FAILED);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (clusters.empty()) return Result::ParamInvalid("no clusters given");
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
+  std::vector<std::future<Result>> pending;
+  for (const auto& c : clusters)
+    pending.push_back(std::async(std::launch::async, [&, c] { return UnlinkOne(c, deadline, force); }));
+  Result first_failure;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    Result r = pending[i].get();
+    rets[i] = r.code();
+    if (!r.ok() && first_failure.ok()) first_failure = r.WithContext(Msg("cluster ", clusters[i].remote_cluster_id));
+  }
+  return first_failure;
+}
+
+Result Engine::UnlinkOne(const ClusterInfo& cluster, Deadline deadline, bool force) {
+  LinkPtr link;
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = links_.find(cluster.remote_cluster_id);
+    if (it == links_.end()) return Result::NotYetLink(Msg("cluster ", cluster.remote_cluster_id, " is not linked"));
+    link = it->second;
+  }
+  if (!force && !link->closed()) {
+    Reply reply;
+    Result r = link->control().Call(MsgType::kUnlink, {}, deadline, &reply);
+    if (!r.ok())
+      return Result::UnlinkFailed(Msg("the peer did not confirm the unlink (", r.message(),
+                                      "); unlink with force_flag=true to drop the local end"));
+  }
+  RemoveLink(link);
+  link->Close("unlinked");
+  return Result::Ok();
+}
+
+}  // namespace lldd
