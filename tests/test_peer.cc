@@ -276,6 +276,10 @@ void ForkedServer::Freeze() {
   waitpid(pid_, &status, WUNTRACED);
 }
 
+void ForkedServer::Thaw() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
 int ForkedServer::Stop() {
   if (pid_ <= 0) return -1;
   WriteLine(to_child_, "quit");

@@ -57,6 +57,7 @@ class ForkedServer {
   ResourceCounts Stats();
   void Kill();    // SIGKILL, no goodbye
   void Freeze();  // SIGSTOP; returns once the child is stopped
+  void Thaw();    // SIGCONT
   int Stop();   // asks the child to finalize and exit; returns its status
 
  private:
