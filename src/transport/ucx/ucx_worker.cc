@@ -1,10 +1,12 @@
 #include "transport/ucx/ucx_worker.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +46,34 @@ std::string ContextResources(ucp_context_h context) {
     out += res;
   }
   return out;
+}
+
+// fork() while our progress thread is inside UCX would leave the child a
+// copy of UCX's locks as that thread held them (the test peers and users
+// fork after Initialize). Around a fork, every worker's mutex is held, so no
+// thread of ours is inside UCX then. (UCX's own async thread is not
+// covered: a child that uses UCX is safest started with exec.)
+std::mutex g_workers_mu;
+std::vector<UcxWorker*>* g_workers = new std::vector<UcxWorker*>();  // never freed: used at fork
+
+void LockWorkersForFork() {
+  g_workers_mu.lock();
+  for (UcxWorker* w : *g_workers) w->mutex().lock();
+}
+void UnlockWorkersAfterFork() {
+  for (auto it = g_workers->rbegin(); it != g_workers->rend(); ++it) (*it)->mutex().unlock();
+  g_workers_mu.unlock();
+}
+
+void TrackWorker(UcxWorker* w, bool add) {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(&LockWorkersForFork, &UnlockWorkersAfterFork, &UnlockWorkersAfterFork); });
+  std::lock_guard<std::mutex> lock(g_workers_mu);
+  if (add) {
+    g_workers->push_back(w);
+  } else {
+    g_workers->erase(std::remove(g_workers->begin(), g_workers->end(), w), g_workers->end());
+  }
 }
 
 }  // namespace
@@ -100,6 +130,7 @@ Result UcxWorker::Create(std::shared_ptr<UcxWorker>* out) {
 
   w->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (w->wake_fd_ < 0) return Result::Failed(Msg("UCX: eventfd: ", strerror(errno)));
+  TrackWorker(w.get(), true);
   w->thread_ = std::thread([raw = w.get()] { raw->Run(); });
   LDD_LOG(Info) << "UCX " << ucp_get_version_string() << " worker up; resources: " << w->resources_
                 << (w->has_rdma_ ? " (RDMA)" : " (no RDMA)");
@@ -109,6 +140,7 @@ Result UcxWorker::Create(std::shared_ptr<UcxWorker>* out) {
 
 UcxWorker::~UcxWorker() {
   StopProgress();
+  if (wake_fd_ >= 0) TrackWorker(this, false);
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
   if (context_ != nullptr) ucp_cleanup(context_);
   if (wake_fd_ >= 0) close(wake_fd_);
