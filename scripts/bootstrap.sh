@@ -16,7 +16,7 @@ build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 
 packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
-          libssl-dev iproute2)
+          libssl-dev iproute2 libucx-dev ucx-utils)
 # The Python module (python/) and its tests: built for and run with Debian's
 # /usr/bin/python3, whose packages these are (not a pyenv/conda python3).
 packages+=(python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-setuptools python3-wheel)

@@ -301,20 +301,27 @@ TEST(Scale, OneServerHolds512Clients) {
 
 // --- A cut network between real hosts (network namespaces) ---
 
-TEST(Faults, CutLinkMidPullReturnsInTimeAndRelinks) {
+// `backend` on the client and the far server ("auto" picks tcp here).
+void CutLinkMidPullReturnsInTimeAndRelinks(const std::string& backend) {
   lldd_test::NetnsPeerHost host;
   if (!host.unavailable().empty()) GTEST_SKIP() << host.unavailable();
   // Slow the wire so that the pull is surely in flight when the cable goes.
   const bool throttled = host.ThrottlePeerEgress("200mbit");
-  ForkedServer far(kServerId, {{lldd_test::kNetnsOption, host.name()}, {OPTION_LISTEN_IP_INFO, host.peer_ip() + ":0"}});
+  ForkedServer far(kServerId, {{lldd_test::kNetnsOption, host.name()},
+                               {OPTION_LISTEN_IP_INFO, host.peer_ip() + ":0"},
+                               {OPTION_TRANSFER_BACKEND, backend}});
   ForkedServer near(78);  // another link that must keep working
   const uint64_t kRows = 256, kCols = throttled ? 4096 : 65536;  // 8 MiB throttled, else 128 MiB
   const int64_t remote = far.AllocateInt32(2, kRows, kCols, 9);
   const int64_t near_remote = near.AllocateInt32(2, 4, 16, 10);
   LlmDataDist client(79, LlmRole::kDecoder);
-  ASSERT_EQ(client.Initialize(ClientOptions({{OPTION_SYNC_CACHE_WAIT_TIME, "2000"}})), LLM_SUCCESS);
+  ASSERT_EQ(client.Initialize(ClientOptions({{OPTION_SYNC_CACHE_WAIT_TIME, "2000"}, {OPTION_TRANSFER_BACKEND, backend}})),
+            LLM_SUCCESS);
   ASSERT_EQ(LinkTo(client, kServerId, far.port(), host.peer_ip().c_str()), LLM_SUCCESS)
       << LlmDataDist::GetLastErrorMessage();
+  if (backend != "auto") {
+    EXPECT_STREQ(client.GetLinkTransport(kServerId), backend.c_str());
+  }
   ASSERT_EQ(LinkTo(client, 78, near.port()), LLM_SUCCESS);
   Cache local, near_local;
   ASSERT_EQ(client.AllocateCache(Int32Desc(2, kRows, kCols), local), LLM_SUCCESS);
@@ -352,6 +359,17 @@ TEST(Faults, CutLinkMidPullReturnsInTimeAndRelinks) {
       << LlmDataDist::GetLastErrorMessage();
   EXPECT_TRUE(lldd_test::RowHolds(local, 1, 6, kCols, 9, 1, 6));
 }
+
+TEST(Faults, CutLinkMidPullReturnsInTimeAndRelinks) { CutLinkMidPullReturnsInTimeAndRelinks("auto"); }
+
+#ifdef LLM_DATADIST_TEST_UCX
+// The same two hosts over UCX (its tcp; a deadline closes the endpoint by force).
+TEST(Faults, CutLinkMidPullOverUcxReturnsInTimeAndRelinks) {
+  setenv("UCX_TLS", "tcp", 1);
+  CutLinkMidPullReturnsInTimeAndRelinks("ucx");
+  unsetenv("UCX_TLS");
+}
+#endif
 
 TEST(Faults, PeerRestartedOnSamePortCanBeRelinked) {
   auto server = std::make_unique<ForkedServer>(kServerId);

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <malloc.h>
@@ -302,6 +303,13 @@ bool EnterNetns(const std::string& name) {
   if (fd < 0) return false;
   bool ok = ::setns(fd, CLONE_NEWNET) == 0;
   ::close(fd);
+  // As `ip netns exec` does: a /sys of the new namespace, so that code that
+  // lists interfaces in sysfs (UCX does) sees its devices, not the host's.
+  // Best effort: without it only such code is affected.
+  if (ok && ::unshare(CLONE_NEWNS) == 0 && ::mount("", "/", nullptr, MS_SLAVE | MS_REC, nullptr) == 0) {
+    ::umount2("/sys", MNT_DETACH);
+    ::mount(name.c_str(), "/sys", "sysfs", 0, nullptr);
+  }
   return ok;
 }
 
