@@ -35,6 +35,7 @@ TransportConfig Engine::MakeTransportConfig() const {
   c.copy_threads = options_.copy_threads;
   c.device_id = options_.device_id;
   c.sync_wait_ms = options_.sync_wait_ms;
+  c.backend = options_.backend;
   return c;
 }
 

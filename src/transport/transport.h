@@ -70,6 +70,7 @@ struct TransportConfig {
   uint32_t copy_threads = 0;       // llm.CopyThreads (0: choose)
   int32_t device_id = -1;          // OPTION_DEVICE_ID
   int64_t sync_wait_ms = 1000;     // default deadline of a transfer
+  std::string backend = "auto";    // llm.TransferBackend: "auto" or a transport's name
 };
 
 // A link as a transport sees it. Implemented by the engine.

@@ -1,5 +1,9 @@
 #include "transport/ucx/ucx_transport.h"
 
+#include <dirent.h>
+
+#include <cstdlib>
+
 #include <algorithm>
 
 #include "common/logging.h"
@@ -43,11 +47,33 @@ std::shared_ptr<UcxWorker> UcxTransport::worker() const {
   return worker_;
 }
 
+namespace {
+
+// An RDMA device the kernel knows (InfiniBand, RoCE, iWARP all appear here).
+bool HasRdmaDevice() {
+  DIR* dir = ::opendir("/sys/class/infiniband");
+  if (dir == nullptr) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(dir))
+    if (e->d_name[0] != '.') found = true;
+  ::closedir(dir);
+  return found;
+}
+
+}  // namespace
+
 Result UcxTransport::Start(const TransportConfig& config, RegionTable& regions, size_t slot) {
-  (void)config;
   std::lock_guard<std::mutex> lock(mu_);
   regions_ = &regions;
   slot_ = slot;
+  // UCX maps (and with RDMA pins) every region and hooks the allocator: not
+  // worth it where it cannot beat our own paths, unless asked for by name or
+  // configured explicitly (UCX_TLS).
+  if (config.backend != name() && !HasRdmaDevice() && std::getenv("UCX_TLS") == nullptr) {
+    start_result_ = Result::FeatureNotEnabled(
+        "no RDMA device here; UCX starts only with one, with UCX_TLS set, or when llm.TransferBackend=ucx");
+    return start_result_;
+  }
   start_result_ = UcxWorker::Create(&worker_);
   if (!start_result_.ok()) {
     worker_.reset();

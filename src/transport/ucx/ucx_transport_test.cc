@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -30,6 +31,7 @@ namespace lldd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using llm_datadist::LLM_FEATURE_NOT_ENABLED;
 using llm_datadist::LLM_KV_CACHE_NOT_EXIST;
 using llm_datadist::LLM_LINK_FAILED;
 using llm_datadist::LLM_PARAM_INVALID;
@@ -603,7 +605,16 @@ TEST(UcxTransportLocal, InfoRegionsAndEligibility) {
   RegionTable table;
   std::vector<uint8_t> info;
   EXPECT_FALSE(transport.LocalInfo(&info).ok());  // not started
-  ASSERT_TRUE(transport.Start(TransportConfig{}, table, 1).ok());
+  // Without an RDMA device, UCX_TLS or the backend naming it, UCX stays off.
+  if (std::getenv("UCX_TLS") == nullptr && !std::ifstream("/sys/class/infiniband").good()) {
+    Result off = transport.Start(TransportConfig{}, table, 1);
+    EXPECT_EQ(off.code(), LLM_FEATURE_NOT_ENABLED) << off.message();
+    EXPECT_NE(off.message().find("RDMA"), std::string::npos) << off.message();
+    transport.Stop();
+  }
+  TransportConfig forced;
+  forced.backend = "ucx";
+  ASSERT_TRUE(transport.Start(forced, table, 1).ok());
   table.SetHooks([&](Region& r) { return transport.OnRegionAdded(r); },
                  [&](Region& r) { transport.OnRegionRemoved(r); });
   ASSERT_TRUE(transport.LocalInfo(&info).ok());
