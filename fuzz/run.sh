@@ -27,7 +27,7 @@ fuzz_jobs=${FUZZ_JOBS:-1}
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER="${CXX:-clang++}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLLM_DATADIST_BUILD_FUZZERS=ON -DLLM_DATADIST_BUILD_TESTS=OFF -DLLM_DATADIST_BUILD_TOOLS=OFF -DLLM_DATADIST_WERROR=ON \
-  -DLLM_DATADIST_WITH_CUDA=OFF >/dev/null
+  -DLLM_DATADIST_WITH_CUDA=OFF -DLLM_DATADIST_WITH_UCX=OFF >/dev/null
 cmake --build "$build_dir" -j "${JOBS:-2}" --target "${targets[@]}"
 
 root=$(pwd)
