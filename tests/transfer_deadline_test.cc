@@ -117,7 +117,7 @@ class TransferDeadlineTest : public ::testing::TestWithParam<Side> {
       ASSERT_EQ(self_->LinkLlmClusters({ClusterAt(kPeerId, peer_->port())}, rets, 5000), LLM_SUCCESS)
           << LlmDataDist::GetLastErrorMessage();
     }
-    ASSERT_EQ(self_->GetLinkTransport(kPeerId), "tcp");
+    ASSERT_STREQ(self_->GetLinkTransport(kPeerId), "tcp");
   }
   void TearDown() override {
     if (peer_) peer_->Kill();  // it may be frozen

@@ -13,7 +13,9 @@ namespace lldd {
 namespace {
 
 void CopyAll(const std::vector<CopyTask>& tasks) {
-  for (const CopyTask& t : tasks) std::memcpy(t.dst, t.src, t.length);
+  // An empty task may carry null pointers, which memcpy must never see.
+  for (const CopyTask& t : tasks)
+    if (t.length != 0) std::memcpy(t.dst, t.src, t.length);
 }
 
 // A process-wide set of helper threads, started on first use and kept for
