@@ -15,6 +15,7 @@
 
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
+#include "tests/wait_until.h"
 
 using namespace llm_datadist;
 using lldd_test::ClientOptions;
@@ -300,7 +301,9 @@ TEST_P(TransferDeadlineTest, PeerFrozenMidPushTimesOutInTime) {
 void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
   constexpr int64_t kWaitMs = 100;
   ASSERT_NO_FATAL_FAILURE(Start(kWaitMs));
-  constexpr uint64_t kRows = 256, kCols = 262144;  // 256 MiB
+  // 256 MiB (64 MiB under a sanitizer, which still takes far longer than
+  // the 100 ms wait there).
+  const uint64_t kRows = lldd_test::kSanitized ? 64 : 256, kCols = 262144;
   const int64_t remote = peer_->RegisterInt32(1, kRows, kCols, 6);
   ASSERT_GT(remote, 0);
   LocalCache mine(*self_, 1, kRows, kCols);

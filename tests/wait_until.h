@@ -8,6 +8,15 @@
 
 namespace lldd_test {
 
+// Under a sanitizer, code runs 5-20x slower: tests that move a lot of
+// bytes or repeat many times scale themselves down (CI's time budget), but
+// never below what their claim needs.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 // Far longer than any wait in a passing test takes, even on a loaded CI
 // machine or under a sanitizer: it only turns a hang into a failure.
 constexpr std::chrono::seconds kTestWaitLimit{60};
