@@ -89,6 +89,16 @@ class WireReader {
   bool ok_ = true;
 };
 
+// A request of one byte of opcode and a list of ids (region ids, say), as
+// transports send their peer endpoints: op u8, count u32, ids u64 each.
+inline std::vector<uint8_t> EncodeOpWithIds(uint8_t op, const std::vector<uint64_t>& ids) {
+  WireWriter w;
+  w.U8(op);
+  w.U32(static_cast<uint32_t>(ids.size()));
+  for (uint64_t id : ids) w.U64(id);
+  return std::move(w.buffer());
+}
+
 }  // namespace lldd
 
 #endif  // LLM_DATADIST_SRC_COMMON_WIRE_H_

@@ -27,13 +27,6 @@ std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
-std::vector<uint8_t> EncodeIds(uint8_t op, const std::vector<uint64_t>& ids) {
-  WireWriter w;
-  w.U8(op);
-  w.U32(static_cast<uint32_t>(ids.size()));
-  for (uint64_t id : ids) w.U64(id);
-  return std::move(w.buffer());
-}
 }  // namespace
 
 // One opened peer allocation; closed when the last region (or in-flight
@@ -157,7 +150,7 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
     std::vector<uint64_t> chunk(unknown.begin() + start,
                                 unknown.begin() + std::min(unknown.size(), start + kMaxIdsPerCall));
     std::vector<uint8_t> reply;
-    LDD_RETURN_IF_ERROR(link->CallPeer(kCudaTransportName, EncodeIds(kDescribe, chunk), deadline, &reply));
+    LDD_RETURN_IF_ERROR(link->CallPeer(kCudaTransportName, EncodeOpWithIds(kDescribe, chunk), deadline, &reply));
     struct Entry {
       uint64_t id, length, alloc_size, offset;
       CudaShare share;
@@ -326,7 +319,7 @@ Result CudaEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline de
     std::vector<uint64_t> chunk(region_ids.begin() + start,
                                 region_ids.begin() + std::min(region_ids.size(), start + kMaxIdsPerCall));
     std::vector<uint8_t> reply;
-    LDD_RETURN_IF_ERROR(link->CallPeer(kCudaTransportName, EncodeIds(kRevoke, chunk), deadline, &reply));
+    LDD_RETURN_IF_ERROR(link->CallPeer(kCudaTransportName, EncodeOpWithIds(kRevoke, chunk), deadline, &reply));
   }
   return Result::Ok();
 }

@@ -58,13 +58,6 @@ bool WaitCall(CallState* call, Deadline deadline) {
   return call->cv.wait_until(lock, deadline.when(), [&] { return call->pending == 0; });
 }
 
-std::vector<uint8_t> IdsRequest(uint8_t op, const std::vector<uint64_t>& ids) {
-  WireWriter w;
-  w.U8(op);
-  w.U32(static_cast<uint32_t>(ids.size()));
-  for (uint64_t id : ids) w.U64(id);
-  return std::move(w.buffer());
-}
 
 }  // namespace
 
@@ -177,7 +170,7 @@ Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline de
   std::shared_ptr<LinkHandle> link = link_.lock();
   if (!link || link->closed()) return Result::LinkFailed("UCX: the link is gone");
   std::vector<uint8_t> reply;
-  LDD_RETURN_IF_ERROR(link->CallPeer("ucx", IdsRequest(kGetKeys, missing), deadline, &reply)
+  LDD_RETURN_IF_ERROR(link->CallPeer("ucx", EncodeOpWithIds(kGetKeys, missing), deadline, &reply)
                           .WithContext("UCX: fetching the peer's remote keys"));
   WireReader r(reply);
   uint32_t n = r.U32();
@@ -231,7 +224,7 @@ Result UcxEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline dea
   std::shared_ptr<LinkHandle> link = link_.lock();
   if (!link || link->closed()) return Result::Ok();  // no peer left to reach them
   std::vector<uint8_t> reply;
-  Result r = link->CallPeer("ucx", IdsRequest(kRevoke, region_ids), deadline, &reply);
+  Result r = link->CallPeer("ucx", EncodeOpWithIds(kRevoke, region_ids), deadline, &reply);
   if (!r.ok()) {
     // The peer may still hold keys to memory about to be freed. With RDMA
     // the unmapping that follows invalidates them. Over UCX's emulated RMA
