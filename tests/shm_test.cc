@@ -155,7 +155,9 @@ TEST(Shm, DeadPeersLeaveNoMappingDescriptorOrThread) {
     const int64_t allocated = server.AllocateInt32(2, 8, 16, 10);
     const int64_t registered = server.RegisterInt32(2, 8, 16, 11);
     std::vector<Status> rets;
-    ASSERT_EQ(client->LinkLlmClusters({ClusterAt(kServerId, server.port())}, rets), LLM_SUCCESS)
+    // A generous link timeout: a freshly forked peer under ThreadSanitizer on
+    // a busy 2-core machine can take over a second to answer its first HELLO.
+    ASSERT_EQ(client->LinkLlmClusters({ClusterAt(kServerId, server.port())}, rets, 10000), LLM_SUCCESS)
         << "cycle " << i << ": " << LlmDataDist::GetLastErrorMessage();
     ASSERT_EQ(client->PullKvBlocks(CacheIndex{kServerId, allocated}, local, {1}, {1}), LLM_SUCCESS);
     ASSERT_EQ(client->PullKvBlocks(CacheIndex{kServerId, registered}, local, {2}, {2}), LLM_SUCCESS);
