@@ -26,6 +26,10 @@ if(LLM_DATADIST_WITH_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES "80-real;90-real;90-virtual")
   endif()
   enable_language(CUDA)
+  # The kernels are CUDA C++17 (nvcc 13 knows no "CUDA20" dialect name for
+  # CMake 3.25); targets holding CUDA objects would otherwise ask for it.
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_package(CUDAToolkit REQUIRED)
   message(STATUS "llm-datadist: GPU support ON (CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
 else()
