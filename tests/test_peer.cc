@@ -99,8 +99,9 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
   return "ok";
 }
 
-// The child: one server instance obeying commands until "quit".
-[[noreturn]] void ChildMain(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
+}  // namespace
+
+[[noreturn]] void ServeCommands(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
   std::map<AscendString, AscendString> options{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}, {OPTION_DEVICE_ID, "0"}};
   for (const auto& [k, v] : extra) {
     if (k == kNetnsOption) {
@@ -259,8 +260,6 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
   _exit(0);
 }
 
-}  // namespace
-
 namespace {
 size_t CountEntries(const char* path) {
   size_t n = 0;
@@ -316,13 +315,26 @@ bool EnterNetns(const std::string& name) {
 ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::string> options) {
   int down[2];
   int up[2];
-  if (pipe(down) != 0 || pipe(up) != 0) throw std::runtime_error("pipe failed");
+  if (pipe2(down, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  if (pipe2(up, O_CLOEXEC) != 0) {
+    close(down[0]);
+    close(down[1]);
+    throw std::runtime_error("pipe failed");
+  }
+  // Everything the child needs is built before fork: between fork and exec
+  // it may only make async-signal-safe calls (see ServeCommands).
+  std::vector<std::string> args{LLDD_TEST_PEER_PROGRAM, std::to_string(cluster_id), std::to_string(down[0]),
+                                std::to_string(up[1])};
+  for (const auto& [k, v] : options) args.push_back(k + "=" + v);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
-    close(down[1]);
-    close(up[0]);
-    ChildMain(cluster_id, options, down[0], up[1]);
+    // Only the child's two ends survive exec.
+    if (fcntl(down[0], F_SETFD, 0) == 0 && fcntl(up[1], F_SETFD, 0) == 0) execv(argv[0], argv.data());
+    _exit(127);
   }
   close(down[0]);
   close(up[1]);

@@ -1,6 +1,10 @@
-// Runs the other end of a cross-process test in a forked child.
+// Runs the other end of a cross-process test in a child process.
 //
-// The child is a real llm_datadist instance in its own process. The parent
+// The child is a real llm_datadist instance in its own process: the
+// llm_datadist_test_peer program, started with fork and exec. (A forked copy
+// of the test that went on running without exec would inherit locks that
+// the test's own threads held at the fork, a sanitizer's allocator lock
+// among them, and could hang on its first allocation.) The parent
 // drives it with one-line commands over a pipe (the commands stand for what
 // a prefill engine would do on its own: register caches, fill them, read
 // them back for checking); it never takes part in a transfer.
@@ -57,6 +61,12 @@ struct ResourceCounts {
 // namespace (a name under /var/run/netns).
 constexpr const char kNetnsOption[] = "test.netns";
 bool EnterNetns(const std::string& name);
+
+// The peer program's body: one server instance (cluster `cluster_id`, extra
+// Initialize options) obeying one-line commands read from `in`, answering
+// on `out`, until "quit" or the end of `in`.
+[[noreturn]] void ServeCommands(uint64_t cluster_id, const std::map<std::string, std::string>& options, int in,
+                                int out);
 
 class ForkedServer {
  public:

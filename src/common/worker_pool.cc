@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/per_process.h"
+
 namespace lldd {
 namespace {
 
@@ -21,11 +23,6 @@ struct Batch {
 
 class WorkerPool {
  public:
-  static WorkerPool& Instance() {
-    static WorkerPool* pool = new WorkerPool();  // never destroyed: workers may outlive static teardown
-    return *pool;
-  }
-
   void Submit(std::function<void()> job) {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(job));
@@ -71,7 +68,7 @@ void RunAll(std::vector<std::function<void()>>& jobs) {
   auto batch = std::make_shared<Batch>();
   batch->outstanding = jobs.size() - 1;
   for (size_t i = 1; i < jobs.size(); ++i) {
-    WorkerPool::Instance().Submit([batch, &job = jobs[i]] {
+    PerProcess<WorkerPool>::Get().Submit([batch, &job = jobs[i]] {
       job();
       std::lock_guard<std::mutex> lock(batch->mu);
       if (--batch->outstanding == 0) batch->done.notify_all();
@@ -82,6 +79,6 @@ void RunAll(std::vector<std::function<void()>>& jobs) {
   batch->done.wait(lock, [&] { return batch->outstanding == 0; });
 }
 
-size_t WorkerCount() { return WorkerPool::Instance().workers(); }
+size_t WorkerCount() { return PerProcess<WorkerPool>::Get().workers(); }
 
 }  // namespace lldd

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/per_process.h"
 #include "common/split_evenly.h"
 
 namespace lldd {
@@ -22,10 +23,15 @@ void CopyAll(const std::vector<CopyTask>& tasks) {
 // the life of the process (they sleep when idle).
 class CopyPool {
  public:
-  static CopyPool& Instance() {
-    static CopyPool* pool = new CopyPool();  // never destroyed: helpers may outlive static teardown
-    return *pool;
+  // One helper per core (memory bandwidth of a big server needs most of
+  // them), within reason.
+  CopyPool() {
+    unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+    unsigned n = std::min(cores, 64U) - 1;
+    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
+    for (auto& t : threads_) t.detach();
   }
+
   unsigned helpers() const { return static_cast<unsigned>(threads_.size()); }
 
   // Runs jobs[1..] on helpers and jobs[0] here; returns when all are done.
@@ -56,14 +62,6 @@ class CopyPool {
   }
 
  private:
-  // One helper per core (memory bandwidth of a big server needs most of
-  // them), within reason.
-  CopyPool() {
-    unsigned cores = std::max(1U, std::thread::hardware_concurrency());
-    unsigned n = std::min(cores, 64U) - 1;
-    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
-    for (auto& t : threads_) t.detach();
-  }
   void Loop() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
@@ -89,11 +87,11 @@ class CopyPool {
 
 void RunOnCopyThreads(std::vector<std::function<void()>>& jobs) {
   if (jobs.empty()) return;
-  if (jobs.size() == 1 || !CopyPool::Instance().TryRun(jobs))
+  if (jobs.size() == 1 || !PerProcess<CopyPool>::Get().TryRun(jobs))
     for (auto& job : jobs) job();
 }
 
-unsigned CopyThreadCount() { return CopyPool::Instance().helpers() + 1; }
+unsigned CopyThreadCount() { return PerProcess<CopyPool>::Get().helpers() + 1; }
 
 void ParallelCopy(const std::vector<CopyTask>& tasks, unsigned max_threads) {
   size_t total = 0;
