@@ -1,22 +1,11 @@
 #include "engine/engine.h"
 
-#include <sys/random.h>
-
 #include <future>
 
 #include "common/logging.h"
+#include "common/random.h"
 
 namespace lldd {
-namespace {
-
-uint64_t RandomU64() {
-  uint64_t v = 0;
-  while (getrandom(&v, sizeof(v), 0) != sizeof(v)) {
-  }
-  return v;
-}
-
-}  // namespace
 
 Engine::Engine(uint64_t cluster_id, llm_datadist::LlmRole role)
     : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role) {}

@@ -1,10 +1,9 @@
 // The link table: linking to a server, accepting a link, unlinking, and
 // telling a stale link (its peer restarted) from a live duplicate.
-#include <sys/random.h>
-
 #include <future>
 
 #include "common/logging.h"
+#include "common/random.h"
 #include "control/link_auth.h"
 #include "engine/engine.h"
 #include "engine/handshake.h"
@@ -20,13 +19,6 @@ using llm_datadist::LLM_SUCCESS;
 constexpr int kKeepAliveIdleS = 5;
 constexpr int kKeepAliveIntervalS = 1;
 constexpr int kKeepAliveCount = 5;
-
-uint64_t RandomU64() {
-  uint64_t v = 0;
-  while (getrandom(&v, sizeof(v), 0) != sizeof(v)) {
-  }
-  return v;
-}
 
 // Runs `one` for every cluster in parallel (so that the whole call honours
 // its timeout); a status per cluster in `rets`, the first failure returned.

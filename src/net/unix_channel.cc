@@ -1,7 +1,6 @@
 #include "net/unix_channel.h"
 
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -9,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+
+#include "common/random.h"
 
 namespace lldd {
 namespace {
@@ -31,10 +32,7 @@ std::string ReadLink(const char* path) {
 }  // namespace
 
 std::string MakeAbstractName() {
-  uint64_t nonce = 0;
-  while (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce)) {
-  }
-  return Msg("llm_datadist/", getpid(), "/", std::hex, nonce);
+  return Msg("llm_datadist/", getpid(), "/", std::hex, RandomU64());
 }
 
 Result UnixListen(const std::string& name, Socket* out) {

@@ -1,10 +1,10 @@
 #include "transport/cuda/cuda_transport.h"
 
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/logging.h"
+#include "common/random.h"
 #include "common/wire.h"
 #include "gpu/device_memory.h"
 #include "transport/cuda/cuda_endpoint.h"
@@ -174,8 +174,7 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
 
 std::string CudaTransport::OfferFds(const std::vector<int>& fds) {
   uint8_t nonce[16];
-  while (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce)) {
-  }
+  FillRandom(nonce, sizeof(nonce));
   std::string ticket;
   for (uint8_t b : nonce) ticket += Msg(std::hex, (b >> 4), (b & 15));
   Offer offer;
