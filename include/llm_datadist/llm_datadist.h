@@ -27,6 +27,12 @@
 //    called at any time, from any thread.
 //  - Different instances share nothing a caller must lock.
 //
+// fork(). A child process inherits none of the parent's library threads, so
+// it must not use an instance created before the fork (destroying it there
+// is not safe either: let the child exit without it). It may create and use
+// instances of its own: the library's process-wide thread pools start
+// afresh in the child.
+//
 // Extensions of ours live inside the class (static or member functions and
 // static constants) so that no free name of ours can clash with a user's
 // own helpers written next to `using namespace llm_datadist;`.

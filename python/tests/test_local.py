@@ -194,3 +194,46 @@ def test_link_failures_carry_per_cluster_statuses(datadist):
     with pytest.raises(LLMException) as e:
         dd.check_link_status(1)
     assert e.value.status_code == LLMStatusCode.LLM_NOT_YET_LINK
+
+
+def test_a_forked_child_gets_an_error_and_exits_without_hanging(datadist):
+    """The parent's instance is unusable in a forked child (its threads are
+    not there): calls raise LLM_FAILED, and the exit path (the module's
+    atexit finalize, the native destructor) returns instead of hanging."""
+    import gc
+    import os
+    import time
+    from llm_datadist import llm_datadist as module
+
+    cm = datadist().cache_manager
+    cm.allocate_cache(CacheDesc(1, [4, 8], DataType.DT_FLOAT, Placement.HOST))
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            try:
+                cm.allocate_cache(CacheDesc(1, [4, 8], DataType.DT_FLOAT, Placement.HOST))
+                code = 10
+            except LLMException as e:
+                if e.status_code != LLMStatusCode.LLM_FAILED or "fork" not in str(e):
+                    code = 11
+            module._shutdown_handler()
+            module.LLMDataDist.llm_engine_instance = None
+            gc.collect()
+        except BaseException:
+            code = 12
+        os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the parent's instance")
+        time.sleep(0.05)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (
+        "10: the parent's instance answered; 11: wrong status or reason; 12: the exit path raised")
+    # The parent's instance still works.
+    cm.allocate_cache(CacheDesc(1, [4, 8], DataType.DT_FLOAT, Placement.HOST))

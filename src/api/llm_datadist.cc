@@ -2,60 +2,97 @@
 // status code plus the calling thread's last-error message.
 #include "llm_datadist/llm_datadist.h"
 
+#include <unistd.h>
+
+#include <atomic>
+
 #include "common/last_error.h"
 #include "engine/engine.h"
 
 namespace llm_datadist {
 
-class LlmDataDist::Impl {
- public:
-  Impl(uint64_t cluster_id, LlmRole role) : engine(cluster_id, role) {}
-  lldd::Engine engine;
-};
-
 namespace {
 Status Report(const char* api, const lldd::Result& r) { return lldd::ReportResult(api, r); }
 }  // namespace
 
-LlmDataDist::LlmDataDist(uint64_t cluster_id, LlmRole role) : impl_(new Impl(cluster_id, role)) {}
-LlmDataDist::~LlmDataDist() = default;
+class LlmDataDist::Impl {
+ public:
+  Impl(uint64_t cluster_id, LlmRole role) : engine(cluster_id, role) {}
 
-Status LlmDataDist::Initialize(const std::map<AscendString, AscendString>& options) {
-  return Report("Initialize", impl_->engine.Initialize(options));
+  // An initialized engine's threads exist only in the process that
+  // initialized it. In a forked child, the copy must not be touched: its
+  // locks may be held by threads that are gone, and joining them would
+  // never return. So every call there fails, Finalize does nothing, and the
+  // destructor leaves the copy alone.
+  bool ForkedAway() const {
+    const pid_t owner = initialized_in.load();
+    return owner != 0 && owner != getpid();
+  }
+
+  template <typename Call>
+  Status Run(const char* api, Call&& call) {
+    if (ForkedAway())
+      return Report(
+          api, lldd::Result::Failed(lldd::Msg("this LlmDataDist was initialized in process ", initialized_in.load(),
+                                              ", before a fork; a forked child must create and initialize its own")));
+    return Report(api, call());
+  }
+
+  lldd::Engine engine;
+  std::atomic<pid_t> initialized_in{0};
+};
+
+LlmDataDist::LlmDataDist(uint64_t cluster_id, LlmRole role) : impl_(new Impl(cluster_id, role)) {}
+
+LlmDataDist::~LlmDataDist() {
+  if (impl_ && impl_->ForkedAway()) (void)impl_.release();  // the parent's; see Impl::ForkedAway
 }
 
-void LlmDataDist::Finalize() { impl_->engine.Finalize(); }
+Status LlmDataDist::Initialize(const std::map<AscendString, AscendString>& options) {
+  return impl_->Run("Initialize", [&] {
+    lldd::Result r = impl_->engine.Initialize(options);
+    if (r.ok()) impl_->initialized_in = getpid();
+    return r;
+  });
+}
+
+void LlmDataDist::Finalize() {
+  if (impl_->ForkedAway()) return;
+  impl_->engine.Finalize();
+  impl_->initialized_in = 0;
+}
 
 Status LlmDataDist::SetRole(LlmRole role, const std::map<AscendString, AscendString>& options) {
-  return Report("SetRole", impl_->engine.SetRole(role, options));
+  return impl_->Run("SetRole", [&] { return impl_->engine.SetRole(role, options); });
 }
 
 Status LlmDataDist::LinkLlmClusters(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets,
                                     int32_t timeout_in_millis) {
-  return Report("LinkLlmClusters", impl_->engine.Link(clusters, rets, timeout_in_millis));
+  return impl_->Run("LinkLlmClusters", [&] { return impl_->engine.Link(clusters, rets, timeout_in_millis); });
 }
 
 Status LlmDataDist::UnlinkLlmClusters(const std::vector<ClusterInfo>& clusters, std::vector<Status>& rets,
                                       int32_t timeout_in_millis, bool force_flag) {
-  return Report("UnlinkLlmClusters", impl_->engine.Unlink(clusters, rets, timeout_in_millis, force_flag));
+  return impl_->Run("UnlinkLlmClusters",
+                    [&] { return impl_->engine.Unlink(clusters, rets, timeout_in_millis, force_flag); });
 }
 
 Status LlmDataDist::AllocateCache(const CacheDesc& cache_desc, Cache& cache) {
-  return Report("AllocateCache", impl_->engine.AllocateCache(cache_desc, cache));
+  return impl_->Run("AllocateCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache); });
 }
 
 Status LlmDataDist::DeallocateCache(int64_t cache_id) {
-  return Report("DeallocateCache", impl_->engine.DeallocateCache(cache_id));
+  return impl_->Run("DeallocateCache", [&] { return impl_->engine.DeallocateCache(cache_id); });
 }
 
 Status LlmDataDist::RegisterKvCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs,
                                     const RegisterCfg& cfg, int64_t& cache_id) {
   (void)cfg;  // all reserved bytes: nothing to configure yet
-  return Report("RegisterKvCache", impl_->engine.RegisterKvCache(cache_desc, addrs, cache_id));
+  return impl_->Run("RegisterKvCache", [&] { return impl_->engine.RegisterKvCache(cache_desc, addrs, cache_id); });
 }
 
 Status LlmDataDist::UnregisterKvCache(int64_t cache_id) {
-  return Report("UnregisterKvCache", impl_->engine.UnregisterKvCache(cache_id));
+  return impl_->Run("UnregisterKvCache", [&] { return impl_->engine.UnregisterKvCache(cache_id); });
 }
 
 Status LlmDataDist::PullKvCache(const CacheIndex& src_cache_index, const Cache& dst_cache, uint32_t batch_index,
@@ -66,7 +103,7 @@ Status LlmDataDist::PullKvCache(const CacheIndex& src_cache_index, const Cache& 
   spec.local_batch = batch_index;
   spec.size = size;
   spec.ext = ext_param;
-  return Report("PullKvCache", impl_->engine.Transfer(spec));
+  return impl_->Run("PullKvCache", [&] { return impl_->engine.Transfer(spec); });
 }
 
 Status LlmDataDist::PullKvBlocks(const CacheIndex& src_cache_index, const Cache& dst_cache,
@@ -79,7 +116,7 @@ Status LlmDataDist::PullKvBlocks(const CacheIndex& src_cache_index, const Cache&
   spec.remote_blocks = &src_blocks;
   spec.local_blocks = &dst_blocks;
   spec.ext = ext_param;
-  return Report("PullKvBlocks", impl_->engine.Transfer(spec));
+  return impl_->Run("PullKvBlocks", [&] { return impl_->engine.Transfer(spec); });
 }
 
 Status LlmDataDist::PushKvCache(const Cache& src_cache, const CacheIndex& dst_cache_index, uint32_t src_batch_index,
@@ -91,7 +128,7 @@ Status LlmDataDist::PushKvCache(const Cache& src_cache, const CacheIndex& dst_ca
   spec.local_batch = src_batch_index;
   spec.size = size;
   spec.ext = ext_param;
-  return Report("PushKvCache", impl_->engine.Transfer(spec));
+  return impl_->Run("PushKvCache", [&] { return impl_->engine.Transfer(spec); });
 }
 
 Status LlmDataDist::PushKvBlocks(const Cache& src_cache, const CacheIndex& dst_cache_index,
@@ -105,28 +142,31 @@ Status LlmDataDist::PushKvBlocks(const Cache& src_cache, const CacheIndex& dst_c
   spec.remote_blocks = &dst_blocks;
   spec.local_blocks = &src_blocks;
   spec.ext = ext_param;
-  return Report("PushKvBlocks", impl_->engine.Transfer(spec));
+  return impl_->Run("PushKvBlocks", [&] { return impl_->engine.Transfer(spec); });
 }
 
 Status LlmDataDist::CopyKvCache(const Cache& src_cache, const Cache& dst_cache, uint32_t src_batch_index,
                                 uint32_t dst_batch_index, uint64_t offset, int64_t size) {
-  return Report("CopyKvCache",
-                impl_->engine.CopyKvCache(src_cache, dst_cache, src_batch_index, dst_batch_index, offset, size));
+  return impl_->Run("CopyKvCache", [&] {
+    return impl_->engine.CopyKvCache(src_cache, dst_cache, src_batch_index, dst_batch_index, offset, size);
+  });
 }
 
-Status LlmDataDist::CopyKvBlocks(const Cache& src_cache, const Cache& dst_cache, const std::vector<uint64_t>& src_blocks,
+Status LlmDataDist::CopyKvBlocks(const Cache& src_cache, const Cache& dst_cache,
+                                 const std::vector<uint64_t>& src_blocks,
                                  const std::vector<std::vector<uint64_t>>& dst_blocks_list) {
-  return Report("CopyKvBlocks", impl_->engine.CopyKvBlocks(src_cache, dst_cache, src_blocks, dst_blocks_list));
+  return impl_->Run("CopyKvBlocks",
+                    [&] { return impl_->engine.CopyKvBlocks(src_cache, dst_cache, src_blocks, dst_blocks_list); });
 }
 
 const char* LlmDataDist::GetLastErrorMessage() { return lldd::LastErrorMessage().c_str(); }
 
 const char* LlmDataDist::GetStatusName(Status status) { return lldd::StatusName(status); }
 
-uint16_t LlmDataDist::GetListenPort() const { return impl_->engine.listen_port(); }
+uint16_t LlmDataDist::GetListenPort() const { return impl_->ForkedAway() ? 0 : impl_->engine.listen_port(); }
 
 const char* LlmDataDist::GetLinkTransport(uint64_t remote_cluster_id) const {
-  return impl_->engine.LinkTransport(remote_cluster_id);
+  return impl_->ForkedAway() ? "" : impl_->engine.LinkTransport(remote_cluster_id);
 }
 
 }  // namespace llm_datadist
