@@ -13,6 +13,7 @@
 
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
+#include "tests/wait_until.h"
 
 namespace {
 
@@ -95,6 +96,7 @@ ChildResult Child(Pair& inherited) {
 }
 
 TEST(Fork, AChildRefusesTheParentsInstancesAndRunsItsOwn) {
+  if (lldd_test::kThreadSanitized) GTEST_SKIP() << "ThreadSanitizer cannot follow a forked child's new threads";
   std::string why;
   Pair parent = MakePair(3, &why);
   ASSERT_TRUE(parent.client) << why;

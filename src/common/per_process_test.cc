@@ -13,6 +13,7 @@
 
 #include "common/worker_pool.h"
 #include "memory/parallel_copy.h"
+#include "tests/wait_until.h"
 
 namespace lldd {
 namespace {
@@ -72,6 +73,7 @@ TEST(PerProcess, OneObjectPerProcessAndAFreshOneInAForkedChild) {
 }
 
 TEST(PerProcess, PoolsWorkInAChildForkedAfterTheParentUsedThem) {
+  if (lldd_test::kThreadSanitized) GTEST_SKIP() << "ThreadSanitizer cannot follow a forked child's new threads";
   ASSERT_TRUE(RunsEveryJob(6));
   ASSERT_TRUE(CopiesInParallel());
   ASSERT_GT(WorkerCount(), 0U);
