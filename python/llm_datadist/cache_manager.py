@@ -9,7 +9,17 @@ key by pulling that table over the link with the ordinary PullKvCache (into
 its own scratch cache, id 2), so nothing beyond the public C++ API is used and
 keys registered after a link are visible too. A torn read (the owner updating
 the table during the pull) fails the table's CRC and is read again.
+
+Releases. As the vendor's, a cache allocated or registered with CacheKeys is
+held by its id and by each key: deallocate_cache (or unregister_cache) drops
+the id, and the memory goes only once every key is gone too. A key goes by
+remove_cache_key on the owner, or by a successful pull_cache by that key: the
+puller then pushes a release note (the key's generation) into the owner's
+*release inbox* (cache id 3, one row per directory slot; id 4 is the puller's
+one-row staging cache). The owner acts on notes at its next cache_manager
+call, so a key may still resolve, and its memory stay, until then.
 """
+import logging
 import struct
 import threading
 import time
@@ -21,15 +31,20 @@ from llm_datadist.llm_types import (BlocksCacheKey, Cache, CacheDesc, CacheKey, 
                                     Placement)
 from llm_datadist.status import LLMException, LLMStatusCode, handle_llm_status, raise_if_false
 
+_log = logging.getLogger("llm_datadist")
+
 _NUM_TENSORS_PER_LAYER = 2
 _INVALID_ID = 2**64 - 1
 
 DIRECTORY_CACHE_ID = 1
-_DIR_MAGIC = 0x314B4559534C4444  # "DDLSYEK1"
+INBOX_CACHE_ID = 3
+_DIR_MAGIC = 0x324B4559534C4444  # "DDLSYEK2"
 _DIR_BYTES = 256 * 1024
 _DIR_HEAD = struct.Struct("<QQII")           # magic, seq, count, crc
-_DIR_ENTRY = struct.Struct("<IIQQQqI4x")     # kind, pad, model_id, req_id, prefix_id, cache_id, batch
+_DIR_ENTRY = struct.Struct("<IIQQQqI4xQ")    # kind, slot, model_id, req_id, prefix_id, cache_id, batch, generation
 _DIR_MAX = (_DIR_BYTES - _DIR_HEAD.size) // _DIR_ENTRY.size
+_NOTE_MAGIC = 0x45534145454C4552  # "RELEASE"
+_NOTE = struct.Struct("<QQ16x")              # magic, generation of the released key
 _FIRST_READ = 4096
 _KIND_BLOCKS, _KIND_CACHE = 1, 2
 
@@ -79,33 +94,46 @@ def _int_list(name, values):
     return list(values)
 
 
+class _Entry:
+    __slots__ = ("cache_id", "batch", "slot", "generation")
+
+    def __init__(self, cache_id, batch, slot, generation):
+        self.cache_id, self.batch, self.slot, self.generation = cache_id, batch, slot, generation
+
+
 class _Directory:
-    """This instance's key table (owner side) and the peer-table reader."""
+    """This instance's key table and release inbox (owner side), and the
+    peer-table reader and release sender (puller side)."""
 
     def __init__(self, engine):
         self._engine = engine
         self._lock = threading.Lock()
-        self._entries = {}  # (kind, model_id, req_id, prefix_id) -> (cache_id, batch)
+        self._entries = {}  # (kind, model_id, req_id, prefix_id) -> _Entry
+        self._free_slots = list(range(_DIR_MAX - 1, -1, -1))
+        self._generation = 0
         self._seq = 0
         self._read_lock = threading.Lock()
-        self._resolved = {}  # (cluster, kind, model_id) -> (cache_id, batch) for blocks keys
-        st, dir_id, addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value, [1, _DIR_BYTES])
-        handle_llm_status(st, "[init] key directory")
-        st, scratch_id, scratch_addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value,
-                                                        [1, _DIR_BYTES])
-        handle_llm_status(st, "[init] key directory scratch")
-        raise_if_false(dir_id == DIRECTORY_CACHE_ID, f"key directory got cache id {dir_id}, expected 1",
-                       status_code=LLMStatusCode.LLM_FAILED)
+        self._resolved = {}  # (cluster, kind, model_id) -> (cache_id, batch, slot, generation) for blocks keys
+        self._note_lock = threading.Lock()
         from llm_datadist import _llm_datadist as native
-        self._mem = native.memory_view(addrs[0], _DIR_BYTES)
-        self._scratch_id = scratch_id
-        self._scratch = native.memory_view(scratch_addrs[0], _DIR_BYTES)
+        ids, views = [], []
+        for what, shape in (("key directory", [1, _DIR_BYTES]), ("key directory scratch", [1, _DIR_BYTES]),
+                            ("release inbox", [_DIR_MAX, _NOTE.size]), ("release staging", [1, _NOTE.size])):
+            st, cache_id, addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value, shape)
+            handle_llm_status(st, f"[init] {what}")
+            ids.append(cache_id)
+            views.append(native.memory_view(addrs[0], shape[0] * shape[1]))
+        raise_if_false(ids[0] == DIRECTORY_CACHE_ID and ids[2] == INBOX_CACHE_ID,
+                       f"key directory and inbox got cache ids {ids[0]} and {ids[2]}, expected 1 and 3",
+                       status_code=LLMStatusCode.LLM_FAILED)
+        self._mem, self._scratch, self._inbox, self._note = views
+        self._scratch_id, self._note_id = ids[1], ids[3]
         self._publish()
 
     def _publish(self):
         items = list(self._entries.items())
-        raise_if_false(len(items) <= _DIR_MAX, f"more than {_DIR_MAX} cache keys", status_code=LLMStatusCode.LLM_OUT_OF_MEMORY)
-        body = b"".join(_DIR_ENTRY.pack(k[0], 0, k[1], k[2], k[3], v[0], v[1]) for k, v in items)
+        body = b"".join(_DIR_ENTRY.pack(k[0], e.slot, k[1], k[2], k[3], e.cache_id, e.batch, e.generation)
+                        for k, e in items)
         self._seq += 1
         crc = zlib.crc32(struct.pack("<QI", self._seq, len(items)) + body)
         end = _DIR_HEAD.size + len(body)
@@ -116,22 +144,62 @@ class _Directory:
         with self._lock:
             for k, batch in keys:
                 raise_if_false(k not in self._entries, f"cache key {k} is already in use")
+            raise_if_false(len(keys) <= len(self._free_slots), f"more than {_DIR_MAX} cache keys",
+                           status_code=LLMStatusCode.LLM_OUT_OF_MEMORY)
             for k, batch in keys:
-                self._entries[k] = (cache_id, batch)
+                slot = self._free_slots.pop()
+                self._generation += 1
+                self._inbox[slot * _NOTE.size:(slot + 1) * _NOTE.size] = bytes(_NOTE.size)
+                self._entries[k] = _Entry(cache_id, batch, slot, self._generation)
             self._publish()
 
+    def _drop(self, k):
+        e = self._entries.pop(k)
+        self._free_slots.append(e.slot)
+        return e.cache_id
+
     def remove_key(self, k):
+        """Drops key k; returns the cache id it held, or None."""
         with self._lock:
-            if self._entries.pop(k, None) is not None:
-                self._publish()
+            if k not in self._entries:
+                return None
+            cache_id = self._drop(k)
+            self._publish()
+            return cache_id
 
     def remove_cache(self, cache_id):
         with self._lock:
-            dead = [k for k, v in self._entries.items() if v[0] == cache_id]
+            dead = [k for k, e in self._entries.items() if e.cache_id == cache_id]
             for k in dead:
-                del self._entries[k]
+                self._drop(k)
             if dead:
                 self._publish()
+
+    def holds(self, cache_id):
+        with self._lock:
+            return any(e.cache_id == cache_id for e in self._entries.values())
+
+    def take_released(self):
+        """Drops the keys whose pullers sent a release note; returns the
+        cache ids they held."""
+        with self._lock:
+            released = []
+            for k, e in self._entries.items():
+                magic, generation = _NOTE.unpack_from(self._inbox, e.slot * _NOTE.size)
+                if magic == _NOTE_MAGIC and generation == e.generation:
+                    released.append(k)
+            cache_ids = [self._drop(k) for k in released]
+            if released:
+                self._publish()
+            return cache_ids
+
+    def send_release(self, cluster_id, slot, generation):
+        """Tells the owner that our pull by a CacheKey used it up (best
+        effort: the pull itself has succeeded either way)."""
+        ext = (-1, -1, -1, -1, _NUM_TENSORS_PER_LAYER)
+        with self._note_lock:
+            self._note[0:_NOTE.size] = _NOTE.pack(_NOTE_MAGIC, generation)
+            return self._engine.push_cache(self._note_id, 0, cluster_id, INBOX_CACHE_ID, slot, -1, ext)
 
     def forget(self, cluster_id=None):
         with self._read_lock:
@@ -167,14 +235,15 @@ class _Directory:
                 continue
             table = {}
             for i in range(count):
-                kind, _, model_id, req_id, prefix_id, cache_id, batch = _DIR_ENTRY.unpack_from(body, i * _DIR_ENTRY.size)
-                table[(kind, model_id, req_id, prefix_id)] = (cache_id, batch)
+                kind, slot, model_id, req_id, prefix_id, cache_id, batch, generation = _DIR_ENTRY.unpack_from(
+                    body, i * _DIR_ENTRY.size)
+                table[(kind, model_id, req_id, prefix_id)] = (cache_id, batch, slot, generation)
             return table
         raise LLMException(f"the key directory of cluster {cluster_id} kept changing while read",
                            status_code=LLMStatusCode.LLM_TIMEOUT)
 
     def resolve(self, cluster_id, k, use_cache):
-        """(cache_id, batch_index) of key k on peer cluster_id."""
+        """(cache_id, batch_index, slot, generation) of key k on peer cluster_id."""
         memo = (cluster_id,) + k
         with self._read_lock:
             if use_cache and memo in self._resolved:
@@ -211,6 +280,7 @@ class CacheManager:
         self._initialized = True
         self._directory = _Directory(engine)
         self._caches: Dict[int, Cache] = {}
+        self._orphans: Dict[int, bool] = {}  # dropped by id, still held by keys -> registered?
         self._lock = threading.Lock()
 
     # --- allocation and registration ---
@@ -218,6 +288,19 @@ class CacheManager:
     def _check(self):
         if not self._initialized:
             raise LLMException("llm datadist is finalized", status_code=LLMStatusCode.LLM_FAILED)
+        for cache_id in self._directory.take_released():
+            self._free_if_orphan(cache_id)
+
+    def _free_if_orphan(self, cache_id):
+        """Frees a cache its owner already dropped once no key holds it."""
+        if cache_id is None or self._directory.holds(cache_id):
+            return
+        with self._lock:
+            registered = self._orphans.pop(cache_id, None)
+        if registered is not None:
+            st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
+            if st != LLMStatusCode.LLM_SUCCESS:  # not the current call's failure: logged, not raised
+                _log.warning("could not free cache %d after its last key went (status %s)", cache_id, st)
 
     def _allocate(self, cache_desc, keys, is_blocks, what):
         self._check()
@@ -300,9 +383,19 @@ class CacheManager:
 
     def _release(self, cache_id, registered, what):
         self._check()
-        self._directory.remove_cache(cache_id)
-        st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
-        handle_llm_status(st, what, f"cache_id = {cache_id}")
+        with self._lock:
+            known = self._caches.get(cache_id)
+        if self._directory.holds(cache_id):
+            # Keys still hold it: the memory stays until they go (pulled or removed).
+            raise_if_false(known is None or known._is_registered == registered,
+                           f"{what} cache {cache_id} was {'registered' if known._is_registered else 'allocated'}"
+                           if known is not None else "")
+            with self._lock:
+                self._orphans[cache_id] = registered
+            self._free_if_orphan(cache_id)  # its last key may have gone meanwhile
+        else:
+            st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
+            handle_llm_status(st, what, f"cache_id = {cache_id}")
         with self._lock:
             cache = self._caches.pop(cache_id, None)
         if cache is not None:
@@ -324,36 +417,42 @@ class CacheManager:
         self._release(cache_id, True, "[unregister_cache]")
 
     def remove_cache_key(self, cache_key: CacheKey) -> None:
+        """After it, the key no longer resolves; a cache already dropped by
+        deallocate_cache is freed once none of its keys is left."""
         if not isinstance(cache_key, CacheKey):
             raise TypeError("cache_key should be CacheKey")
-        self._directory.remove_key(_cache_key(cache_key))
+        self._check()
+        self._free_if_orphan(self._directory.remove_key(_cache_key(cache_key)))
 
     # --- transfers: every one releases the GIL inside the C++ call ---
 
     def _remote(self, key, blocks):
-        """(cluster_id, cache_id, batch_index, cacheable) of a peer's cache."""
+        """(cluster_id, cache_id, batch_index, cacheable, (slot, generation)) of a
+        peer's cache; the last is None unless the key is a CacheKey."""
         if isinstance(key, CacheKeyByIdAndIndex):
-            return key.cluster_id, key.cache_id, key.batch_index, False
+            return key.cluster_id, key.cache_id, key.batch_index, False, None
         if isinstance(key, BlocksCacheKey):
-            cid, batch = self._directory.resolve(key.cluster_id, _blocks_key(key), True)
-            return key.cluster_id, cid, batch, True
+            cid, batch, _, _ = self._directory.resolve(key.cluster_id, _blocks_key(key), True)
+            return key.cluster_id, cid, batch, True, None
         if isinstance(key, CacheKey):
             raise_if_false(not blocks, "a CacheKey names a contiguous cache, not blocks")
-            cid, batch = self._directory.resolve(key.cluster_id, _cache_key(key), False)
-            return key.cluster_id, cid, batch, False
+            cid, batch, slot, generation = self._directory.resolve(key.cluster_id, _cache_key(key), False)
+            return key.cluster_id, cid, batch, False, (slot, generation)
         raise TypeError("cache key should be CacheKey, CacheKeyByIdAndIndex or BlocksCacheKey")
 
     def _with_key(self, key, blocks, call, what):
         """Runs call(cluster, cache_id, batch); a stale memoised key
-        (KV_CACHE_NOT_EXIST) is resolved once more."""
+        (KV_CACHE_NOT_EXIST) is resolved once more. Returns the key's
+        (slot, generation) for a CacheKey, else None."""
         self._check()
-        cluster, cid, batch, cached = self._remote(key, blocks)
+        cluster, cid, batch, cached, release = self._remote(key, blocks)
         st = call(cluster, cid, batch)
         if st == LLMStatusCode.LLM_KV_CACHE_NOT_EXIST and cached:
             self._directory.forget(cluster)
-            cluster, cid, batch, _ = self._remote(key, blocks)
+            cluster, cid, batch, _, release = self._remote(key, blocks)
             st = call(cluster, cid, batch)
         handle_llm_status(st, what, f"key = {key}")
+        return release
 
     def pull_cache(self, cache_key: Union[CacheKey, CacheKeyByIdAndIndex], cache: Cache, batch_index: int = 0,
                    size: int = -1, **kwargs) -> None:
@@ -362,8 +461,14 @@ class CacheManager:
         raise_if_false(size == -1 or size > 0, f"[pull_cache] size ({size}) is invalid, should be = -1 or > 0")
         ext = _ext(kwargs.get("src_layer_range"), kwargs.get("dst_layer_range"),
                    kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
-        self._with_key(cache_key, False, lambda cl, cid, b: self._engine.pull_cache(
+        release = self._with_key(cache_key, False, lambda cl, cid, b: self._engine.pull_cache(
             cl, cid, b, cache.cache_id, batch_index, size, ext), "[pull_cache]")
+        if release is not None:
+            # As the vendor's: a pull by CacheKey uses the key up.
+            st = self._directory.send_release(cache_key.cluster_id, *release)
+            if st != LLMStatusCode.LLM_SUCCESS:
+                _log.warning("[pull_cache] pulled, but could not release key %s on cluster %d (status %s)",
+                             cache_key, cache_key.cluster_id, st)
 
     def pull_blocks(self, src_cache_key: Union[CacheKey, CacheKeyByIdAndIndex, BlocksCacheKey], dst_cache: Cache,
                     src_blocks: Union[Tuple[int], List[int]] = (), dst_blocks: Union[Tuple[int], List[int]] = (),

@@ -207,6 +207,67 @@ def kv_decode(chan, backend="auto"):
     dd.finalize()
 
 
+# --- a pull by CacheKey uses the key up (the vendor's reference counting) ----
+
+KEYED_DESC = CacheDesc(2, [2, 256], DataType.DT_FLOAT16, Placement.HOST)
+
+
+def keyed_prompt(chan):
+    """Allocates a cache held by keys 21 and 22 and drops its id at once: the
+    memory must live until both keys are gone, pulled or removed."""
+    dd = init(PROMPT, PROMPT, listen="127.0.0.1:0", backend="tcp")
+    cm = dd.cache_manager
+    cache = cm.allocate_cache(KEYED_DESC, [CacheKey(PROMPT, req_id=21), CacheKey(PROMPT, req_id=22)])
+    for i, t in enumerate(cache.tensors()):
+        t.view(torch.uint8).copy_(pattern(8, i, 2, 512))
+    cache_id = cache.cache_id
+    cm.deallocate_cache(cache)  # the keys still hold it
+    other = cm.allocate_cache(KEYED_DESC, [CacheKey(PROMPT, req_id=23)])
+    other_id = other.cache_id
+    cm.deallocate_cache(other)
+    chan.send({"port": dd.listen_port(), "cache_id": cache_id, "other_id": other_id})
+    chan.sync("pulled 21")
+    cm.allocate_cache(KEYED_DESC)  # any call takes in the release notes
+    chan.sync("took in 21")
+    chan.sync("pulled 22")
+    cm.remove_cache_key(CacheKey(PROMPT, req_id=23))  # frees `other`; takes in 22's note, which frees `cache`
+    chan.sync("took in 22")
+    chan.sync("done")
+    dd.finalize()
+
+
+def keyed_decoder(chan):
+    dd = init(DECODER, DECODER, backend="tcp")
+    cm = dd.cache_manager
+    info = chan.recv()
+    link_to(dd, PROMPT, info["port"])
+    mine = cm.allocate_cache(KEYED_DESC)
+
+    def check(batch, src_row):
+        for i, t in enumerate(mine.tensors()):
+            assert torch.equal(t[batch].view(torch.uint8), pattern(8, i, 2, 512)[src_row]), f"tensor {i} differs"
+
+    cm.pull_cache(CacheKey(PROMPT, req_id=21), mine, batch_index=0)  # after its owner dropped the id
+    check(0, 0)
+    chan.sync("pulled 21")
+    chan.sync("took in 21")
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=21), mine)
+    by_id = CacheKeyByIdAndIndex(PROMPT, info["cache_id"], 1)
+    cm.pull_cache(by_id, mine, batch_index=1)  # key 22 still holds the memory
+    check(1, 1)
+    cm.pull_cache(CacheKey(PROMPT, req_id=22), mine, batch_index=0)
+    check(0, 1)
+    chan.sync("pulled 22")
+    chan.sync("took in 22")
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=22), mine)
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, by_id, mine)
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=23), mine)
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache,
+                 CacheKeyByIdAndIndex(PROMPT, info["other_id"], 0), mine)
+    chan.sync("done")
+    dd.finalize()
+
+
 # --- the vendor's Python samples (hicann/hixl examples/python/llm_datadist) --
 # Written as in the samples, with CPU tensors instead of .npu() and a pipe
 # instead of torch.distributed barriers; every result is checked.
