@@ -10,9 +10,10 @@ its own scratch cache, id 2), so nothing beyond the public C++ API is used and
 keys registered after a link are visible too. A torn read (the owner updating
 the table during the pull) fails the table's CRC and is read again.
 
-Releases. As the vendor's, a cache allocated or registered with CacheKeys is
-held by its id and by each key: deallocate_cache (or unregister_cache) drops
-the id, and the memory goes only once every key is gone too. A key goes by
+Releases. As the vendor's, a cache allocated with CacheKeys is held by its id
+and by each key: deallocate_cache drops the id, and the memory goes only once
+every key is gone too (a registered cache is the caller's memory:
+unregister_cache ends it at once, keys and all). A key goes by
 remove_cache_key on the owner, or by a successful pull_cache by that key: the
 puller then pushes a release note (the key's generation) into the owner's
 *release inbox* (cache id 3, one row per directory slot; id 4 is the puller's
@@ -385,17 +386,17 @@ class CacheManager:
         self._check()
         with self._lock:
             known = self._caches.get(cache_id)
-        if self._directory.holds(cache_id):
-            # Keys still hold it: the memory stays until they go (pulled or removed).
-            raise_if_false(known is None or known._is_registered == registered,
-                           f"{what} cache {cache_id} was {'registered' if known._is_registered else 'allocated'}"
-                           if known is not None else "")
+        if not registered and (known is None or not known._is_registered) and self._directory.holds(cache_id):
+            # Allocated memory that keys still hold stays until they go
+            # (pulled or removed). Registered memory is the caller's: it is
+            # unregistered now, keys and all, as the vendor's unregister_cache.
             with self._lock:
                 self._orphans[cache_id] = registered
             self._free_if_orphan(cache_id)  # its last key may have gone meanwhile
         else:
             st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
             handle_llm_status(st, what, f"cache_id = {cache_id}")
+            self._directory.remove_cache(cache_id)
         with self._lock:
             cache = self._caches.pop(cache_id, None)
         if cache is not None:

@@ -225,6 +225,10 @@ def keyed_prompt(chan):
     other = cm.allocate_cache(KEYED_DESC, [CacheKey(PROMPT, req_id=23)])
     other_id = other.cache_id
     cm.deallocate_cache(other)
+    # Registered memory is the caller's: unregistering ends it at once, keys and all.
+    arrays = [torch.zeros(2, 256, dtype=torch.float16) for _ in range(2)]
+    registered = cm.register_cache(KEYED_DESC, arrays, [CacheKey(PROMPT, req_id=24)])
+    cm.unregister_cache(registered.cache_id)
     chan.send({"port": dd.listen_port(), "cache_id": cache_id, "other_id": other_id})
     chan.sync("pulled 21")
     cm.allocate_cache(KEYED_DESC)  # any call takes in the release notes
@@ -252,6 +256,7 @@ def keyed_decoder(chan):
     chan.sync("pulled 21")
     chan.sync("took in 21")
     expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=21), mine)
+    expect_error(LLMStatusCode.LLM_KV_CACHE_NOT_EXIST, cm.pull_cache, CacheKey(PROMPT, req_id=24), mine)
     by_id = CacheKeyByIdAndIndex(PROMPT, info["cache_id"], 1)
     cm.pull_cache(by_id, mine, batch_index=1)  # key 22 still holds the memory
     check(1, 1)
