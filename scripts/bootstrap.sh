@@ -5,7 +5,7 @@
 #                               # under TSan, then each fuzzer briefly
 #   scripts/bootstrap.sh unit   # only the plain test suite
 #   scripts/bootstrap.sh build  # only install dependencies and build
-# Extra arguments after the job go to the demo. FUZZ_SECONDS (default 15)
+# Extra arguments after the job go to the demo. FUZZ_SECONDS (default 8)
 # is how long `test` runs each fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +61,7 @@ case "$job" in
     run_preset asan
     run_preset tsan
     echo "=== fuzz ==="
-    fuzz/run.sh "${FUZZ_SECONDS:-15}"
+    fuzz/run.sh "${FUZZ_SECONDS:-8}"
     echo "all test stages passed in $((SECONDS - start)) s"
     ;;
   build) ;;
