@@ -281,7 +281,7 @@ class CacheManager:
         self._initialized = True
         self._directory = _Directory(engine)
         self._caches: Dict[int, Cache] = {}
-        self._orphans: Dict[int, bool] = {}  # dropped by id, still held by keys -> registered?
+        self._orphans = set()  # allocated caches dropped by id, still held by keys
         self._lock = threading.Lock()
 
     # --- allocation and registration ---
@@ -293,13 +293,14 @@ class CacheManager:
             self._free_if_orphan(cache_id)
 
     def _free_if_orphan(self, cache_id):
-        """Frees a cache its owner already dropped once no key holds it."""
+        """Frees an allocated cache its owner already dropped once no key holds it."""
         if cache_id is None or self._directory.holds(cache_id):
             return
         with self._lock:
-            registered = self._orphans.pop(cache_id, None)
-        if registered is not None:
-            st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
+            orphan = cache_id in self._orphans
+            self._orphans.discard(cache_id)
+        if orphan:
+            st = self._engine.deallocate(cache_id)
             if st != LLMStatusCode.LLM_SUCCESS:  # not the current call's failure: logged, not raised
                 _log.warning("could not free cache %d after its last key went (status %s)", cache_id, st)
 
@@ -391,7 +392,7 @@ class CacheManager:
             # (pulled or removed). Registered memory is the caller's: it is
             # unregistered now, keys and all, as the vendor's unregister_cache.
             with self._lock:
-                self._orphans[cache_id] = registered
+                self._orphans.add(cache_id)
             self._free_if_orphan(cache_id)  # its last key may have gone meanwhile
         else:
             st = self._engine.unregister(cache_id) if registered else self._engine.deallocate(cache_id)
