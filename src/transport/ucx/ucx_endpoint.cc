@@ -58,7 +58,6 @@ bool WaitCall(CallState* call, Deadline deadline) {
   return call->cv.wait_until(lock, deadline.when(), [&] { return call->pending == 0; });
 }
 
-
 }  // namespace
 
 UcxEndpoint::UcxEndpoint(std::shared_ptr<UcxWorker> worker, std::shared_ptr<LinkHandle> link, RegionTable* regions,
