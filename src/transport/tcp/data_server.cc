@@ -5,7 +5,7 @@
 
 #include "control/frame_io.h"
 #include "control/protocol.h"
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "gpu/gpu_api.h"
 
 namespace lldd {

@@ -11,7 +11,7 @@
 #include "common/split_evenly.h"
 #include "common/worker_pool.h"
 #include "control/protocol.h"
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_transport.h"
 

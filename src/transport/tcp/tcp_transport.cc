@@ -5,7 +5,7 @@
 
 #include "common/logging.h"
 #include "common/wire.h"
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "transport/tcp/connection_pool.h"
 #include "transport/tcp/data_server.h"
 #include "transport/tcp/tcp_endpoint.h"

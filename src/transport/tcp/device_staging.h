@@ -18,8 +18,8 @@
 //
 // Both use one GpuCopier launch per slab (gpu_copier.h), so thousands of
 // small blocks still cost one kernel per slab.
-#ifndef LLM_DATADIST_SRC_GPU_DEVICE_STAGING_H_
-#define LLM_DATADIST_SRC_GPU_DEVICE_STAGING_H_
+#ifndef LLM_DATADIST_SRC_TRANSPORT_TCP_DEVICE_STAGING_H_
+#define LLM_DATADIST_SRC_TRANSPORT_TCP_DEVICE_STAGING_H_
 
 #include <sys/uio.h>
 
@@ -119,4 +119,4 @@ std::shared_ptr<Endpoint> WrapWithDeviceStaging(std::shared_ptr<Endpoint> inner,
 
 }  // namespace lldd
 
-#endif  // LLM_DATADIST_SRC_GPU_DEVICE_STAGING_H_
+#endif  // LLM_DATADIST_SRC_TRANSPORT_TCP_DEVICE_STAGING_H_

@@ -13,7 +13,7 @@
 #include <numeric>
 #include <random>
 
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "gpu/fake_gpu_api.h"
 #include "gpu/gpu_api.h"
 #include "gpu/gpu_copier.h"

@@ -1,4 +1,4 @@
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 
 #include <algorithm>
 

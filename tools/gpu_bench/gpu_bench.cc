@@ -31,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "gpu/fake_gpu_api.h"
 #include "gpu/gpu_api.h"
 #include "gpu/gpu_copier.h"
