@@ -78,8 +78,8 @@ Result Engine::Transfer(const TransferSpec& spec) {
   r = path->Prepare(remote.region_ids, deadline);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok()) return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
-  RegionLease local_lease;
-  LDD_RETURN_IF_ERROR(regions_.Acquire(local->region_ids, &local_lease));
+  auto local_lease = std::make_shared<RegionLease>();  // a stuck GPU copy may keep it
+  LDD_RETURN_IF_ERROR(regions_.Acquire(local->region_ids, local_lease.get()));
   std::vector<IoOp> ops;
   ops.reserve(ranges.size());
   for (const CopyRange& c : ranges) {
@@ -90,7 +90,7 @@ Result Engine::Transfer(const TransferSpec& spec) {
       ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset, remote.region_ids[c.src_tensor],
                      c.src_offset, c.length});
   }
-  r = spec.push ? path->Write(ops, deadline) : path->Read(ops, deadline);
+  r = spec.push ? path->WriteHolding(ops, deadline, local_lease) : path->ReadHolding(ops, deadline, local_lease);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
     Result usable = link->CheckUsable();

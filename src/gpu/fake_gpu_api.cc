@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -22,6 +23,12 @@ constexpr uint32_t kIpcMagic = 0xFA6E1BC0;
 }  // namespace
 
 FakeGpuApi::~FakeGpuApi() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  if (device_thread_.joinable()) device_thread_.join();
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [addr, r] : ranges_) {
     if (r.owned) munmap(reinterpret_cast<void*>(addr), r.size);
@@ -32,16 +39,57 @@ FakeGpuApi::~FakeGpuApi() {
 }
 
 void FakeGpuApi::Stall(bool stalled) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   stalled_ = stalled;
   if (stalled) return;
+  if (rate_ != 0) {
+    work_.notify_all();
+    return;
+  }
   for (Stream* s : streams_) {
     while (!s->queued.empty()) {
-      s->queued.front()();
+      s->queued.front()(lock);
       s->queued.pop_front();
       ++s->done;
     }
   }
+}
+
+void FakeGpuApi::SetCopyRate(uint64_t bytes_per_second) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rate_ = bytes_per_second;
+  if (rate_ != 0 && !device_thread_.joinable()) device_thread_ = std::thread([this] { RunDeviceThread(); });
+  work_.notify_all();
+}
+
+// One engine for every stream, oldest stream first: enough to make work
+// finish after the call that queued it, which is what the tests need.
+void FakeGpuApi::RunDeviceThread() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    Stream* next = nullptr;
+    if (!stalled_ && rate_ != 0)
+      for (Stream* s : streams_)
+        if (!s->queued.empty()) next = s;
+    if (next == nullptr) {
+      work_.wait(lock);
+      continue;
+    }
+    Op op = next->queued.front();
+    op(lock);
+    if (streams_.count(next) != 0 && !next->queued.empty()) {
+      next->queued.pop_front();
+      ++next->done;
+    }
+  }
+}
+
+void FakeGpuApi::Busy(uint64_t bytes, std::unique_lock<std::mutex>& lock) {
+  if (rate_ == 0) return;
+  auto ns = std::chrono::nanoseconds(static_cast<int64_t>(static_cast<double>(bytes) * 1e9 / static_cast<double>(rate_)));
+  lock.unlock();
+  std::this_thread::sleep_for(ns);
+  lock.lock();
 }
 
 int FakeGpuApi::live_streams() const {
@@ -286,13 +334,14 @@ Result FakeGpuApi::EventQuery(GpuEvent event) {
   return Result::Timeout("fake GPU work still queued");
 }
 
-void FakeGpuApi::Enqueue(Stream* s, std::function<void()> op) {
+void FakeGpuApi::Enqueue(Stream* s, Op op, std::unique_lock<std::mutex>& lock) {
   ++s->submitted;
-  if (stalled_ || !s->queued.empty()) {
+  if (rate_ != 0 || stalled_ || !s->queued.empty()) {
     s->queued.push_back(std::move(op));
+    work_.notify_all();
     return;
   }
-  op();
+  op(lock);
   ++s->done;
 }
 
@@ -304,22 +353,36 @@ bool FakeGpuApi::Reachable(uint64_t addr, uint64_t len) const {
 }
 
 Result FakeGpuApi::MemcpyAsync(void* dst, const void* src, uint64_t bytes, GpuStream stream) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   ++memcpys;
-  Enqueue(static_cast<Stream*>(stream), [dst, src, bytes] { std::memcpy(dst, src, bytes); });
+  Enqueue(
+      static_cast<Stream*>(stream),
+      [this, dst, src, bytes](std::unique_lock<std::mutex>& l) {
+        Busy(bytes, l);
+        std::memcpy(dst, src, bytes);
+      },
+      lock);
   return Result::Ok();
 }
 
-Result FakeGpuApi::LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, GpuStream stream) {
-  std::lock_guard<std::mutex> lock(mu_);
+Result FakeGpuApi::LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const volatile uint32_t* cancel,
+                                  GpuStream stream) {
+  std::unique_lock<std::mutex> lock(mu_);
   if (!Reachable(reinterpret_cast<uint64_t>(table), uint64_t{count} * sizeof(GpuCopyRun)))
     return Result::Failed("fake GPU: the copy table is not in memory the GPU can read");
+  if (cancel != nullptr && !Reachable(reinterpret_cast<uint64_t>(cancel), sizeof(*cancel)))
+    return Result::Failed("fake GPU: the cancel flag is not in memory the GPU can read");
   ++launches;
   last_launch_runs = count;
-  // The kernel reads its table when it runs (as the GPU would).
-  Enqueue(static_cast<Stream*>(stream), [this, table, count] {
+  // The kernel reads its table when it runs (as the GPU would), and each
+  // run (a thread block) looks at the cancel flag before it starts.
+  Enqueue(static_cast<Stream*>(stream), [this, table, count, cancel](std::unique_lock<std::mutex>& l) {
     for (uint32_t i = 0; i < count; ++i) {
-      const GpuCopyRun& run = table[i];
+      if (cancel != nullptr && *cancel != 0) {
+        runs_cancelled += count - i;
+        return;
+      }
+      const GpuCopyRun run = table[i];
       if (!Reachable(run.src, run.length) || !Reachable(run.dst, run.length)) {
         // A real GPU would fault (cudaErrorIllegalAddress); make tests fail loudly.
         std::fprintf(stderr, "fake GPU: kernel touched unreachable memory %#llx <- %#llx (+%llu)\n",
@@ -327,9 +390,11 @@ Result FakeGpuApi::LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, GpuSt
                      static_cast<unsigned long long>(run.length));
         std::abort();
       }
+      Busy(run.length, l);
       std::memcpy(reinterpret_cast<void*>(run.dst), reinterpret_cast<const void*>(run.src), run.length);
+      ++runs_copied;
     }
-  });
+  }, lock);
   return Result::Ok();
 }
 

@@ -1,18 +1,23 @@
 // A GpuApi for tests on machines without a GPU: "device memory" is host
 // memory in memfds (so VMM fds and IPC handles really cross processes),
-// streams run their work at once unless stalled, and the kernel launch
-// refuses addresses a real GPU could not reach (host memory that was not
-// registered or pinned), so tests catch a missing HostRegister.
+// streams run their work at once unless stalled (or, with a copy rate, on
+// a device thread of their own at that rate, as a GPU runs behind its
+// caller), and the kernel launch refuses addresses a real GPU could not
+// reach (host memory that was not registered or pinned), so tests catch a
+// missing HostRegister. The kernel honours its cancel flag per run, as the
+// real one does per thread block.
 #ifndef LLM_DATADIST_SRC_GPU_FAKE_GPU_API_H_
 #define LLM_DATADIST_SRC_GPU_FAKE_GPU_API_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "gpu/gpu_api.h"
 
@@ -25,6 +30,9 @@ class FakeGpuApi final : public GpuApi {
 
   // While stalled, submitted work waits (events stay "not ready").
   void Stall(bool stalled);
+  // Non-zero: submitted work runs later, on a device thread, taking
+  // bytes / rate seconds per copy (kernel runs one at a time). Zero: at once.
+  void SetCopyRate(uint64_t bytes_per_second);
 
   // Counters.
   std::atomic<int> launches{0};
@@ -36,6 +44,8 @@ class FakeGpuApi final : public GpuApi {
   std::atomic<int> host_registers{0};
   std::atomic<int> host_unregisters{0};
   std::atomic<uint64_t> last_launch_runs{0};
+  std::atomic<uint64_t> runs_copied{0};
+  std::atomic<uint64_t> runs_cancelled{0};
   int live_streams() const;
   // A fake device pointer of `bytes` from cudaMalloc (IPC-shareable).
   void* Malloc(uint64_t bytes);
@@ -65,7 +75,8 @@ class FakeGpuApi final : public GpuApi {
   Result EventRecord(GpuEvent event, GpuStream stream) override;
   Result EventQuery(GpuEvent event) override;
   Result MemcpyAsync(void* dst, const void* src, uint64_t bytes, GpuStream stream) override;
-  Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, GpuStream stream) override;
+  Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const volatile uint32_t* cancel,
+                        GpuStream stream) override;
 
  private:
   struct Range {
@@ -74,8 +85,10 @@ class FakeGpuApi final : public GpuApi {
     bool device = false;
     bool owned = false;  // we mapped it (munmap on free)
   };
+  // Work runs with mu_ held; it may let go of it while "the GPU is busy".
+  using Op = std::function<void(std::unique_lock<std::mutex>&)>;
   struct Stream {
-    std::deque<std::function<void()>> queued;
+    std::deque<Op> queued;
     uint64_t submitted = 0;
     uint64_t done = 0;
   };
@@ -85,12 +98,18 @@ class FakeGpuApi final : public GpuApi {
   };
   Result MapMemfd(int fd, uint64_t size, bool create, void** out);
   bool Reachable(uint64_t addr, uint64_t len) const;  // requires mu_
-  void Enqueue(Stream* s, std::function<void()> op);  // requires mu_
+  void Enqueue(Stream* s, Op op, std::unique_lock<std::mutex>& lock);  // requires mu_
+  void RunDeviceThread();
+  void Busy(uint64_t bytes, std::unique_lock<std::mutex>& lock);  // requires mu_
   void* AddRange(void* p, Range r);
 
   const int devices_;
   mutable std::mutex mu_;
   bool stalled_ = false;
+  uint64_t rate_ = 0;  // bytes per second; 0: work runs at once
+  bool stopping_ = false;
+  std::condition_variable work_;
+  std::thread device_thread_;
   std::map<uint64_t, Range> ranges_;  // by start address
   std::set<Stream*> streams_;
   std::set<Event*> events_;

@@ -99,7 +99,11 @@ class GpuApi {
   virtual Result MemcpyAsync(void* dst, const void* src, uint64_t bytes, GpuStream stream) = 0;
   // One launch that copies every run of `table` (`count` entries, in memory
   // the GPU reads: device scratch filled by MemcpyAsync, or pinned host).
-  virtual Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, GpuStream stream) = 0;
+  // Each run is read as it starts: once `*cancel` (pinned host memory; may be
+  // null) is non-zero, runs that have not started are skipped, so a caller
+  // that sets it waits at most for the runs already under way.
+  virtual Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const volatile uint32_t* cancel,
+                                GpuStream stream) = 0;
 };
 
 // The process's GPU layer: the real one in CUDA builds, else one that is

@@ -1,6 +1,7 @@
 #include "gpu/gpu_copier.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -30,13 +31,13 @@ GpuCopyPlan PlanGpuCopies(const std::vector<GpuCopy>& copies, const GpuCopyLimit
   }
   plan.merged_runs = merged.size();
   const uint64_t piece = std::max<uint64_t>(limits.piece, 16);
+  const uint64_t chunk = std::max<uint64_t>(limits.engine_chunk, 16);
   for (const GpuCopyRun& run : merged) {
-    if (run.length >= limits.copy_engine_min) {
-      plan.engine_runs.push_back(run);
-      continue;
-    }
-    for (uint64_t off = 0; off < run.length; off += piece)
-      plan.kernel_runs.push_back({run.dst + off, run.src + off, std::min(piece, run.length - off)});
+    const bool engine = run.length >= limits.copy_engine_min;
+    const uint64_t cut = engine ? chunk : piece;
+    auto& out = engine ? plan.engine_runs : plan.kernel_runs;
+    for (uint64_t off = 0; off < run.length; off += cut)
+      out.push_back({run.dst + off, run.src + off, std::min(cut, run.length - off)});
   }
   return plan;
 }
@@ -56,16 +57,26 @@ Result WaitGpuEvent(GpuApi& api, GpuEvent event, Deadline deadline) {
 
 struct GpuCopier::Lane {
   GpuStream stream = nullptr;
-  GpuEvent event = nullptr;
+  GpuEvent event = nullptr;            // recorded after the last work queued
   GpuCopyRun* host_table = nullptr;    // pinned
   GpuCopyRun* device_table = nullptr;  // what the kernel reads
   uint32_t capacity = 0;
+  volatile uint32_t* cancel = nullptr;  // pinned; the kernel's blocks read it
+  std::vector<GpuEvent> chunk_events;   // one per copy-engine chunk in the window
+  std::vector<GpuCopyRun> engine;       // this call's copy-engine chunks
+  size_t queued = 0;                    // of them, handed to the stream
   std::vector<std::shared_ptr<const void>> keep_alive;
 };
 
 GpuCopier::GpuCopier(GpuApi& api, int device, GpuCopyLimits limits) : api_(api), device_(device), limits_(limits) {}
 
 GpuCopier::~GpuCopier() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  reap_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
   std::vector<Lane*> lanes;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -87,6 +98,8 @@ GpuCopier::~GpuCopier() {
 void GpuCopier::DestroyLane(Lane* lane) {
   if (lane->device_table != nullptr) api_.DeviceFree(lane->device_table);
   if (lane->host_table != nullptr) api_.HostFreePinned(lane->host_table);
+  if (lane->cancel != nullptr) api_.HostFreePinned(const_cast<uint32_t*>(lane->cancel));
+  for (GpuEvent e : lane->chunk_events) api_.EventDestroy(e);
   if (lane->event != nullptr) api_.EventDestroy(lane->event);
   if (lane->stream != nullptr) api_.StreamDestroy(lane->stream);
   delete lane;
@@ -105,9 +118,22 @@ void GpuCopier::ReapStuck() {
       }
     }
   }
-  for (Lane* lane : done) {
-    lane->keep_alive.clear();
-    ReturnLane(lane, true);
+  for (Lane* lane : done) ReturnLane(lane, true);
+}
+
+// Nobody else may ever ask again after a timeout: retired lanes must still
+// let go of what they keep alive (a region lease blocks its removal).
+void GpuCopier::Reap() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (stuck_.empty()) {
+      reap_.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    ReapStuck();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    lock.lock();
   }
 }
 
@@ -130,6 +156,14 @@ Result GpuCopier::TakeLane(uint32_t runs, Lane** out) {
     lane = new Lane();
     Result r = api_.StreamCreate(&lane->stream);
     if (r.ok()) r = api_.EventCreate(&lane->event);
+    void* flag = nullptr;
+    if (r.ok()) r = api_.HostAllocPinned(sizeof(uint32_t), &flag);
+    lane->cancel = static_cast<volatile uint32_t*>(flag);
+    for (uint32_t i = 0; r.ok() && i < std::max<uint32_t>(limits_.engine_window, 1); ++i) {
+      GpuEvent e = nullptr;
+      r = api_.EventCreate(&e);
+      if (r.ok()) lane->chunk_events.push_back(e);
+    }
     if (!r.ok()) {
       DestroyLane(lane);
       return r;
@@ -156,6 +190,9 @@ Result GpuCopier::TakeLane(uint32_t runs, Lane** out) {
     lane->device_table = static_cast<GpuCopyRun*>(dev);
     lane->capacity = capacity;
   }
+  *lane->cancel = 0;  // the lane's earlier work has ended: nothing reads it
+  lane->engine.clear();
+  lane->queued = 0;
   *out = lane;
   return Result::Ok();
 }
@@ -165,9 +202,68 @@ void GpuCopier::ReturnLane(Lane* lane, bool finished) {
   if (finished) {
     lane->keep_alive.clear();
     idle_.push_back(lane);
-  } else {
-    stuck_.push_back(lane);
+    return;
   }
+  stuck_.push_back(lane);
+  if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
+  reap_.notify_one();
+}
+
+// The kernel, then the first window of copy-engine chunks.
+Result GpuCopier::Queue(Lane* lane, const GpuCopyPlan& plan) {
+  if (!plan.kernel_runs.empty()) {
+    uint32_t n = static_cast<uint32_t>(plan.kernel_runs.size());
+    std::memcpy(lane->host_table, plan.kernel_runs.data(), n * sizeof(GpuCopyRun));
+    LDD_RETURN_IF_ERROR(
+        api_.MemcpyAsync(lane->device_table, lane->host_table, n * sizeof(GpuCopyRun), lane->stream));
+    LDD_RETURN_IF_ERROR(api_.LaunchCopyRuns(lane->device_table, n, lane->cancel, lane->stream));
+  }
+  lane->engine = plan.engine_runs;
+  LDD_RETURN_IF_ERROR(Pump(lane));
+  return api_.EventRecord(lane->event, lane->stream);
+}
+
+// Copy engines cannot be stopped mid-copy, so they get work a window at a
+// time: a deadline then leaves at most the window running.
+Result GpuCopier::Pump(Lane* lane) {
+  const size_t window = lane->chunk_events.size();
+  bool queued_more = false;
+  while (lane->queued < lane->engine.size()) {
+    GpuEvent slot = lane->chunk_events[lane->queued % window];
+    if (lane->queued >= window) {
+      Result q = api_.EventQuery(slot);  // the chunk `window` back has ended?
+      if (q.code() == llm_datadist::LLM_TIMEOUT) break;
+      LDD_RETURN_IF_ERROR(q);
+    }
+    const GpuCopyRun& run = lane->engine[lane->queued];
+    LDD_RETURN_IF_ERROR(api_.MemcpyAsync(reinterpret_cast<void*>(run.dst), reinterpret_cast<const void*>(run.src),
+                                         run.length, lane->stream));
+    LDD_RETURN_IF_ERROR(api_.EventRecord(slot, lane->stream));
+    ++lane->queued;
+    queued_more = true;
+  }
+  if (queued_more) return api_.EventRecord(lane->event, lane->stream);
+  return Result::Ok();
+}
+
+// Cancels what has not started and waits (bounded) for what has.
+Result GpuCopier::Stop(Lane* lane, Result why) {
+  *lane->cancel = 1;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  lane->engine.resize(lane->queued);
+  (void)api_.EventRecord(lane->event, lane->stream);  // after everything queued
+  // A GPU that already left a lane running past its drain is not waited
+  // for again: the calls of one pipeline stop within one drain, not many.
+  const bool hung = stuck_lanes() != 0;
+  Result drained = WaitGpuEvent(api_, lane->event, Deadline::AfterMillis(hung ? 0 : limits_.drain_ms));
+  if (drained.code() == llm_datadist::LLM_TIMEOUT) {
+    LDD_LOG(Warn) << "a stopped GPU copy on device " << device_ << " is still running after " << limits_.drain_ms
+                  << " ms; its stream is retired and what it touches stays alive until it ends";
+    ReturnLane(lane, false);
+  } else {
+    ReturnLane(lane, true);
+  }
+  return why;
 }
 
 Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::shared_ptr<const void>> keep_alive,
@@ -177,29 +273,9 @@ Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::sh
   LDD_RETURN_IF_ERROR(api_.SetDevice(device_));
   Lane* lane = nullptr;
   LDD_RETURN_IF_ERROR(TakeLane(static_cast<uint32_t>(plan.kernel_runs.size()), &lane));
-  auto finish_failed = [&](const Result& r) {
-    // Whatever was queued may still run: treat the lane as stuck.
-    lane->keep_alive = std::move(keep_alive);
-    (void)api_.EventRecord(lane->event, lane->stream);
-    ReturnLane(lane, false);
-    return r;
-  };
-  Result r;
-  if (!plan.kernel_runs.empty()) {
-    uint32_t n = static_cast<uint32_t>(plan.kernel_runs.size());
-    std::memcpy(lane->host_table, plan.kernel_runs.data(), n * sizeof(GpuCopyRun));
-    r = api_.MemcpyAsync(lane->device_table, lane->host_table, n * sizeof(GpuCopyRun), lane->stream);
-    if (r.ok()) r = api_.LaunchCopyRuns(lane->device_table, n, lane->stream);
-    if (!r.ok()) return finish_failed(r);
-  }
-  for (const GpuCopyRun& run : plan.engine_runs) {
-    r = api_.MemcpyAsync(reinterpret_cast<void*>(run.dst), reinterpret_cast<const void*>(run.src), run.length,
-                         lane->stream);
-    if (!r.ok()) return finish_failed(r);
-  }
-  r = api_.EventRecord(lane->event, lane->stream);
-  if (!r.ok()) return finish_failed(r);
   lane->keep_alive = std::move(keep_alive);
+  Result r = Queue(lane, plan);
+  if (!r.ok()) return Stop(lane, r);  // whatever was queued may run
   auto j = std::unique_ptr<Job>(new Job());
   j->copier_ = this;
   j->lane_ = lane;
@@ -210,21 +286,31 @@ Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::sh
 Result GpuCopier::Wait(std::unique_ptr<Job> job, Deadline deadline) {
   Lane* lane = job->lane_;
   job->lane_ = nullptr;
-  Result r = WaitGpuEvent(api_, lane->event, deadline);
-  if (r.code() == llm_datadist::LLM_TIMEOUT) {
-    LDD_LOG(Warn) << "GPU copy on device " << device_ << " outlived its deadline; its stream is retired";
-    ReturnLane(lane, false);
-    return r;
+  // Small batches finish in microseconds: spin (yielding) first, then sleep.
+  for (int polls = 0;; ++polls) {
+    Result r = Pump(lane);
+    if (r.ok()) r = api_.EventQuery(lane->event);
+    if (r.ok() && lane->queued == lane->engine.size()) break;
+    if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
+      // A sticky CUDA error: nothing more runs on this context.
+      ReturnLane(lane, true);
+      return r;
+    }
+    if (deadline.Expired())
+      return Stop(lane, Result::Timeout(Msg("GPU copy on device ", device_, " did not finish before the deadline")));
+    if (polls < 2000)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(polls < 20000 ? 20 : 200));
   }
-  // Finished, or failed (a sticky CUDA error: nothing more will run there).
   ReturnLane(lane, true);
-  return r;
+  return Result::Ok();
 }
 
 GpuCopier::Job::~Job() {
   if (lane_ == nullptr) return;
-  // Never waited for: keep it until the GPU says it is done.
-  copier_->ReturnLane(lane_, false);
+  // Never waited for (an error path of the caller): stop it now.
+  (void)copier_->Stop(lane_, Result::Ok());
 }
 
 Result GpuCopier::Run(const std::vector<GpuCopy>& copies, Deadline deadline,

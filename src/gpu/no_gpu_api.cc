@@ -38,7 +38,7 @@ class NoGpuApi final : public GpuApi {
   Result EventRecord(GpuEvent, GpuStream) override { return NoGpu(); }
   Result EventQuery(GpuEvent) override { return NoGpu(); }
   Result MemcpyAsync(void*, const void*, uint64_t, GpuStream) override { return NoGpu(); }
-  Result LaunchCopyRuns(const GpuCopyRun*, uint32_t, GpuStream) override { return NoGpu(); }
+  Result LaunchCopyRuns(const GpuCopyRun*, uint32_t, const volatile uint32_t*, GpuStream) override { return NoGpu(); }
 };
 
 }  // namespace

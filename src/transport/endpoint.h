@@ -18,6 +18,7 @@
 #define LLM_DATADIST_SRC_TRANSPORT_ENDPOINT_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/deadline.h"
@@ -61,6 +62,19 @@ class Endpoint {
   }
   virtual Result Read(const std::vector<IoOp>& ops, Deadline deadline) = 0;
   virtual Result Write(const std::vector<IoOp>& ops, Deadline deadline) = 0;
+  // As Read and Write; `hold` keeps the caller's local memory valid (its
+  // region lease). A path whose access to local memory can outlive a
+  // timed-out call (a GPU copy that did not stop within its drain) keeps
+  // `hold` until that access has ended, so the memory cannot be freed
+  // under it; the other paths need not look at it.
+  virtual Result ReadHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) {
+    (void)hold;
+    return Read(ops, deadline);
+  }
+  virtual Result WriteHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) {
+    (void)hold;
+    return Write(ops, deadline);
+  }
   // Makes in-flight and later calls fail promptly.
   virtual void Close() = 0;
 };

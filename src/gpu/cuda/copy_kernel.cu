@@ -2,6 +2,11 @@
 // destination and length allow, four in flight per thread. The copier
 // (gpu/gpu_copier.cc) cuts long runs into pieces so that a few large
 // blocks still spread over every SM.
+//
+// A block reads the cancel flag (pinned host memory the copier sets at its
+// deadline) before it touches its run: once the flag is up, no block that
+// has not started writes anything, so a cancelled launch ends after the
+// blocks already running (one piece each).
 #include "gpu/cuda/copy_kernel.h"
 
 namespace lldd {
@@ -24,7 +29,12 @@ __device__ __forceinline__ void CopyWords(T* __restrict__ dst, const T* __restri
   for (; i < words; i += blockDim.x) dst[i] = src[i];
 }
 
-__global__ void __launch_bounds__(kThreads) CopyRunsKernel(const GpuCopyRun* __restrict__ table) {
+__global__ void __launch_bounds__(kThreads)
+    CopyRunsKernel(const GpuCopyRun* __restrict__ table, const volatile uint32_t* cancel) {
+  __shared__ bool cancelled;
+  if (threadIdx.x == 0) cancelled = cancel != nullptr && *cancel != 0;
+  __syncthreads();
+  if (cancelled) return;
   const GpuCopyRun run = table[blockIdx.x];
   uint8_t* dst = reinterpret_cast<uint8_t*>(run.dst);
   const uint8_t* src = reinterpret_cast<const uint8_t*>(run.src);
@@ -42,9 +52,10 @@ __global__ void __launch_bounds__(kThreads) CopyRunsKernel(const GpuCopyRun* __r
 
 }  // namespace
 
-cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, cudaStream_t stream) {
+cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, const volatile uint32_t* cancel,
+                                 cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  CopyRunsKernel<<<count, kThreads, 0, stream>>>(device_table);
+  CopyRunsKernel<<<count, kThreads, 0, stream>>>(device_table, cancel);
   return cudaGetLastError();
 }
 

@@ -11,7 +11,8 @@
 
 namespace lldd {
 
-cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, cudaStream_t stream);
+cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, const volatile uint32_t* cancel,
+                                 cudaStream_t stream);
 
 }  // namespace lldd
 

@@ -244,8 +244,9 @@ class CudaGpuApi final : public GpuApi {
     LDD_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(s)));
     return Result::Ok();
   }
-  Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, GpuStream s) override {
-    LDD_CUDA(LaunchCopyRunsKernel(table, count, static_cast<cudaStream_t>(s)));
+  Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const volatile uint32_t* cancel,
+                        GpuStream s) override {
+    LDD_CUDA(LaunchCopyRunsKernel(table, count, cancel, static_cast<cudaStream_t>(s)));
     return Result::Ok();
   }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "common/logging.h"
 #include "common/wire.h"
@@ -189,7 +190,8 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
     struct FdCloser {
       std::vector<int>& fds;
       ~FdCloser() {
-        for (int fd : fds) ::close(fd);
+        for (int fd : fds)
+          if (fd >= 0) ::close(fd);
       }
     } closer{fds};
 
@@ -219,7 +221,8 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
             if (ir.ok()) import->share = CudaShare::kVmm;
             import->base = static_cast<uint8_t*>(import->vmm.ptr);
           } else {
-            ir = SharedMemory::Map(fds[e.index], e.alloc_size, &import->shm);
+            // Map owns the descriptor from here on: not ours to close.
+            ir = SharedMemory::Map(std::exchange(fds[e.index], -1), e.alloc_size, &import->shm);
             if (ir.ok()) {
               import->share = CudaShare::kMemfd;
               import->base = import->shm->data();
@@ -239,7 +242,8 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
   return Result::Ok();
 }
 
-Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline) {
+Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline,
+                              std::shared_ptr<const void> hold) {
   {
     // Open what is not open yet (usually nothing: the engine prepares).
     std::vector<uint64_t> unknown;
@@ -265,6 +269,7 @@ Result CudaEndpoint::Transfer(const std::vector<IoOp>& ops, bool write, Deadline
   std::set<const Import*> used;
   const Import* last_import = nullptr;
   std::vector<std::shared_ptr<const void>> keep;
+  if (hold != nullptr) keep.push_back(std::move(hold));  // our memory, if the copy outlives us
   copies.reserve(ops.size());
   const RemoteRegion* remote = nullptr;
   uint64_t remote_id = 0;

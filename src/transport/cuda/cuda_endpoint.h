@@ -36,8 +36,14 @@ class CudaEndpoint final : public Endpoint {
   Result Prepare(const std::vector<uint64_t>& region_ids, Deadline deadline) override;
   Result Revoke(const std::vector<uint64_t>& region_ids, Deadline deadline) override;
   Result OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) override;
-  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline); }
-  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline); }
+  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline, {}); }
+  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline, {}); }
+  Result ReadHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Transfer(ops, false, deadline, std::move(hold));
+  }
+  Result WriteHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Transfer(ops, true, deadline, std::move(hold));
+  }
   void Close() override;
 
   // For tests: imports currently open.
@@ -52,7 +58,7 @@ class CudaEndpoint final : public Endpoint {
     uint64_t length = 0;
     std::shared_ptr<Import> import;
   };
-  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline);
+  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline, std::shared_ptr<const void> hold);
   Result ServeDescribe(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
   Result ServeRevoke(const std::vector<uint8_t>& request);
 

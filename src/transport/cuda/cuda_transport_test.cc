@@ -4,10 +4,12 @@
 #include "transport/cuda/cuda_transport.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -184,6 +186,59 @@ TEST_F(CudaTransportTest, HostCacheOfThePeerIsMappedAndRegisteredOnce) {
   EXPECT_EQ(std::memcmp(local[0], host->data() + 4096, 8192), 0);
   EXPECT_EQ(std::memcmp(local[0] + 8192, host->data(), 4096), 0);
   EXPECT_EQ(api.host_registers - registers, 1);
+}
+
+// The peer's memfd is owned by its mapping once mapped: the descriptor is
+// closed once, when the import ends, never a second time under a number
+// that some other file has taken meanwhile.
+TEST_F(CudaTransportTest, APeersHostCacheDescriptorIsClosedOnceByItsOwner) {
+  std::unique_ptr<SharedMemory> shm;
+  ASSERT_TRUE(SharedMemory::Create(1 << 20, "test", &shm).ok());
+  std::shared_ptr<Allocation> host(std::move(shm));
+  uint64_t id = 0;
+  ASSERT_TRUE(owner.regions.Add(host->data(), 1 << 20, kHostAllocated, host, 0, &id).ok());
+  std::vector<uint8_t*> local;
+  AddDeviceCache(puller, 1, 1 << 20, 0, &local);
+  ASSERT_TRUE(puller.endpoint->Read({{local[0], id, 0, 4096}}, Deadline::AfterMillis(5000)).ok());
+  // A file opened now takes the lowest free number: the one a second close
+  // of the received descriptor would hit.
+  int bystander = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(bystander, 0);
+  owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
+  EXPECT_EQ(static_cast<CudaEndpoint*>(puller.endpoint.get())->open_imports(), 0U);
+  EXPECT_NE(::fcntl(bystander, F_GETFD), -1) << "another file's descriptor was closed";
+  ::close(bystander);
+}
+
+// A copy that outlives even its drain (a hung GPU) keeps the caller's local
+// memory leased: the region cannot be removed (and freed) under it.
+TEST_F(CudaTransportTest, AStuckCopyKeepsTheLocalRegionLeasedUntilItEnds) {
+  auto ids = AddDeviceCache(owner, 1, 65536, 1, nullptr);
+  std::vector<uint8_t*> local;
+  auto local_ids = AddDeviceCache(puller, 1, 65536, 0, &local);
+  std::memset(local[0], 0, 65536);
+  ASSERT_TRUE(puller.endpoint->Prepare(ids, Deadline::AfterMillis(5000)).ok());
+  auto lease = std::make_shared<RegionLease>();
+  ASSERT_TRUE(puller.regions.Acquire(local_ids, lease.get()).ok());
+  api.Stall(true);
+  uint64_t copied = api.runs_copied;
+  Result r = puller.endpoint->ReadHolding({{local[0], ids[0], 0, 65536}}, Deadline::AfterMillis(50), lease);
+  EXPECT_EQ(r.code(), llm_datadist::LLM_TIMEOUT) << r.message();
+  lease.reset();  // the caller is done with it; the retired copy is not
+  std::atomic<bool> removed{false};
+  std::thread remover([&] {
+    puller.regions.Remove(local_ids);
+    removed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(removed.load()) << "the region was removed while a GPU copy into it could still run";
+  api.Stall(false);
+  remover.join();
+  EXPECT_TRUE(removed.load());
+  // When the copy finally ran, it had been cancelled: nothing was written
+  // (the region's memory is gone now; the fake counts what its kernel did).
+  EXPECT_EQ(api.runs_copied.load(), copied);
+  EXPECT_GT(api.runs_cancelled.load(), 0U);
 }
 
 TEST_F(CudaTransportTest, LocalHostMemoryIsRegisteredLazilyOnceAndReleasedWithItsRegion) {

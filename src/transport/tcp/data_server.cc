@@ -53,9 +53,9 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   // The requester stops waiting at its deadline; so do we, a little later.
   Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(req.timeout_ms, kMinServeTimeoutMs) + 1000);
 
-  RegionLease lease;
+  auto lease = std::make_shared<RegionLease>();  // a stuck GPU copy may keep it
   std::vector<iovec> iovs;
-  Result resolved = regions.Resolve(req.segments, &lease, &iovs);
+  Result resolved = regions.Resolve(req.segments, lease.get(), &iovs);
   if (!resolved.ok()) {
     if (is_write) LDD_RETURN_IF_ERROR(Drain(fd, h.data_len, deadline));
     return SendError(fd, h, resp_type, resolved, deadline);
@@ -75,9 +75,10 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
       LDD_RETURN_IF_ERROR(RecvAll(fd, into, deadline));
     } else {
       LDD_RETURN_IF_ERROR((*stager)->Consume(
-          staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return RecvAll(fd, c, deadline); }, deadline));
+          staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return RecvAll(fd, c, deadline); }, deadline,
+          lease));
     }
-    lease.Release();
+    lease.reset();
     EncodeFrameHeader(out, head);
     return SendAll(fd, head, sizeof(head), deadline);
   }
@@ -86,7 +87,8 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   if (!staged.empty()) {
     LDD_RETURN_IF_ERROR(SendAll(fd, head, sizeof(head), deadline));
     return (*stager)->Produce(
-        staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return SendAll(fd, c, deadline); }, deadline);
+        staged, [&](const std::vector<iovec>& v) { IovCursor c(v); return SendAll(fd, c, deadline); }, deadline,
+        lease);
   }
   IovCursor from;
   from.Append(head, sizeof(head));

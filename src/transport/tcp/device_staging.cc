@@ -77,7 +77,8 @@ DeviceStager::DeviceStager(GpuApi& api, int device, StagingConfig config)
 DeviceStager::~DeviceStager() = default;
 
 Result DeviceStager::EnsureSlabs() {
-  if (slabs_ != nullptr) return Result::Ok();
+  // Slabs a retired copy still uses are its to free: take new ones.
+  if (slabs_ != nullptr && slabs_.use_count() == 1) return Result::Ok();
   auto slabs = std::make_shared<PinnedSlabs>(api_);
   for (int i = 0; i < std::max(config_.slabs, 2); ++i) {
     void* p = nullptr;
@@ -88,7 +89,14 @@ Result DeviceStager::EnsureSlabs() {
   return Result::Ok();
 }
 
-Result DeviceStager::Produce(const std::vector<StagedRange>& ranges, const Pipe& sink, Deadline deadline) {
+std::vector<std::shared_ptr<const void>> DeviceStager::Keep(std::shared_ptr<const void> hold) const {
+  std::vector<std::shared_ptr<const void>> keep{slabs_};
+  if (hold != nullptr) keep.push_back(std::move(hold));
+  return keep;
+}
+
+Result DeviceStager::Produce(const std::vector<StagedRange>& ranges, const Pipe& sink, Deadline deadline,
+                             std::shared_ptr<const void> hold) {
   std::vector<Window> windows = BuildWindows(ranges, config_.slab_bytes);
   std::vector<size_t> device;  // indices of device windows
   for (size_t i = 0; i < windows.size(); ++i)
@@ -96,9 +104,10 @@ Result DeviceStager::Produce(const std::vector<StagedRange>& ranges, const Pipe&
   if (!device.empty()) LDD_RETURN_IF_ERROR(EnsureSlabs());
   const size_t n = device.empty() ? 0 : slabs_->slabs.size();
   std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
+  const auto keep = Keep(std::move(hold));
   auto gather = [&](size_t d) {
     uint8_t* slab = static_cast<uint8_t*>(slabs_->slabs[d % n]);
-    return copier_.Submit(SlabCopies(windows[device[d]], slab, true), {slabs_}, &jobs[d % n]);
+    return copier_.Submit(SlabCopies(windows[device[d]], slab, true), keep, &jobs[d % n]);
   };
   for (size_t d = 0; d < std::min(n, device.size()); ++d) LDD_RETURN_IF_ERROR(gather(d));
   size_t d = 0;
@@ -115,12 +124,14 @@ Result DeviceStager::Produce(const std::vector<StagedRange>& ranges, const Pipe&
   return Result::Ok();
 }
 
-Result DeviceStager::Consume(const std::vector<StagedRange>& ranges, const Pipe& source, Deadline deadline) {
+Result DeviceStager::Consume(const std::vector<StagedRange>& ranges, const Pipe& source, Deadline deadline,
+                             std::shared_ptr<const void> hold) {
   std::vector<Window> windows = BuildWindows(ranges, config_.slab_bytes);
   bool any_device = std::any_of(windows.begin(), windows.end(), [](const Window& w) { return w.device; });
   if (any_device) LDD_RETURN_IF_ERROR(EnsureSlabs());
   const size_t n = any_device ? slabs_->slabs.size() : 0;
   std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
+  const auto keep = any_device ? Keep(std::move(hold)) : std::vector<std::shared_ptr<const void>>{};
   size_t d = 0;
   for (const Window& w : windows) {
     if (!w.device) {
@@ -131,7 +142,7 @@ Result DeviceStager::Consume(const std::vector<StagedRange>& ranges, const Pipe&
     if (jobs[s] != nullptr) LDD_RETURN_IF_ERROR(copier_.Wait(std::move(jobs[s]), deadline));
     uint8_t* slab = static_cast<uint8_t*>(slabs_->slabs[s]);
     LDD_RETURN_IF_ERROR(source({{slab, w.bytes}}));
-    LDD_RETURN_IF_ERROR(copier_.Submit(SlabCopies(w, slab, false), {slabs_}, &jobs[s]));
+    LDD_RETURN_IF_ERROR(copier_.Submit(SlabCopies(w, slab, false), keep, &jobs[s]));
   }
   for (size_t k = 0; k < n; ++k) {
     size_t s = (d + k) % n;  // oldest first
@@ -205,7 +216,7 @@ bool DeviceStagedTransfer::AnyLocalDevice(const std::vector<IoOp>& ops) {
 }
 
 Result DeviceStagedTransfer::Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline,
-                                      const HostPath& host_path) {
+                                      const HostPath& host_path, std::shared_ptr<const void> hold) {
   std::vector<StagedRange> kinds = ClassifyRanges(api_, LocalIovs(ops));
   std::vector<IoOp> host;
   std::vector<Window> windows;
@@ -230,24 +241,28 @@ Result DeviceStagedTransfer::Transfer(const std::vector<IoOp>& ops, bool write, 
   if (!host.empty()) LDD_RETURN_IF_ERROR(host_path(host, write, deadline));
   std::shared_ptr<PinnedSlabs> slabs;
   LDD_RETURN_IF_ERROR(TakeSlabs(&slabs));
-  Result r = write ? Push(windows, slabs, deadline, host_path) : Pull(windows, slabs, deadline, host_path);
+  std::vector<std::shared_ptr<const void>> keep{slabs};
+  if (hold != nullptr) keep.push_back(std::move(hold));
+  Result r = write ? Push(windows, *slabs, keep, deadline, host_path) : Pull(windows, *slabs, keep, deadline, host_path);
+  keep.clear();
   GiveSlabs(std::move(slabs));
   return r;
 }
 
 // Window k arrives over the network while window k-1 is scattered.
-Result DeviceStagedTransfer::Pull(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs,
-                                  Deadline deadline, const HostPath& host) {
-  const size_t n = slabs->slabs.size();
+Result DeviceStagedTransfer::Pull(const std::vector<Window>& windows, const PinnedSlabs& slabs,
+                                  const std::vector<std::shared_ptr<const void>>& keep, Deadline deadline,
+                                  const HostPath& host) {
+  const size_t n = slabs.slabs.size();
   std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
   Result r;
   size_t k = 0;
   for (; k < windows.size() && r.ok(); ++k) {
     size_t s = k % n;
     if (jobs[s] != nullptr) r = copier_.Wait(std::move(jobs[s]), deadline);
-    uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[s]);
+    uint8_t* slab = static_cast<uint8_t*>(slabs.slabs[s]);
     if (r.ok()) r = host(Rebase(windows[k].net, slab), false, deadline);
-    if (r.ok()) r = copier_.Submit(PieceCopies(windows[k].pieces, slab, false), {slabs}, &jobs[s]);
+    if (r.ok()) r = copier_.Submit(PieceCopies(windows[k].pieces, slab, false), keep, &jobs[s]);
   }
   for (size_t i = 0; i < n; ++i) {
     size_t s = (k + i) % n;
@@ -260,19 +275,20 @@ Result DeviceStagedTransfer::Pull(const std::vector<Window>& windows, const std:
 }
 
 // The GPU gathers up to n windows ahead of the network.
-Result DeviceStagedTransfer::Push(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs,
-                                  Deadline deadline, const HostPath& host) {
-  const size_t n = slabs->slabs.size();
+Result DeviceStagedTransfer::Push(const std::vector<Window>& windows, const PinnedSlabs& slabs,
+                                  const std::vector<std::shared_ptr<const void>>& keep, Deadline deadline,
+                                  const HostPath& host) {
+  const size_t n = slabs.slabs.size();
   std::vector<std::unique_ptr<GpuCopier::Job>> jobs(n);
   auto gather = [&](size_t k) {
-    uint8_t* slab = static_cast<uint8_t*>(slabs->slabs[k % n]);
-    return copier_.Submit(PieceCopies(windows[k].pieces, slab, true), {slabs}, &jobs[k % n]);
+    uint8_t* slab = static_cast<uint8_t*>(slabs.slabs[k % n]);
+    return copier_.Submit(PieceCopies(windows[k].pieces, slab, true), keep, &jobs[k % n]);
   };
   for (size_t k = 0; k < std::min(n, windows.size()); ++k) LDD_RETURN_IF_ERROR(gather(k));
   for (size_t k = 0; k < windows.size(); ++k) {
     size_t s = k % n;
     LDD_RETURN_IF_ERROR(copier_.Wait(std::move(jobs[s]), deadline));
-    LDD_RETURN_IF_ERROR(host(Rebase(windows[k].net, static_cast<uint8_t*>(slabs->slabs[s])), true, deadline));
+    LDD_RETURN_IF_ERROR(host(Rebase(windows[k].net, static_cast<uint8_t*>(slabs.slabs[s])), true, deadline));
     if (k + n < windows.size()) LDD_RETURN_IF_ERROR(gather(k + n));
   }
   return Result::Ok();
@@ -318,14 +334,23 @@ class StagingEndpoint final : public Endpoint {
     return inner_->OnPeerCall(request, reply);
   }
   void Close() override { inner_->Close(); }
-  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, false, deadline); }
-  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, true, deadline); }
+  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, false, deadline, {}); }
+  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Run(ops, true, deadline, {}); }
+  Result ReadHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Run(ops, false, deadline, std::move(hold));
+  }
+  Result WriteHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Run(ops, true, deadline, std::move(hold));
+  }
 
  private:
-  Result Run(const std::vector<IoOp>& ops, bool write, Deadline deadline) {
-    return staged_.Transfer(ops, write, deadline, [this](const std::vector<IoOp>& host, bool w, Deadline d) {
-      return w ? inner_->Write(host, d) : inner_->Read(host, d);
-    });
+  Result Run(const std::vector<IoOp>& ops, bool write, Deadline deadline, std::shared_ptr<const void> hold) {
+    return staged_.Transfer(
+        ops, write, deadline,
+        [this](const std::vector<IoOp>& host, bool w, Deadline d) {
+          return w ? inner_->Write(host, d) : inner_->Read(host, d);
+        },
+        std::move(hold));
   }
   std::shared_ptr<Endpoint> inner_;
   DeviceStagedTransfer staged_;

@@ -63,12 +63,17 @@ class DeviceStager {
   DeviceStager& operator=(const DeviceStager&) = delete;
 
   // The bytes of `ranges`, in order, into `sink` (GPU ranges via slabs).
-  Result Produce(const std::vector<StagedRange>& ranges, const Pipe& sink, Deadline deadline);
+  // `hold` keeps the ranges' memory valid (their region lease): a GPU copy
+  // that outlives the call keeps it until it ends.
+  Result Produce(const std::vector<StagedRange>& ranges, const Pipe& sink, Deadline deadline,
+                 std::shared_ptr<const void> hold = nullptr);
   // Fills `ranges`, in order, from `source` (GPU ranges via slabs).
-  Result Consume(const std::vector<StagedRange>& ranges, const Pipe& source, Deadline deadline);
+  Result Consume(const std::vector<StagedRange>& ranges, const Pipe& source, Deadline deadline,
+                 std::shared_ptr<const void> hold = nullptr);
 
  private:
   Result EnsureSlabs();
+  std::vector<std::shared_ptr<const void>> Keep(std::shared_ptr<const void> hold) const;
   GpuApi& api_;
   std::unique_ptr<GpuCopier> own_copier_;
   GpuCopier& copier_;
@@ -87,8 +92,10 @@ class DeviceStagedTransfer {
   ~DeviceStagedTransfer();
 
   // Ops whose local side is GPU memory go through slabs; the others go to
-  // `host` as they are (first, in one call).
-  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline, const HostPath& host);
+  // `host` as they are (first, in one call). `hold` keeps the local memory
+  // valid: a GPU copy that outlives the call keeps it until it ends.
+  Result Transfer(const std::vector<IoOp>& ops, bool write, Deadline deadline, const HostPath& host,
+                  std::shared_ptr<const void> hold = nullptr);
   // Cheap check (one pointer query per GPU allocation seen).
   bool AnyLocalDevice(const std::vector<IoOp>& ops);
 
@@ -96,10 +103,10 @@ class DeviceStagedTransfer {
   struct Window;
   Result TakeSlabs(std::shared_ptr<PinnedSlabs>* out);
   void GiveSlabs(std::shared_ptr<PinnedSlabs> slabs);
-  Result Pull(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline,
-              const HostPath& host);
-  Result Push(const std::vector<Window>& windows, const std::shared_ptr<PinnedSlabs>& slabs, Deadline deadline,
-              const HostPath& host);
+  Result Pull(const std::vector<Window>& windows, const PinnedSlabs& slabs,
+              const std::vector<std::shared_ptr<const void>>& keep, Deadline deadline, const HostPath& host);
+  Result Push(const std::vector<Window>& windows, const PinnedSlabs& slabs,
+              const std::vector<std::shared_ptr<const void>>& keep, Deadline deadline, const HostPath& host);
 
   GpuApi& api_;
   GpuCopier copier_;

@@ -195,11 +195,13 @@ TcpEndpoint::TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared
 
 TcpEndpoint::~TcpEndpoint() = default;
 
-Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline) {
+Result TcpEndpoint::Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline,
+                             std::shared_ptr<const void> hold) {
   if (staging_ && staging_->AnyLocalDevice(ops))
-    return staging_->Transfer(ops, is_write, deadline, [this](const std::vector<IoOp>& host, bool write, Deadline d) {
-      return TransferHost(host, write, d);
-    });
+    return staging_->Transfer(
+        ops, is_write, deadline,
+        [this](const std::vector<IoOp>& host, bool write, Deadline d) { return TransferHost(host, write, d); },
+        std::move(hold));
   return TransferHost(ops, is_write, deadline);
 }
 

@@ -36,8 +36,16 @@ class TcpEndpoint : public Endpoint {
   // Local GPU memory in a transfer goes through pinned slabs from then on.
   void EnableDeviceStaging(std::unique_ptr<DeviceStagedTransfer> staging) { staging_ = std::move(staging); }
   const char* name() const override { return "tcp"; }
-  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline); }
-  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline); }
+  Result Read(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, false, deadline, {}); }
+  Result Write(const std::vector<IoOp>& ops, Deadline deadline) override { return Transfer(ops, true, deadline, {}); }
+  // Local GPU memory is copied to and from slabs by the GPU: `hold` stays
+  // with a copy that outlives the call.
+  Result ReadHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Transfer(ops, false, deadline, std::move(hold));
+  }
+  Result WriteHolding(const std::vector<IoOp>& ops, Deadline deadline, std::shared_ptr<const void> hold) override {
+    return Transfer(ops, true, deadline, std::move(hold));
+  }
   Result OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) override;
   void Close() override { pool_->Close(); }
 
@@ -45,7 +53,7 @@ class TcpEndpoint : public Endpoint {
   void OfferConnection(SocketPtr socket, uint64_t dial_id) { pool_->Offer(std::move(socket), dial_id); }
 
  private:
-  Result Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);
+  Result Transfer(const std::vector<IoOp>& ops, bool is_write, Deadline deadline, std::shared_ptr<const void> hold);
   Result TransferHost(const std::vector<IoOp>& ops, bool is_write, Deadline deadline);
   std::shared_ptr<ConnectionPool> pool_;
   std::unique_ptr<DeviceStagedTransfer> staging_;
