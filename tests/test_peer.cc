@@ -21,6 +21,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "gpu/device_memory.h"
+#include "gpu/fake_gpu_api.h"
 #include "tests/wait_until.h"
 
 namespace lldd_test {
@@ -104,6 +106,13 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
 [[noreturn]] void ServeCommands(uint64_t cluster_id, const std::map<std::string, std::string>& extra, int in, int out) {
   std::map<AscendString, AscendString> options{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}, {OPTION_DEVICE_ID, "0"}};
   for (const auto& [k, v] : extra) {
+    if (k == kFakeGpuOption) {
+      // Lives until _exit: the instance uses it to the end.
+      auto* gpu = new lldd::FakeGpuApi();
+      gpu->SetCopyRate(std::stoull(v));
+      lldd::SetGpuApiForTesting(gpu);
+      continue;
+    }
     if (k == kNetnsOption) {
       if (!EnterNetns(v)) {
         WriteLine(out, "error cannot enter network namespace " + v);
@@ -131,7 +140,7 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
     std::string cmd;
     is >> cmd;
     if (cmd == "quit") break;
-    if (cmd == "register" || cmd == "alloc") {
+    if (cmd == "register" || cmd == "alloc" || cmd == "allocdev") {
       uint32_t n;
       uint64_t rows, cols;
       int64_t seed;
@@ -151,9 +160,13 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
         st = dd->RegisterKvCache(Int32Desc(n, rows, cols), addrs, RegisterCfg{}, id);
       } else {
         Cache cache;
-        st = dd->AllocateCache(Int32Desc(n, rows, cols), cache);
+        st = dd->AllocateCache(Int32Desc(n, rows, cols, cmd == "allocdev" ? CachePlacement::kDevice : CachePlacement::kHost), cache);
         id = cache.cache_id;
         o.addrs = cache.tensor_addrs;
+        if (st == LLM_SUCCESS && cmd == "allocdev" && !lldd::IsDeviceMemory(reinterpret_cast<void*>(o.addrs[0]))) {
+          WriteLine(out, "error the kDevice cache is host memory (no GPU)");
+          continue;
+        }
       }
       if (st != LLM_SUCCESS) {
         WriteLine(out, "error " + std::string(LlmDataDist::GetLastErrorMessage()));

@@ -61,6 +61,10 @@ struct ResourceCounts {
 // namespace (a name under /var/run/netns).
 constexpr const char kNetnsOption[] = "test.netns";
 bool EnterNetns(const std::string& name);
+// Pseudo-option for ForkedServer: the child runs on a fake GPU
+// (gpu/fake_gpu_api.h) copying at this many bytes per second (0: at once),
+// and the command "allocdev N ROWS COLS SEED" allocates a kDevice cache.
+constexpr const char kFakeGpuOption[] = "test.fake_gpu";
 
 // The peer program's body: one server instance (cluster `cluster_id`, extra
 // Initialize options) obeying one-line commands read from `in`, answering
