@@ -10,6 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 bundle=${2:-$root/gpu-bundle}
 targets=(gpu_tests gpu_bench)
+# The Python module too, when this build has it (gpu-check.sh step 3).
+grep -q '^LLM_DATADIST_BUILD_PYTHON:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null && targets+=(llm_datadist_python)
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_DATADIST_WITH_CUDA=ON >/dev/null
@@ -22,7 +24,7 @@ cmake --build "$build" --target "${targets[@]}"
 
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib"
-for t in "${targets[@]}"; do
+for t in gpu_tests gpu_bench; do
   f=$(find "$build" -type f -name "$t" -perm -u+x | head -1)
   [[ -n $f ]] || { echo "gpu-bundle: $t not built" >&2; exit 1; }
   cp "$f" "$bundle/bin/$t"
@@ -36,6 +38,12 @@ for t in "${targets[@]}"; do
     esac
   done
 done
-cp "$root/scripts/gpu-check.sh" "$bundle/"
+if [[ -d $build/python/llm_datadist ]]; then
+  mkdir -p "$bundle/python"
+  cp -r "$build/python/llm_datadist" "$bundle/python/"
+  # The extension finds libllm_datadist through LD_LIBRARY_PATH (bundle/lib).
+  cp -L "$build"/libllm_datadist.so* "$bundle/lib/" 2>/dev/null || true
+fi
+cp "$root/scripts/gpu-check.sh" "$root/scripts/gpu_check_torch.py" "$bundle/"
 du -sh "$bundle"
 echo "gpu-bundle: ready in $bundle (run: $bundle/gpu-check.sh)"

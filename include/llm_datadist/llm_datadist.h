@@ -140,6 +140,17 @@ class LlmDataDist {
   // broken) or LLM_LINK_BUSY (the peer holds as many data connections for
   // this link as it allows; retry).
   //
+  // Once a transfer has returned, whatever its status, none of its bytes
+  // lands in local memory any more. A call whose wait time passes stops its
+  // copies first: over shm, TCP and UCX it returns within a few
+  // milliseconds of the wait time; a GPU copy stops between pieces of
+  // 256 KiB (copy engines: after at most 4 queued chunks of 16 MiB), so it
+  // returns within the time the GPU needs for those (microseconds between
+  // GPU buffers, a few milliseconds over PCIe) and never more than 1 s
+  // after the wait time. A GPU that has not finished them even then (hung,
+  // or starved by other work) keeps the caches it copies from and into in
+  // use: DeallocateCache and UnregisterKvCache wait until it ends.
+  //
   // PullKvCache copies batch `src_cache_index.batch_index` of the remote
   // cache into batch `batch_index` of the local one, for every tensor (or
   // those of the layers in `ext_param`); `size` > 0 copies only the first

@@ -8,7 +8,12 @@
 //   tcp_loopback_*     the same bytes over one TCP loopback connection from
 //                      pinned host memory, and from/into GPU memory staged
 //                      through DeviceStager (ratio staged / host)
-// Ratios are reported, not asserted. Exit status 0 when every row ran, 77
+//   cancel_*           a copy stopped at its deadline (issue 21): how long the
+//                      call returns after it, through the kernel and through
+//                      the copy engines
+// Ratios are reported, not asserted; the last lines give one verdict per
+// target of the GPU memory issue ("TARGET ... PASS|FAIL") and the figures it
+// asks to be reported ("REPORT ..."). Exit status 0 when every row ran, 77
 // when there is no GPU, 1 on a failure.
 //
 //   gpu_bench [--fake]      --fake: on the fake GPU (host memory), to check the harness
@@ -95,6 +100,31 @@ struct Limits {
   double memcpy[3] = {};
 };
 
+// What the verdict lines need, filled by the rows as they run.
+struct Findings {
+  double ipc_vs_gather_32k = 0;   // cuda_ipc pull 2048x32KiB / in-process gather
+  double ipc_vs_memcpy_1m = 0;    // cuda_ipc pull 64x1MiB / in-process cudaMemcpy
+  double staged_vs_host = 0;      // GPU over TCP loopback / host over TCP loopback
+  double open_handles_ms = -1;    // first call on a new link minus a later one
+  double cancel_kernel_us = -1;   // past the deadline, kernel path
+  double cancel_engine_us = -1;   // past the deadline, copy-engine path
+};
+
+void Verdict(const char* target, double ratio, double floor) {
+  std::printf("TARGET %-58s ratio %.2f (>= %.1f): %s\n", target, ratio, floor, ratio >= floor ? "PASS" : "FAIL");
+}
+
+void PrintVerdicts(const Findings& f) {
+  std::printf("\n");
+  Verdict("same-host GPU-to-GPU pull, 2048 x 32 KiB, vs in-process gather", f.ipc_vs_gather_32k, 0.8);
+  Verdict("same-host GPU-to-GPU pull, 64 x 1 MiB, vs in-process cudaMemcpy", f.ipc_vs_memcpy_1m, 0.8);
+  Verdict("GPU cache to GPU cache over TCP loopback, vs host memory TCP", f.staged_vs_host, 0.8);
+  std::printf("REPORT first transfer on a new link: opening the peer's handles costs %.2f ms\n", f.open_handles_ms);
+  std::printf("REPORT a GPU copy stopped at its deadline returns %.0f us after it (kernel), %.0f us (copy engines)\n",
+              f.cancel_kernel_us, f.cancel_engine_us);
+  std::fflush(stdout);
+}
+
 Result InProcessRows(GpuApi& api, Limits* limits) {
   void* src = nullptr;
   void* dst = nullptr;
@@ -134,7 +164,7 @@ Result InProcessRows(GpuApi& api, Limits* limits) {
   return failed;
 }
 
-Result CrossProcessRows(GpuApi& api, const Limits& limits, bool fake) {
+Result CrossProcessRows(GpuApi& api, const Limits& limits, bool fake, Findings* found) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return Result::Failed("socketpair failed");
   // A fresh process (never fork a process that initialised CUDA); it gets
@@ -164,11 +194,13 @@ Result CrossProcessRows(GpuApi& api, const Limits& limits, bool fake) {
       std::vector<IoOp> ops;
       for (auto [to, from] : BlockList(c, kPool))
         ops.push_back({static_cast<uint8_t*>(local) + to, puller.remote_regions()[0], from, c.block});
+      double first_call = 0;
       if (k == 0) {
         auto start = Clock::now();
         failed = puller.endpoint().Read(ops, Deadline::AfterMillis(30000));
         if (!failed.ok()) break;
-        Row(Msg("cuda_ipc_pull_", c.name, "_first_call"), bytes, Seconds(start));
+        first_call = Seconds(start);
+        Row(Msg("cuda_ipc_pull_", c.name, "_first_call"), bytes, first_call);
         // Check the bytes of that first call.
         std::vector<uint8_t> got(c.block);
         void* pinned = nullptr;
@@ -187,6 +219,11 @@ Result CrossProcessRows(GpuApi& api, const Limits& limits, bool fake) {
       if (!failed.ok()) break;
       Row(Msg("cuda_ipc_pull_", c.name), bytes, t, limits.gather[k] / t, "gather (this process)");
       if (c.block >= (1 << 20)) Row(Msg("cuda_ipc_pull_", c.name), bytes, t, limits.memcpy[k] / t, "d2d_memcpy");
+      if (k == 0) {
+        found->ipc_vs_gather_32k = limits.gather[k] / t;
+        found->open_handles_ms = (first_call - t) * 1e3;
+      }
+      if (c.block >= (1 << 20)) found->ipc_vs_memcpy_1m = limits.memcpy[k] / t;
     }
     if (local != nullptr) api.DeviceFree(local);
   }
@@ -246,7 +283,7 @@ Result MoveIovs(int fd, std::vector<iovec> iovs, bool send) {
 Result SendIovs(int fd, const std::vector<iovec>& iovs) { return MoveIovs(fd, iovs, true); }
 Result RecvIovs(int fd, const std::vector<iovec>& iovs) { return MoveIovs(fd, iovs, false); }
 
-Result StagingRows(GpuApi& api) {
+Result StagingRows(GpuApi& api, Findings* found) {
   const Case c = kCases[0];
   const uint64_t bytes = c.block * c.count;
   void* dev_src = nullptr;
@@ -290,12 +327,51 @@ Result StagingRows(GpuApi& api) {
   if (r.ok()) {
     Row(Msg("tcp_loopback_host_", c.name), bytes, best_host);
     Row(Msg("tcp_loopback_gpu_staged_", c.name), bytes, best_staged, best_host / best_staged, "tcp_loopback_host");
+    found->staged_vs_host = best_host / best_staged;
   }
   api.DeviceFree(dev_src);
   api.DeviceFree(dev_dst);
   api.HostFreePinned(host_src);
   api.HostFreePinned(host_dst);
   return r;
+}
+
+// GPU memory into pinned host memory (PCIe: milliseconds for the pool),
+// stopped 1 ms in; the row is the time from the deadline to the return.
+Result CancelRows(GpuApi& api, FakeGpuApi* fake, Findings* found) {
+  void* src = nullptr;
+  void* dst = nullptr;
+  LDD_RETURN_IF_ERROR(api.DeviceAlloc(kPool, &src));
+  LDD_RETURN_IF_ERROR(api.HostAllocPinned(kPool, &dst));
+  if (fake != nullptr) fake->SetCopyRate(8ULL << 30);  // a GPU that takes its time
+  Result failed;
+  for (bool engines : {false, true}) {
+    GpuCopyLimits limits;
+    if (!engines) limits.copy_engine_min = UINT64_MAX;  // all through the kernel
+    GpuCopier copier(api, 0, limits);
+    std::vector<double> overrun_us;
+    for (int rep = 0; rep < 5; ++rep) {
+      Deadline deadline = Deadline::AfterMillis(1);
+      Result r = copier.Run({{static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(src), kPool}}, deadline);
+      double us = std::chrono::duration<double, std::micro>(Clock::now() - deadline.when()).count();
+      if (r.ok()) continue;  // finished within 1 ms: nothing to stop
+      if (r.code() != llm_datadist::LLM_TIMEOUT) {
+        failed = r;
+        break;
+      }
+      overrun_us.push_back(us);
+    }
+    if (!failed.ok()) break;
+    std::sort(overrun_us.begin(), overrun_us.end());
+    double median = overrun_us.empty() ? -1 : overrun_us[overrun_us.size() / 2];
+    std::printf("%-36s %9.0f us past a 1 ms deadline (median of %zu stopped calls, 256 MiB device->pinned)\n",
+                engines ? "cancel_copy_engines" : "cancel_kernel", median, overrun_us.size());
+    (engines ? found->cancel_engine_us : found->cancel_kernel_us) = median;
+  }
+  if (fake != nullptr) fake->SetCopyRate(0);
+  api.DeviceFree(src);
+  api.HostFreePinned(dst);
+  return failed;
 }
 
 int Main(int argc, char** argv) {
@@ -316,9 +392,12 @@ int Main(int argc, char** argv) {
   }
   Result r = api.SetDevice(0);
   Limits limits;
+  Findings found;
   if (r.ok()) r = InProcessRows(api, &limits);
-  if (r.ok()) r = CrossProcessRows(api, limits, fake);
-  if (r.ok()) r = StagingRows(api);
+  if (r.ok()) r = CrossProcessRows(api, limits, fake, &found);
+  if (r.ok()) r = StagingRows(api, &found);
+  if (r.ok()) r = CancelRows(api, fake ? &fake_api : nullptr, &found);
+  if (r.ok()) PrintVerdicts(found);
   if (!r.ok()) {
     std::printf("gpu_bench: FAIL %s\n", r.message().c_str());
     return 1;
