@@ -378,7 +378,7 @@ Result FakeGpuApi::LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const
   // run (a thread block) looks at the cancel flag before it starts.
   Enqueue(static_cast<Stream*>(stream), [this, table, count, cancel](std::unique_lock<std::mutex>& l) {
     for (uint32_t i = 0; i < count; ++i) {
-      if (cancel != nullptr && *cancel != 0) {
+      if (cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_ACQUIRE) != 0) {
         runs_cancelled += count - i;
         return;
       }

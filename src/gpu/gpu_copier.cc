@@ -1,7 +1,6 @@
 #include "gpu/gpu_copier.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -190,7 +189,7 @@ Result GpuCopier::TakeLane(uint32_t runs, Lane** out) {
     lane->device_table = static_cast<GpuCopyRun*>(dev);
     lane->capacity = capacity;
   }
-  *lane->cancel = 0;  // the lane's earlier work has ended: nothing reads it
+  __atomic_store_n(lane->cancel, 0U, __ATOMIC_RELAXED);  // the lane's earlier work has ended
   lane->engine.clear();
   lane->queued = 0;
   *out = lane;
@@ -248,8 +247,8 @@ Result GpuCopier::Pump(Lane* lane) {
 
 // Cancels what has not started and waits (bounded) for what has.
 Result GpuCopier::Stop(Lane* lane, Result why) {
-  *lane->cancel = 1;
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Pinned (coherent) host memory: blocks that start from now on see it.
+  __atomic_store_n(lane->cancel, 1U, __ATOMIC_RELEASE);
   lane->engine.resize(lane->queued);
   (void)api_.EventRecord(lane->event, lane->stream);  // after everything queued
   // A GPU that already left a lane running past its drain is not waited
