@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "gpu/gpu_device_guard.h"
 
 namespace lldd {
 
@@ -174,7 +175,8 @@ Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::sh
                          std::unique_ptr<Job>* job) {
   GpuCopyPlan plan = PlanGpuCopies(copies, limits_);
   if (plan.kernel_runs.size() > UINT32_MAX / 2) return Result::ParamInvalid("too many GPU copies in one call");
-  LDD_RETURN_IF_ERROR(api_.SetDevice(device_));
+  GpuDeviceGuard on_device(api_, device_);  // the caller's thread keeps its own device
+  LDD_RETURN_IF_ERROR(on_device.status());
   Lane* lane = nullptr;
   LDD_RETURN_IF_ERROR(TakeLane(static_cast<uint32_t>(plan.kernel_runs.size()), &lane));
   auto finish_failed = [&](const Result& r) {
@@ -188,6 +190,7 @@ Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::sh
   if (!plan.kernel_runs.empty()) {
     uint32_t n = static_cast<uint32_t>(plan.kernel_runs.size());
     std::memcpy(lane->host_table, plan.kernel_runs.data(), n * sizeof(GpuCopyRun));
+    api_.KernelAddresses(device_, lane->host_table, n);
     r = api_.MemcpyAsync(lane->device_table, lane->host_table, n * sizeof(GpuCopyRun), lane->stream);
     if (r.ok()) r = api_.LaunchCopyRuns(lane->device_table, n, lane->stream);
     if (!r.ok()) return finish_failed(r);

@@ -44,8 +44,12 @@ __global__ void __launch_bounds__(kThreads) CopyRunsKernel(const GpuCopyRun* __r
 
 cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  CopyRunsKernel<<<count, kThreads, 0, stream>>>(device_table);
-  return cudaGetLastError();
+  // The launch's own status: cudaGetLastError() after `<<<>>>` would also
+  // return an error an earlier call left on this thread (the application's,
+  // or a cudaErrorNotReady from a query) and fail a launch that was queued.
+  void* args[] = {&device_table};
+  return cudaLaunchKernel(reinterpret_cast<const void*>(&CopyRunsKernel), dim3(count), dim3(kThreads), args, 0,
+                          stream);
 }
 
 }  // namespace lldd

@@ -209,7 +209,7 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
           import->size = e.alloc_size;
           Result ir;
           if (e.share == CudaShare::kIpc) {
-            ir = api.IpcOpen(e.handle, &import->ipc);
+            ir = api.IpcOpen(e.handle, transport_.device(), &import->ipc);
             if (ir.ok()) import->share = CudaShare::kIpc;
             import->base = static_cast<uint8_t*>(import->ipc);
           } else if (e.index < 0 || static_cast<size_t>(e.index) >= fds.size()) {
