@@ -142,6 +142,17 @@ TEST_F(CudaGpuApiTest, PointerQueriesLeaveNoError) {
   (void)cudaFree(dev);
 }
 
+// A failure we report as a Result is not also left for the application's
+// next cudaGetLastError().
+TEST_F(CudaGpuApiTest, ReportedFailuresLeaveNoError) {
+  int on_stack = 0;
+  GpuIpcHandle handle;
+  EXPECT_FALSE(api->IpcGetHandle(&on_stack, &handle).ok());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaIpcGetMemHandle";
+  EXPECT_FALSE(api->HostUnregister(&on_stack).ok());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaHostUnregister";
+}
+
 // The library runs on its callers' threads: whatever device it needs, the
 // thread's current device is the caller's again afterwards.
 TEST_F(CudaGpuApiTest, CallsGiveTheThreadItsDeviceBack) {
