@@ -27,6 +27,19 @@ std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
+// The peer's word for its allocation's size is checked against the mapping
+// CUDA opened (cuMemGetAddressRange): a kernel reaching past it would kill
+// this process's CUDA context.
+Result CheckOpenedSize(GpuApi& api, void* opened, uint64_t claimed) {
+  GpuPointerInfo info;
+  Result r = api.PointerInfo(opened, &info);
+  if (!r.ok()) return r;
+  if (!info.device || info.base != reinterpret_cast<uint64_t>(opened) || info.size < claimed)
+    return Result::Failed(Msg("the peer describes an allocation of ", claimed, " bytes; the mapping opened has ",
+                              info.size));
+  return Result::Ok();
+}
+
 }  // namespace
 
 // One opened peer allocation; closed when the last region (or in-flight
@@ -212,6 +225,7 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
             ir = api.IpcOpen(e.handle, transport_.device(), &import->ipc);
             if (ir.ok()) import->share = CudaShare::kIpc;
             import->base = static_cast<uint8_t*>(import->ipc);
+            if (ir.ok()) ir = CheckOpenedSize(api, import->ipc, e.alloc_size);
           } else if (e.index < 0 || static_cast<size_t>(e.index) >= fds.size()) {
             ir = Result::Failed("the peer sent no descriptor for a shared region");
           } else if (e.share == CudaShare::kVmm) {

@@ -16,6 +16,7 @@
 #include "gpu/fake_gpu_api.h"
 #include "memory/shared_memory.h"
 #include "transport/cuda/cuda_endpoint.h"
+#include "common/wire.h"
 #include "transport/cuda/cuda_ipc_pair.h"
 
 namespace lldd {
@@ -25,6 +26,7 @@ class FakeLink final : public LinkHandle {
  public:
   std::weak_ptr<Endpoint> peer;
   bool is_closed = false;
+  std::function<void(std::vector<uint8_t>*)> tamper;  // a hostile peer rewrites its reply
   uint64_t remote_cluster_id() const override { return 1; }
   bool initiator() const override { return true; }
   uint64_t link_id() const override { return 42; }
@@ -34,7 +36,9 @@ class FakeLink final : public LinkHandle {
     EXPECT_EQ(transport, "cuda_ipc");
     auto p = peer.lock();
     if (p == nullptr) return Result::LinkFailed("peer gone");
-    return p->OnPeerCall(request, reply);
+    Result r = p->OnPeerCall(request, reply);
+    if (r.ok() && tamper) tamper(reply);
+    return r;
   }
   Result DialJoin(const std::string&, const std::vector<uint8_t>&, Deadline, std::shared_ptr<Socket>*) override {
     return Result::LinkFailed("no joins here");
@@ -166,6 +170,43 @@ TEST_F(CudaTransportTest, UserGpuMemoryIsSharedByLegacyIpc) {
   EXPECT_EQ(api.ipc_opens.load(), 1);
   owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   EXPECT_EQ(api.ipc_closes.load(), 1);
+  api.Free(user);
+}
+
+// A describe reply claiming a larger allocation than the handle opens (the
+// region placed past its end) is refused when the mapping is opened, before
+// any kernel could reach past it.
+TEST_F(CudaTransportTest, PeerClaimingMoreThanItsIpcAllocationIsRefused) {
+  auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
+  uint64_t id = owner.regions.Add(user, 65536, kDeviceMemory);
+  ASSERT_NE(id, 0U);
+  puller.link->tamper = [](std::vector<uint8_t>* reply) {
+    WireReader r(*reply);
+    WireWriter w;
+    uint32_t n = r.U32();
+    w.U32(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      w.U64(r.U64());
+      w.U8(r.U8());
+      w.U64(r.U64());
+      w.Str(r.Str());
+      uint64_t size = r.U64();
+      r.U64();
+      w.U64(size + (1 << 20));  // claims twice the allocation
+      w.U64(size);              // and puts the region past its end
+      for (int b = 0; b < 64; ++b) w.U8(r.U8());
+      w.I32(r.I32());
+    }
+    w.Str(r.Str());
+    ASSERT_TRUE(r.done());
+    *reply = std::move(w.buffer());
+  };
+  Result r = puller.endpoint->Prepare({id}, Deadline::AfterMillis(5000));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("mapping opened"), std::string::npos) << r.message();
+  EXPECT_EQ(api.ipc_closes.load(), api.ipc_opens.load()) << "the refused mapping stays open";
+  puller.link->tamper = nullptr;
+  owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   api.Free(user);
 }
 
