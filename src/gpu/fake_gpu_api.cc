@@ -69,6 +69,12 @@ Result FakeGpuApi::GetDevice(int* device) {
   return Result::Ok();
 }
 
+Result FakeGpuApi::EnablePeerAccess(int device, int peer) {
+  if (device < 0 || device >= devices_ || peer < 0 || peer >= devices_)
+    return Result::ParamInvalid(Msg("GPU ", device, " or ", peer, " does not exist"));
+  return Result::Ok();
+}
+
 bool FakeGpuApi::VmmSupported(int device, std::string* reason) {
   if (reason != nullptr) *reason = device < devices_ ? "" : "no such GPU";
   return device >= 0 && device < devices_;

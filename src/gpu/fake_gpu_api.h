@@ -47,6 +47,7 @@ class FakeGpuApi final : public GpuApi {
   Result GetDevice(int* device) override;
   bool VmmSupported(int device, std::string* reason) override;
   Result PointerInfo(const void* p, GpuPointerInfo* out) override;
+  Result EnablePeerAccess(int device, int peer) override;
   Result VmmAllocate(int device, uint64_t bytes, GpuVmmBuffer* out) override;
   void VmmFree(GpuVmmBuffer* buffer) override;
   Result VmmImport(int fd, uint64_t size, int device, GpuVmmBuffer* out) override;

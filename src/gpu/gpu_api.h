@@ -70,6 +70,9 @@ class GpuApi {
   virtual bool VmmSupported(int device, std::string* reason) = 0;
 
   virtual Result PointerInfo(const void* p, GpuPointerInfo* out) = 0;
+  // Lets kernels on `device` reach cudaMalloc memory of `peer` (once per
+  // pair; FEATURE_NOT_ENABLED where the GPUs cannot).
+  virtual Result EnablePeerAccess(int device, int peer) = 0;
 
   // VMM memory that another process can import (POSIX fd handle).
   virtual Result VmmAllocate(int device, uint64_t bytes, GpuVmmBuffer* out) = 0;

@@ -19,6 +19,7 @@ class NoGpuApi final : public GpuApi {
     if (reason != nullptr) *reason = "llm-datadist was built without CUDA";
     return false;
   }
+  Result EnablePeerAccess(int, int) override { return NoGpu(); }
   Result PointerInfo(const void*, GpuPointerInfo* out) override {
     *out = GpuPointerInfo{};
     return Result::Ok();

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -162,6 +163,28 @@ class CudaGpuApi final : public GpuApi {
         out->size = size;
       }
     }
+    return Result::Ok();
+  }
+
+  Result EnablePeerAccess(int device, int peer) override {
+    if (!Available(nullptr)) return Result::FeatureNotEnabled(why_);
+    if (device == peer) return Result::Ok();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (peers_.count({device, peer}) != 0) return Result::Ok();
+    }
+    int can = 0;
+    LDD_CUDA(cudaDeviceCanAccessPeer(&can, device, peer));
+    if (can == 0) return Result::FeatureNotEnabled(Msg("GPU ", device, " cannot reach the memory of GPU ", peer));
+    CudaDeviceScope scope(device);
+    LDD_RETURN_IF_ERROR(scope.status());
+    cudaError_t e = cudaDeviceEnablePeerAccess(peer, 0);
+    if (e == cudaErrorPeerAccessAlreadyEnabled)
+      ClearLastError();  // enabled by the application: fine
+    else if (e != cudaSuccess)
+      return CudaFailed(e, "cudaDeviceEnablePeerAccess");
+    std::lock_guard<std::mutex> lock(mu_);
+    peers_.insert({device, peer});
     return Result::Ok();
   }
 
@@ -478,6 +501,7 @@ class CudaGpuApi final : public GpuApi {
   std::map<std::string, void*> exported_;         // our IPC handles -> their allocations
   std::map<void*, int> self_opened_;              // our own handles opened here
   std::vector<int> host_pointer_usable_;          // per device: -1 unknown, 0, 1
+  std::set<std::pair<int, int>> peers_;           // (device, peer) with peer access enabled
 };
 
 }  // namespace

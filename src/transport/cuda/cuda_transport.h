@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -77,11 +78,15 @@ class CudaTransport final : public Transport {
     const void* allocation = nullptr;
     uint8_t* alloc_base = nullptr;
     uint64_t alloc_size = 0;
+    int device = -1;  // GPU memory: its device
   };
   struct Offer {
     std::vector<int> fds;
     std::chrono::steady_clock::time_point expires;
   };
+  // Whether our kernels reach GPU memory of `device` (ours, or a peer GPU
+  // with peer access; VMM memory of ours only on our device).
+  bool ReachDevice(int device, bool vmm);  // requires mu_
   void ServeTickets();
   void DropOffers(bool all);
 
@@ -97,6 +102,7 @@ class CudaTransport final : public Transport {
   std::mutex mu_;
   std::map<uintptr_t, LocalRegion> local_;          // by base address
   std::map<uintptr_t, uint64_t> registered_;         // host ranges we pinned: base -> length
+  std::set<int> unreachable_devices_;                // warned about once
   std::unordered_map<std::string, Offer> offers_;  // by ticket
 };
 
