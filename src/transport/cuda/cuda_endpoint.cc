@@ -117,7 +117,10 @@ Result CudaEndpoint::ServeDescribe(const std::vector<uint8_t>& request, std::vec
     } else if (region.kind == kDeviceMemory) {
       GpuPointerInfo info;
       Result pr = api.PointerInfo(region.base, &info);
-      if (pr.ok() && info.device && info.base != 0 && api.IpcGetHandle(reinterpret_cast<void*>(info.base), &handle).ok()) {
+      // Only an allocation registered wholly: the handle opens all of it.
+      if (pr.ok() && info.device && info.base != 0 && info.size != 0 &&
+          transport_.CoversAllocation(info.base, info.size) &&
+          api.IpcGetHandle(reinterpret_cast<void*>(info.base), &handle).ok()) {
         share = CudaShare::kIpc;
         key = "i" + Hex(handle.data(), handle.size());
         alloc_size = info.size;

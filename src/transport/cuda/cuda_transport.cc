@@ -180,6 +180,14 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
   return false;
 }
 
+bool CudaTransport::CoversAllocation(uintptr_t base, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uintptr_t covered = base;  // [base, covered) is registered
+  for (auto it = local_.lower_bound(base); it != local_.end() && it->first <= covered; ++it)
+    covered = std::max<uintptr_t>(covered, it->first + it->second.length);
+  return covered - base >= size;
+}
+
 bool CudaTransport::ReachDevice(int device, bool vmm) {
   if (device < 0 || device == device_) return true;
   Result r = vmm ? Result::FeatureNotEnabled("VMM memory is mapped for its own GPU only") : api_.EnablePeerAccess(device_, device);

@@ -67,6 +67,10 @@ class CudaTransport final : public Transport {
   // On success [*lo, *hi) is the whole region (or GPU allocation) found, so
   // that the caller can skip the lookup for the next addresses inside it.
   bool PrepareLocal(const uint8_t* p, uint64_t length, bool* device, uintptr_t* lo, uintptr_t* hi);
+  // Whether regions registered here cover [base, base + size) wholly: legacy
+  // IPC hands out a whole cudaMalloc allocation, which under a caching
+  // allocator holds other tensors too, so only such allocations go by IPC.
+  bool CoversAllocation(uintptr_t base, uint64_t size);
   // Hands `fds` (duplicated here) to whoever presents the returned ticket.
   std::string OfferFds(const std::vector<int>& fds);
   const std::string& socket_name() const { return socket_name_; }

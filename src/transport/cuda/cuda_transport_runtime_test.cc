@@ -99,14 +99,14 @@ TEST_F(CudaTransportRuntimeTest, PullsIntoMemoryOfAnotherGpuInOneProcess) {
   constexpr uint64_t kBytes = 256 << 10;
   uint8_t* remote = Malloc(1 << 20, 0);
   for (uint64_t i = 0; i < kBytes; ++i) remote[65536 + i] = static_cast<uint8_t>(i * 7 + 1);
-  uint64_t id = owner->regions.Add(remote + 65536, kBytes, kDeviceMemory);
+  uint64_t id = owner->regions.Add(remote, 1 << 20, kDeviceMemory);  // the whole cudaMalloc block
   ASSERT_NE(id, 0U);
   uint8_t* registered = Malloc(kBytes, 1);
   uint8_t* unregistered = Malloc(kBytes, 1);
   ASSERT_NE(puller->regions.Add(registered, kBytes, kDeviceMemory), 0U);
   for (uint8_t* local : {registered, unregistered}) {
     std::memset(local, 0, kBytes);
-    Result r = puller->endpoint->Read({{local, id, 0, kBytes}}, Deadline::AfterMillis(5000));
+    Result r = puller->endpoint->Read({{local, id, 65536, kBytes}}, Deadline::AfterMillis(5000));
     ASSERT_TRUE(r.ok()) << r.message();
     EXPECT_EQ(std::memcmp(local, remote + 65536, kBytes), 0);
   }

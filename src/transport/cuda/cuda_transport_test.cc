@@ -161,15 +161,34 @@ TEST_F(CudaTransportTest, OutOfRangeAndUnknownRegionsAreRefused) {
 TEST_F(CudaTransportTest, UserGpuMemoryIsSharedByLegacyIpc) {
   auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
   for (int i = 0; i < (1 << 20); ++i) user[i] = static_cast<uint8_t>(i * 31);
-  uint64_t id = owner.regions.Add(user + 65536, 65536, kDeviceMemory);  // inside the cudaMalloc block
+  // The cudaMalloc block registered wholly, as two regions.
+  ASSERT_NE(owner.regions.Add(user + 65536, (1 << 20) - 65536, kDeviceMemory), 0U);
+  uint64_t id = owner.regions.Add(user, 65536, kDeviceMemory);
   ASSERT_NE(id, 0U);
   std::vector<uint8_t*> local;
   AddDeviceCache(puller, 1, 65536, 0, &local);
   ASSERT_TRUE(puller.endpoint->Read({{local[0], id, 0, 65536}}, Deadline::AfterMillis(5000)).ok());
-  EXPECT_EQ(std::memcmp(local[0], user + 65536, 65536), 0);
+  EXPECT_EQ(std::memcmp(local[0], user, 65536), 0);
   EXPECT_EQ(api.ipc_opens.load(), 1);
   owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   EXPECT_EQ(api.ipc_closes.load(), 1);
+  api.Free(user);
+}
+
+// A region inside a cudaMalloc block that holds unregistered memory too (a
+// caching allocator's segment) is not shared by IPC, whose handle would open
+// the whole block to the peer: it goes by the fallback path.
+TEST_F(CudaTransportTest, PartOfAGpuAllocationIsNotSharedByIpc) {
+  auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
+  uint64_t id = owner.regions.Add(user + 65536, 65536, kDeviceMemory);
+  ASSERT_NE(id, 0U);
+  std::vector<uint8_t*> local;
+  AddDeviceCache(puller, 1, 65536, 0, &local);
+  ASSERT_TRUE(puller.endpoint->Read({{local[0], id, 0, 65536}}, Deadline::AfterMillis(5000)).ok());
+  EXPECT_EQ(api.ipc_opens.load(), 0);
+  ASSERT_EQ(fallback->reads.size(), 1U);
+  EXPECT_EQ(fallback->reads[0].region_id, id);
+  owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   api.Free(user);
 }
 
@@ -178,7 +197,7 @@ TEST_F(CudaTransportTest, UserGpuMemoryIsSharedByLegacyIpc) {
 // any kernel could reach past it.
 TEST_F(CudaTransportTest, PeerClaimingMoreThanItsIpcAllocationIsRefused) {
   auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
-  uint64_t id = owner.regions.Add(user, 65536, kDeviceMemory);
+  uint64_t id = owner.regions.Add(user, 1 << 20, kDeviceMemory);
   ASSERT_NE(id, 0U);
   puller.link->tamper = [](std::vector<uint8_t>* reply) {
     WireReader r(*reply);
