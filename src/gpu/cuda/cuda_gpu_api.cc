@@ -27,6 +27,10 @@ namespace {
 // (cudaGetLastError after its own kernel) would take for its own failure:
 // every failure we report or tolerate is cleared here.
 void ClearLastError() { (void)cudaGetLastError(); }
+// A call whose failure changes nothing for us (a release, a restore).
+void Tolerate(cudaError_t e) {
+  if (e != cudaSuccess) ClearLastError();
+}
 
 Result CudaFailed(cudaError_t e, const char* what) {
   ClearLastError();
@@ -102,7 +106,7 @@ class CudaDeviceScope {
     if (e != cudaSuccess) status_ = CudaFailed(e, "cudaSetDevice");
   }
   ~CudaDeviceScope() {
-    if (restore_) (void)cudaSetDevice(previous_);
+    if (restore_) Tolerate(cudaSetDevice(previous_));
   }
   CudaDeviceScope(const CudaDeviceScope&) = delete;
   CudaDeviceScope& operator=(const CudaDeviceScope&) = delete;
@@ -307,7 +311,7 @@ class CudaGpuApi final : public GpuApi {
     void* dev = nullptr;
     e = cudaHostGetDevicePointer(&dev, p, 0);
     if (e != cudaSuccess) {
-      if (!foreign) (void)cudaHostUnregister(p);
+      if (!foreign) Tolerate(cudaHostUnregister(p));
       return CudaFailed(e, "cudaHostGetDevicePointer");
     }
     std::lock_guard<std::mutex> lock(mu_);
@@ -332,7 +336,7 @@ class CudaGpuApi final : public GpuApi {
     void* dev = nullptr;
     cudaError_t e = cudaHostGetDevicePointer(&dev, *out, 0);
     if (e != cudaSuccess) {
-      (void)cudaFreeHost(*out);
+      Tolerate(cudaFreeHost(*out));
       *out = nullptr;
       return CudaFailed(e, "cudaHostGetDevicePointer");
     }
@@ -345,13 +349,13 @@ class CudaGpuApi final : public GpuApi {
       std::lock_guard<std::mutex> lock(mu_);
       host_.erase(reinterpret_cast<uintptr_t>(p));
     }
-    (void)cudaFreeHost(p);
+    Tolerate(cudaFreeHost(p));
   }
   Result DeviceAlloc(uint64_t bytes, void** out) override {
     LDD_CUDA(cudaMalloc(out, bytes));
     return Result::Ok();
   }
-  void DeviceFree(void* p) override { (void)cudaFree(p); }
+  void DeviceFree(void* p) override { Tolerate(cudaFree(p)); }
 
   Result StreamCreate(GpuStream* out) override {
     cudaStream_t s = nullptr;
@@ -359,14 +363,14 @@ class CudaGpuApi final : public GpuApi {
     *out = s;
     return Result::Ok();
   }
-  void StreamDestroy(GpuStream s) override { (void)cudaStreamDestroy(static_cast<cudaStream_t>(s)); }
+  void StreamDestroy(GpuStream s) override { Tolerate(cudaStreamDestroy(static_cast<cudaStream_t>(s))); }
   Result EventCreate(GpuEvent* out) override {
     cudaEvent_t e = nullptr;
     LDD_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     *out = e;
     return Result::Ok();
   }
-  void EventDestroy(GpuEvent e) override { (void)cudaEventDestroy(static_cast<cudaEvent_t>(e)); }
+  void EventDestroy(GpuEvent e) override { Tolerate(cudaEventDestroy(static_cast<cudaEvent_t>(e))); }
   Result EventRecord(GpuEvent e, GpuStream s) override {
     LDD_CUDA(cudaEventRecord(static_cast<cudaEvent_t>(e), static_cast<cudaStream_t>(s)));
     return Result::Ok();

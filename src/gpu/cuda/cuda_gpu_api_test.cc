@@ -151,6 +151,10 @@ TEST_F(CudaGpuApiTest, ReportedFailuresLeaveNoError) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaIpcGetMemHandle";
   EXPECT_FALSE(api->HostUnregister(&on_stack).ok());
   EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaHostUnregister";
+  api->DeviceFree(&on_stack);  // releases report nothing, and leave nothing
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaFree";
+  api->HostFreePinned(&on_stack);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess) << "cudaFreeHost";
 }
 
 // The library runs on its callers' threads: whatever device it needs, the
@@ -180,6 +184,20 @@ TEST_F(CudaGpuApiTest, CallsGiveTheThreadItsDeviceBack) {
   api->VmmFree(&vmm);
   (void)cudaFree(a);
   (void)cudaFree(b);
+}
+
+// A peer's VMM fd mapped for more than its allocation holds (a size the
+// peer sent) fails in cuMemMap and leaves nothing mapped.
+TEST_F(CudaGpuApiTest, VmmImportOfMoreThanTheAllocationFails) {
+  GpuVmmBuffer vmm;
+  ASSERT_TRUE(api->VmmAllocate(0, 1 << 20, &vmm).ok());
+  GpuVmmBuffer big;
+  EXPECT_FALSE(api->VmmImport(vmm.fd, vmm.size * 2, 0, &big).ok());
+  EXPECT_EQ(big.ptr, nullptr);
+  GpuVmmBuffer exact;
+  ASSERT_TRUE(api->VmmImport(vmm.fd, vmm.size, 0, &exact).ok());
+  api->VmmUnmap(&exact);
+  api->VmmFree(&vmm);
 }
 
 // CUDA refuses to open an IPC handle in the process that exported it; both
