@@ -1,5 +1,5 @@
-// A stand-in for the CUDA runtime (libcudart) and the driver entry points
-// that gpu/cuda/cuda_gpu_api.cc uses, with CUDA's rules and no GPU: the
+// A stand-in for the CUDA runtime (libcudart, fake_cuda_runtime.cc) and the
+// driver entry points (fake_cuda_driver.cc) that gpu/cuda/cuda_gpu_api.cc uses, with CUDA's rules and no GPU: the
 // test program cuda_runtime_tests links the *real* GPU layer
 // (cuda_gpu_api.cc and copy_kernel.cu's host side) against it instead of
 // libcudart_static, so that the real code's handling of CUDA's rules is
