@@ -31,6 +31,12 @@ if(LLM_DATADIST_WITH_CUDA)
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_package(CUDAToolkit REQUIRED)
+  # CUDA 12.0 at least (the VMM and driver-entry-point calls used); before
+  # 12.5 the GPU layer asks cudaGetDriverEntryPoint, not ...ByVersion.
+  if(CUDAToolkit_VERSION VERSION_LESS 12.0)
+    message(FATAL_ERROR "llm-datadist: GPU support needs CUDA 12.0 or later (found ${CUDAToolkit_VERSION}); "
+                        "configure with -DLLM_DATADIST_WITH_CUDA=OFF to build without it")
+  endif()
   message(STATUS "llm-datadist: GPU support ON (CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
 else()
   message(STATUS "llm-datadist: GPU support OFF (kDevice caches are host memory)")

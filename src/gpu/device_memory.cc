@@ -57,7 +57,7 @@ std::shared_ptr<DeviceMemoryProvider> MakeGpuMemoryProvider(GpuApi& api) {
 bool InstallGpuMemoryProvider() {
   if (GetDeviceMemoryProvider() != nullptr) return true;
   std::string why;
-  if (!Gpu().Available(&why)) {
+  if (!Gpu().Available(&why) || !Gpu().VmmSupported(0, &why)) {
     static std::once_flag once;
     std::call_once(once, [&] {
       LDD_LOG(Warn) << "kDevice caches are host memory in this process: " << why;

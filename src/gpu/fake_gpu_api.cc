@@ -102,9 +102,30 @@ bool FakeGpuApi::Available(std::string* reason) const {
   return devices_ > 0;
 }
 
+namespace {
+thread_local int t_current_device = 0;  // per thread, as in CUDA
+}  // namespace
+
 Result FakeGpuApi::SetDevice(int device) {
   if (device < 0 || device >= devices_) return Result::ParamInvalid(Msg("GPU ", device, " does not exist"));
+  t_current_device = device;
   return Result::Ok();
+}
+
+Result FakeGpuApi::GetDevice(int* device) {
+  *device = t_current_device;
+  return Result::Ok();
+}
+
+Result FakeGpuApi::EnablePeerAccess(int device, int peer) {
+  if (device < 0 || device >= devices_ || peer < 0 || peer >= devices_)
+    return Result::ParamInvalid(Msg("GPU ", device, " or ", peer, " does not exist"));
+  return Result::Ok();
+}
+
+bool FakeGpuApi::VmmSupported(int device, std::string* reason) {
+  if (reason != nullptr) *reason = device < devices_ ? "" : "no such GPU";
+  return device >= 0 && device < devices_;
 }
 
 void* FakeGpuApi::AddRange(void* p, Range r) {
@@ -216,7 +237,8 @@ Result FakeGpuApi::IpcGetHandle(void* base, GpuIpcHandle* out) {
   return Result::Ok();
 }
 
-Result FakeGpuApi::IpcOpen(const GpuIpcHandle& handle, void** out) {
+Result FakeGpuApi::IpcOpen(const GpuIpcHandle& handle, int device, void** out) {
+  if (device < 0 || device >= devices_) return Result::ParamInvalid(Msg("GPU ", device, " does not exist"));
   FakeIpc h{};
   std::memcpy(&h, handle.data(), sizeof(h));
   if (h.magic != kIpcMagic) return Result::Failed("fake GPU: not an IPC handle");

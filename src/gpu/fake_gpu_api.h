@@ -54,13 +54,16 @@ class FakeGpuApi final : public GpuApi {
   bool Available(std::string* reason) const override;
   int DeviceCount() const override { return devices_; }
   Result SetDevice(int device) override;
+  Result GetDevice(int* device) override;
+  bool VmmSupported(int device, std::string* reason) override;
   Result PointerInfo(const void* p, GpuPointerInfo* out) override;
+  Result EnablePeerAccess(int device, int peer) override;
   Result VmmAllocate(int device, uint64_t bytes, GpuVmmBuffer* out) override;
   void VmmFree(GpuVmmBuffer* buffer) override;
   Result VmmImport(int fd, uint64_t size, int device, GpuVmmBuffer* out) override;
   void VmmUnmap(GpuVmmBuffer* buffer) override;
   Result IpcGetHandle(void* base, GpuIpcHandle* out) override;
-  Result IpcOpen(const GpuIpcHandle& handle, void** out) override;
+  Result IpcOpen(const GpuIpcHandle& handle, int device, void** out) override;
   Result IpcClose(void* p) override;
   Result HostRegister(void* p, uint64_t bytes) override;
   Result HostUnregister(void* p) override;

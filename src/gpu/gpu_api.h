@@ -61,10 +61,18 @@ class GpuApi {
   // False when there is no driver or no GPU; `reason` says which.
   virtual bool Available(std::string* reason) const = 0;
   virtual int DeviceCount() const = 0;
-  // Makes `device` current on the calling thread.
+  // Makes `device` current on the calling thread (GpuDeviceGuard restores it).
   virtual Result SetDevice(int device) = 0;
+  // The calling thread's current device.
+  virtual Result GetDevice(int* device) = 0;
+  // Whether VmmAllocate can work on `device` (VMM entry points, VMM and
+  // POSIX-fd handle support); kDevice caches are host memory where not.
+  virtual bool VmmSupported(int device, std::string* reason) = 0;
 
   virtual Result PointerInfo(const void* p, GpuPointerInfo* out) = 0;
+  // Lets kernels on `device` reach cudaMalloc memory of `peer` (once per
+  // pair; FEATURE_NOT_ENABLED where the GPUs cannot).
+  virtual Result EnablePeerAccess(int device, int peer) = 0;
 
   // VMM memory that another process can import (POSIX fd handle).
   virtual Result VmmAllocate(int device, uint64_t bytes, GpuVmmBuffer* out) = 0;
@@ -76,10 +84,14 @@ class GpuApi {
 
   // Legacy IPC for memory from cudaMalloc (the allocation's base pointer).
   virtual Result IpcGetHandle(void* base, GpuIpcHandle* out) = 0;
-  virtual Result IpcOpen(const GpuIpcHandle& handle, void** out) = 0;
+  // Opens a peer's handle for kernels on `device` (a handle this process
+  // exported gives back its own pointer: CUDA refuses to open those).
+  virtual Result IpcOpen(const GpuIpcHandle& handle, int device, void** out) = 0;
   virtual Result IpcClose(void* p) = 0;
 
   // Pins host memory (ours or a peer's mapped memfd) for the GPU's DMA.
+  // Memory pinned already (by the application) is accepted as it is, and a
+  // later HostUnregister leaves it pinned.
   virtual Result HostRegister(void* p, uint64_t bytes) = 0;
   virtual Result HostUnregister(void* p) = 0;
   virtual Result HostAllocPinned(uint64_t bytes, void** out) = 0;
@@ -104,6 +116,16 @@ class GpuApi {
   // that sets it waits at most for the runs already under way.
   virtual Result LaunchCopyRuns(const GpuCopyRun* table, uint32_t count, const volatile uint32_t* cancel,
                                 GpuStream stream) = 0;
+  // Rewrites the host addresses in `runs` (registered or pinned memory) to
+  // the addresses a kernel on `device` reaches them at: the host address
+  // where cudaDevAttrCanUseHostPointerForRegisteredMem is set, else the one
+  // cudaHostGetDevicePointer gives. Where the GPU shares host addresses (and
+  // in the fake GPU) it leaves them as they are.
+  virtual void KernelAddresses(int device, GpuCopyRun* runs, uint32_t count) {
+    (void)device;
+    (void)runs;
+    (void)count;
+  }
 };
 
 // The process's GPU layer: the real one in CUDA builds, else one that is

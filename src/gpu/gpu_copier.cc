@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "gpu/gpu_device_guard.h"
 
 namespace lldd {
 
@@ -61,6 +62,7 @@ struct GpuCopier::Lane {
   GpuCopyRun* device_table = nullptr;  // what the kernel reads
   uint32_t capacity = 0;
   volatile uint32_t* cancel = nullptr;  // pinned; the kernel's blocks read it
+  const volatile uint32_t* cancel_at = nullptr;  // its address as the kernel sees it
   std::vector<GpuEvent> chunk_events;   // one per copy-engine chunk in the window
   std::vector<GpuCopyRun> engine;       // this call's copy-engine chunks
   size_t queued = 0;                    // of them, handed to the stream
@@ -158,6 +160,9 @@ Result GpuCopier::TakeLane(uint32_t runs, Lane** out) {
     void* flag = nullptr;
     if (r.ok()) r = api_.HostAllocPinned(sizeof(uint32_t), &flag);
     lane->cancel = static_cast<volatile uint32_t*>(flag);
+    GpuCopyRun at{reinterpret_cast<uint64_t>(flag), reinterpret_cast<uint64_t>(flag), sizeof(uint32_t)};
+    api_.KernelAddresses(device_, &at, 1);
+    lane->cancel_at = reinterpret_cast<const volatile uint32_t*>(at.src);
     for (uint32_t i = 0; r.ok() && i < std::max<uint32_t>(limits_.engine_window, 1); ++i) {
       GpuEvent e = nullptr;
       r = api_.EventCreate(&e);
@@ -213,9 +218,10 @@ Result GpuCopier::Queue(Lane* lane, const GpuCopyPlan& plan) {
   if (!plan.kernel_runs.empty()) {
     uint32_t n = static_cast<uint32_t>(plan.kernel_runs.size());
     std::memcpy(lane->host_table, plan.kernel_runs.data(), n * sizeof(GpuCopyRun));
+    api_.KernelAddresses(device_, lane->host_table, n);
     LDD_RETURN_IF_ERROR(
         api_.MemcpyAsync(lane->device_table, lane->host_table, n * sizeof(GpuCopyRun), lane->stream));
-    LDD_RETURN_IF_ERROR(api_.LaunchCopyRuns(lane->device_table, n, lane->cancel, lane->stream));
+    LDD_RETURN_IF_ERROR(api_.LaunchCopyRuns(lane->device_table, n, lane->cancel_at, lane->stream));
   }
   lane->engine = plan.engine_runs;
   LDD_RETURN_IF_ERROR(Pump(lane));
@@ -223,7 +229,9 @@ Result GpuCopier::Queue(Lane* lane, const GpuCopyPlan& plan) {
 }
 
 // Copy engines cannot be stopped mid-copy, so they get work a window at a
-// time: a deadline then leaves at most the window running.
+// time: a deadline then leaves at most the window running. (Runs on the
+// caller's thread whatever its current device: CUDA takes copies and event
+// records on another device's stream; only launches need the device.)
 Result GpuCopier::Pump(Lane* lane) {
   const size_t window = lane->chunk_events.size();
   bool queued_more = false;
@@ -269,7 +277,8 @@ Result GpuCopier::Submit(const std::vector<GpuCopy>& copies, std::vector<std::sh
                          std::unique_ptr<Job>* job) {
   GpuCopyPlan plan = PlanGpuCopies(copies, limits_);
   if (plan.kernel_runs.size() > UINT32_MAX / 2) return Result::ParamInvalid("too many GPU copies in one call");
-  LDD_RETURN_IF_ERROR(api_.SetDevice(device_));
+  GpuDeviceGuard on_device(api_, device_);  // the caller's thread keeps its own device
+  LDD_RETURN_IF_ERROR(on_device.status());
   Lane* lane = nullptr;
   LDD_RETURN_IF_ERROR(TakeLane(static_cast<uint32_t>(plan.kernel_runs.size()), &lane));
   lane->keep_alive = std::move(keep_alive);

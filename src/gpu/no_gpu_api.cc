@@ -14,6 +14,12 @@ class NoGpuApi final : public GpuApi {
   }
   int DeviceCount() const override { return 0; }
   Result SetDevice(int) override { return NoGpu(); }
+  Result GetDevice(int*) override { return NoGpu(); }
+  bool VmmSupported(int, std::string* reason) override {
+    if (reason != nullptr) *reason = "llm-datadist was built without CUDA";
+    return false;
+  }
+  Result EnablePeerAccess(int, int) override { return NoGpu(); }
   Result PointerInfo(const void*, GpuPointerInfo* out) override {
     *out = GpuPointerInfo{};
     return Result::Ok();
@@ -23,7 +29,7 @@ class NoGpuApi final : public GpuApi {
   Result VmmImport(int, uint64_t, int, GpuVmmBuffer*) override { return NoGpu(); }
   void VmmUnmap(GpuVmmBuffer*) override {}
   Result IpcGetHandle(void*, GpuIpcHandle*) override { return NoGpu(); }
-  Result IpcOpen(const GpuIpcHandle&, void**) override { return NoGpu(); }
+  Result IpcOpen(const GpuIpcHandle&, int, void**) override { return NoGpu(); }
   Result IpcClose(void*) override { return NoGpu(); }
   Result HostRegister(void*, uint64_t) override { return NoGpu(); }
   Result HostUnregister(void*) override { return NoGpu(); }

@@ -55,8 +55,12 @@ __global__ void __launch_bounds__(kThreads)
 cudaError_t LaunchCopyRunsKernel(const GpuCopyRun* device_table, uint32_t count, const volatile uint32_t* cancel,
                                  cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  CopyRunsKernel<<<count, kThreads, 0, stream>>>(device_table, cancel);
-  return cudaGetLastError();
+  // The launch's own status: cudaGetLastError() after `<<<>>>` would also
+  // return an error an earlier call left on this thread (the application's,
+  // or a cudaErrorNotReady from a query) and fail a launch that was queued.
+  void* args[] = {&device_table, &cancel};
+  return cudaLaunchKernel(reinterpret_cast<const void*>(&CopyRunsKernel), dim3(count), dim3(kThreads), args, 0,
+                          stream);
 }
 
 }  // namespace lldd

@@ -28,6 +28,19 @@ std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
+// The peer's word for its allocation's size is checked against the mapping
+// CUDA opened (cuMemGetAddressRange): a kernel reaching past it would kill
+// this process's CUDA context.
+Result CheckOpenedSize(GpuApi& api, void* opened, uint64_t claimed) {
+  GpuPointerInfo info;
+  Result r = api.PointerInfo(opened, &info);
+  if (!r.ok()) return r;
+  if (!info.device || info.base != reinterpret_cast<uint64_t>(opened) || info.size < claimed)
+    return Result::Failed(Msg("the peer describes an allocation of ", claimed, " bytes; the mapping opened has ",
+                              info.size));
+  return Result::Ok();
+}
+
 }  // namespace
 
 // One opened peer allocation; closed when the last region (or in-flight
@@ -105,7 +118,10 @@ Result CudaEndpoint::ServeDescribe(const std::vector<uint8_t>& request, std::vec
     } else if (region.kind == kDeviceMemory) {
       GpuPointerInfo info;
       Result pr = api.PointerInfo(region.base, &info);
-      if (pr.ok() && info.device && info.base != 0 && api.IpcGetHandle(reinterpret_cast<void*>(info.base), &handle).ok()) {
+      // Only an allocation registered wholly: the handle opens all of it.
+      if (pr.ok() && info.device && info.base != 0 && info.size != 0 &&
+          transport_.CoversAllocation(info.base, info.size) &&
+          api.IpcGetHandle(reinterpret_cast<void*>(info.base), &handle).ok()) {
         share = CudaShare::kIpc;
         key = "i" + Hex(handle.data(), handle.size());
         alloc_size = info.size;
@@ -211,9 +227,10 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
           import->size = e.alloc_size;
           Result ir;
           if (e.share == CudaShare::kIpc) {
-            ir = api.IpcOpen(e.handle, &import->ipc);
+            ir = api.IpcOpen(e.handle, transport_.device(), &import->ipc);
             if (ir.ok()) import->share = CudaShare::kIpc;
             import->base = static_cast<uint8_t*>(import->ipc);
+            if (ir.ok()) ir = CheckOpenedSize(api, import->ipc, e.alloc_size);
           } else if (e.index < 0 || static_cast<size_t>(e.index) >= fds.size()) {
             ir = Result::Failed("the peer sent no descriptor for a shared region");
           } else if (e.share == CudaShare::kVmm) {

@@ -107,6 +107,10 @@ Result CudaTransport::OnRegionAdded(Region& region) {
     l.alloc_base = region.allocation->data();
     l.alloc_size = region.allocation->size();
   }
+  if (region.kind == kDeviceMemory) {
+    GpuPointerInfo info;
+    if (api_.PointerInfo(region.base, &info).ok() && info.device) l.device = info.device_id;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   local_[reinterpret_cast<uintptr_t>(region.base)] = l;
   return Result::Ok();
@@ -144,7 +148,7 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
         *lo = it->first;
         *hi = it->first + l.length;
         *device = l.kind == kDeviceMemory;
-        if (*device) return true;
+        if (*device) return ReachDevice(l.device, l.allocation != nullptr);
         uintptr_t base = l.allocation != nullptr ? reinterpret_cast<uintptr_t>(l.alloc_base) : it->first;
         uint64_t size = l.allocation != nullptr ? l.alloc_size : l.length;
         if (registered_.count(base) != 0) return true;
@@ -163,12 +167,34 @@ bool CudaTransport::PrepareLocal(const uint8_t* p, uint64_t length, bool* device
   GpuPointerInfo info;
   if (api_.PointerInfo(p, &info).ok() && info.device) {
     *device = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!ReachDevice(info.device_id, false)) return false;
+    }
     if (info.size != 0 && a >= info.base && a + length <= info.base + info.size) {
       *lo = info.base;
       *hi = info.base + info.size;
     }
     return true;
   }
+  return false;
+}
+
+bool CudaTransport::CoversAllocation(uintptr_t base, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uintptr_t covered = base;  // [base, covered) is registered
+  for (auto it = local_.lower_bound(base); it != local_.end() && it->first <= covered; ++it)
+    covered = std::max<uintptr_t>(covered, it->first + it->second.length);
+  return covered - base >= size;
+}
+
+bool CudaTransport::ReachDevice(int device, bool vmm) {
+  if (device < 0 || device == device_) return true;
+  Result r = vmm ? Result::FeatureNotEnabled("VMM memory is mapped for its own GPU only") : api_.EnablePeerAccess(device_, device);
+  if (r.ok()) return true;
+  if (unreachable_devices_.insert(device).second)
+    LDD_LOG(Warn) << "cuda_ipc copies with GPU " << device_ << ", which cannot reach memory on GPU " << device << " ("
+                  << r.message() << "); that memory goes by the fallback path";
   return false;
 }
 

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -66,6 +67,10 @@ class CudaTransport final : public Transport {
   // On success [*lo, *hi) is the whole region (or GPU allocation) found, so
   // that the caller can skip the lookup for the next addresses inside it.
   bool PrepareLocal(const uint8_t* p, uint64_t length, bool* device, uintptr_t* lo, uintptr_t* hi);
+  // Whether regions registered here cover [base, base + size) wholly: legacy
+  // IPC hands out a whole cudaMalloc allocation, which under a caching
+  // allocator holds other tensors too, so only such allocations go by IPC.
+  bool CoversAllocation(uintptr_t base, uint64_t size);
   // Hands `fds` (duplicated here) to whoever presents the returned ticket.
   std::string OfferFds(const std::vector<int>& fds);
   const std::string& socket_name() const { return socket_name_; }
@@ -77,11 +82,15 @@ class CudaTransport final : public Transport {
     const void* allocation = nullptr;
     uint8_t* alloc_base = nullptr;
     uint64_t alloc_size = 0;
+    int device = -1;  // GPU memory: its device
   };
   struct Offer {
     std::vector<int> fds;
     std::chrono::steady_clock::time_point expires;
   };
+  // Whether our kernels reach GPU memory of `device` (ours, or a peer GPU
+  // with peer access; VMM memory of ours only on our device).
+  bool ReachDevice(int device, bool vmm);  // requires mu_
   void ServeTickets();
   void DropOffers(bool all);
 
@@ -97,6 +106,7 @@ class CudaTransport final : public Transport {
   std::mutex mu_;
   std::map<uintptr_t, LocalRegion> local_;          // by base address
   std::map<uintptr_t, uint64_t> registered_;         // host ranges we pinned: base -> length
+  std::set<int> unreachable_devices_;                // warned about once
   std::unordered_map<std::string, Offer> offers_;  // by ticket
 };
 

@@ -18,6 +18,7 @@
 #include "gpu/fake_gpu_api.h"
 #include "memory/shared_memory.h"
 #include "transport/cuda/cuda_endpoint.h"
+#include "common/wire.h"
 #include "transport/cuda/cuda_ipc_pair.h"
 
 namespace lldd {
@@ -27,6 +28,7 @@ class FakeLink final : public LinkHandle {
  public:
   std::weak_ptr<Endpoint> peer;
   bool is_closed = false;
+  std::function<void(std::vector<uint8_t>*)> tamper;  // a hostile peer rewrites its reply
   uint64_t remote_cluster_id() const override { return 1; }
   bool initiator() const override { return true; }
   uint64_t link_id() const override { return 42; }
@@ -36,7 +38,9 @@ class FakeLink final : public LinkHandle {
     EXPECT_EQ(transport, "cuda_ipc");
     auto p = peer.lock();
     if (p == nullptr) return Result::LinkFailed("peer gone");
-    return p->OnPeerCall(request, reply);
+    Result r = p->OnPeerCall(request, reply);
+    if (r.ok() && tamper) tamper(reply);
+    return r;
   }
   Result DialJoin(const std::string&, const std::vector<uint8_t>&, Deadline, std::shared_ptr<Socket>*) override {
     return Result::LinkFailed("no joins here");
@@ -159,15 +163,71 @@ TEST_F(CudaTransportTest, OutOfRangeAndUnknownRegionsAreRefused) {
 TEST_F(CudaTransportTest, UserGpuMemoryIsSharedByLegacyIpc) {
   auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
   for (int i = 0; i < (1 << 20); ++i) user[i] = static_cast<uint8_t>(i * 31);
-  uint64_t id = owner.regions.Add(user + 65536, 65536, kDeviceMemory);  // inside the cudaMalloc block
+  // The cudaMalloc block registered wholly, as two regions.
+  ASSERT_NE(owner.regions.Add(user + 65536, (1 << 20) - 65536, kDeviceMemory), 0U);
+  uint64_t id = owner.regions.Add(user, 65536, kDeviceMemory);
   ASSERT_NE(id, 0U);
   std::vector<uint8_t*> local;
   AddDeviceCache(puller, 1, 65536, 0, &local);
   ASSERT_TRUE(puller.endpoint->Read({{local[0], id, 0, 65536}}, Deadline::AfterMillis(5000)).ok());
-  EXPECT_EQ(std::memcmp(local[0], user + 65536, 65536), 0);
+  EXPECT_EQ(std::memcmp(local[0], user, 65536), 0);
   EXPECT_EQ(api.ipc_opens.load(), 1);
   owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   EXPECT_EQ(api.ipc_closes.load(), 1);
+  api.Free(user);
+}
+
+// A region inside a cudaMalloc block that holds unregistered memory too (a
+// caching allocator's segment) is not shared by IPC, whose handle would open
+// the whole block to the peer: it goes by the fallback path.
+TEST_F(CudaTransportTest, PartOfAGpuAllocationIsNotSharedByIpc) {
+  auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
+  uint64_t id = owner.regions.Add(user + 65536, 65536, kDeviceMemory);
+  ASSERT_NE(id, 0U);
+  std::vector<uint8_t*> local;
+  AddDeviceCache(puller, 1, 65536, 0, &local);
+  ASSERT_TRUE(puller.endpoint->Read({{local[0], id, 0, 65536}}, Deadline::AfterMillis(5000)).ok());
+  EXPECT_EQ(api.ipc_opens.load(), 0);
+  ASSERT_EQ(fallback->reads.size(), 1U);
+  EXPECT_EQ(fallback->reads[0].region_id, id);
+  owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
+  api.Free(user);
+}
+
+// A describe reply claiming a larger allocation than the handle opens (the
+// region placed past its end) is refused when the mapping is opened, before
+// any kernel could reach past it.
+TEST_F(CudaTransportTest, PeerClaimingMoreThanItsIpcAllocationIsRefused) {
+  auto* user = static_cast<uint8_t*>(api.Malloc(1 << 20));
+  uint64_t id = owner.regions.Add(user, 1 << 20, kDeviceMemory);
+  ASSERT_NE(id, 0U);
+  puller.link->tamper = [](std::vector<uint8_t>* reply) {
+    WireReader r(*reply);
+    WireWriter w;
+    uint32_t n = r.U32();
+    w.U32(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      w.U64(r.U64());
+      w.U8(r.U8());
+      w.U64(r.U64());
+      w.Str(r.Str());
+      uint64_t size = r.U64();
+      r.U64();
+      w.U64(size + (1 << 20));  // claims twice the allocation
+      w.U64(size);              // and puts the region past its end
+      for (int b = 0; b < 64; ++b) w.U8(r.U8());
+      w.I32(r.I32());
+    }
+    w.Str(r.Str());
+    ASSERT_TRUE(r.done());
+    *reply = std::move(w.buffer());
+  };
+  Result r = puller.endpoint->Prepare({id}, Deadline::AfterMillis(5000));
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("mapping opened"), std::string::npos) << r.message();
+  EXPECT_EQ(api.ipc_closes.load(), api.ipc_opens.load()) << "the refused mapping stays open";
+  puller.link->tamper = nullptr;
+  owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
   api.Free(user);
 }
 
