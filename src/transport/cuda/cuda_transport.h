@@ -53,6 +53,12 @@ class CudaTransport final : public Transport {
   Result CanReach(const std::vector<uint8_t>& peer_info) const override;
   Result OnRegionAdded(Region& region) override;
   void OnRegionRemoved(Region& region) override;
+  // GPU memory we did not allocate is shared by legacy CUDA IPC, which
+  // nothing on our side can revoke; VMM handles and memfds keep the memory
+  // alive for as long as the peer holds them.
+  bool RevokeNeedsPeer(uint32_t kind, bool allocated) const override {
+    return kind == kDeviceMemory && !allocated;
+  }
   Result Connect(const std::shared_ptr<LinkHandle>& link, const std::vector<uint8_t>& peer_info,
                  std::shared_ptr<Endpoint> fallback, Deadline deadline, std::shared_ptr<Endpoint>* out) override;
 
@@ -82,8 +88,20 @@ class CudaTransport final : public Transport {
     std::vector<int> fds;
     std::chrono::steady_clock::time_point expires;
   };
+  // One thread serves every ticket connection, polling them all: a
+  // connection that stays silent costs a descriptor for at most
+  // kTicketWaitMs, not the others' turn. (Tickets are single SEQPACKET
+  // messages, so a readable connection is answered without waiting.)
+  // Beyond kMaxTicketConnections waiting at once, the oldest is dropped.
   void ServeTickets();
+  void ServeTicket(const Socket& conn);
   void DropOffers(bool all);
+
+ public:
+  static constexpr size_t kMaxTicketConnections = 64;
+  static constexpr int kTicketWaitMs = 1000;
+
+ private:
 
   GpuApi& api_;
   int device_ = 0;

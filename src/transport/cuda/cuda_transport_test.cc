@@ -15,6 +15,7 @@
 #include "gpu/device_memory.h"
 #include "gpu/fake_gpu_api.h"
 #include "memory/shared_memory.h"
+#include "net/unix_channel.h"
 #include "transport/cuda/cuda_endpoint.h"
 #include "transport/cuda/cuda_ipc_pair.h"
 
@@ -266,6 +267,24 @@ TEST_F(CudaTransportTest, OtherHostsAndMalformedInfoAreRefused) {
   EXPECT_FALSE(puller.transport.CanReach(info).ok());
   EXPECT_EQ(puller.transport.caps().any_host, false);
   EXPECT_NE(puller.transport.caps().remote_memory & kDeviceMemory, 0U);
+}
+
+// Any local process can open the ticket socket. Connections that never
+// send a ticket (more of them than the server keeps waiting) must not hold
+// up a linked peer's ticket: it is served while they wait (each used to
+// hold the only serving thread for up to a second).
+TEST_F(CudaTransportTest, SilentTicketConnectionsDoNotDelayAPeer) {
+  std::vector<Socket> silent(CudaTransport::kMaxTicketConnections + 8);
+  for (Socket& s : silent)
+    ASSERT_TRUE(UnixConnect(owner.transport.socket_name(), Deadline::AfterMillis(1000), &s).ok());
+  std::vector<uint8_t*> remote, local;
+  auto ids = AddDeviceCache(owner, 1, 4096, 3, &remote);
+  AddDeviceCache(puller, 1, 4096, 0, &local);
+  // Far less than the silent connections would take one after another.
+  Result r = puller.endpoint->Read({{local[0], ids[0], 0, 4096}}, Deadline::AfterMillis(3000));
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(std::memcmp(local[0], remote[0], 4096), 0);
+  EXPECT_EQ(api.vmm_imports.load(), 1);
 }
 
 TEST(CudaTransportNoGpu, OffersNothingWithoutAGpu) {

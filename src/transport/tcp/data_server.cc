@@ -1,5 +1,7 @@
 #include "transport/tcp/data_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <memory>
 
@@ -50,10 +52,15 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   TransferRequest req;
   Result decoded = DecodeTransferRequest(meta, is_write ? h.data_len : UINT64_MAX, &req);
   if (!decoded.ok()) return decoded;  // malformed: the connection cannot be trusted
-  // The requester stops waiting at its deadline; so do we, a little later.
-  Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(req.timeout_ms, kMinServeTimeoutMs) + 1000);
+  // The requester stops waiting at its deadline; so do we, a little later,
+  // but never later than our own cap (the u32 would allow 49 days).
+  Deadline deadline = Deadline::AfterMillis(
+      std::clamp<int64_t>(req.timeout_ms, kMinServeTimeoutMs, kMaxPeerRequestMs) + 1000);
 
-  RegionLease lease;
+  // Removing a region this request uses cancels it after the table's grace
+  // period: the connection is shut down, so the I/O below fails at once
+  // and the lease goes (the socket outlives the lease, see RegionLease).
+  RegionLease lease([fd] { ::shutdown(fd, SHUT_RDWR); });
   std::vector<iovec> iovs;
   Result resolved = regions.Resolve(req.segments, &lease, &iovs);
   if (!resolved.ok()) {
