@@ -6,6 +6,7 @@
 
 #include "common/logging.h"
 #include "common/wire.h"
+#include "transport/ucx/ucx_keys.h"
 
 namespace lldd {
 namespace {
@@ -16,7 +17,6 @@ enum : uint8_t {
   kRevoke = 2,   // ids -> (empty): forget these keys of mine
 };
 constexpr uint32_t kMaxIdsPerCall = 1U << 20;
-constexpr uint32_t kMaxKeyBytes = 1U << 16;
 
 // After a forced close UCX completes every request of the endpoint with an
 // error; this bounds how long we wait for those callbacks (they normally
@@ -76,14 +76,20 @@ UcxEndpoint::~UcxEndpoint() {
 
 Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) {
   std::lock_guard<std::mutex> lock(worker_->mutex());
-  ep_slot_ = worker_->NewEpSlot();
+  peer_address_ = peer_worker_address;
+  return OpenLocked();
+}
+
+Result UcxEndpoint::OpenLocked() {
+  UcxEpSlot* slot = worker_->NewEpSlot();
+  ep_slot_ = slot;
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.address = reinterpret_cast<const ucp_address_t*>(peer_worker_address.data());
+  params.address = reinterpret_cast<const ucp_address_t*>(peer_address_.data());
   params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   params.err_handler.cb = &OnEpError;
-  params.err_handler.arg = ep_slot_;
+  params.err_handler.arg = slot;
   ucs_status_t st = ucp_ep_create(worker_->worker(), &params, &ep_);
   if (st != UCS_OK) {
     ep_ = nullptr;
@@ -95,6 +101,11 @@ Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) {
 bool UcxEndpoint::broken() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   return broken_;
+}
+
+int UcxEndpoint::reopened() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return reopened_;
 }
 
 size_t UcxEndpoint::cached_keys() const {
@@ -122,16 +133,44 @@ void UcxEndpoint::BreakLocked(const std::string& reason) {
 }
 
 Result UcxEndpoint::Usable() {
+  bool broken = false;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    if (broken_) return Result::LinkFailed(Msg("UCX path to the peer is broken (", broken_reason_, "); re-link"));
+    if (closed_) return Result::LinkFailed("UCX path to the peer is closed");
+    broken = broken_;
   }
-  ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_ ? ep_slot_->status.load() : UCS_OK);
+  if (broken) return Reopen();
+  UcxEpSlot* slot = ep_slot_.load();
+  ucs_status_t peer = static_cast<ucs_status_t>(slot ? slot->status.load() : UCS_OK);
   if (peer != UCS_OK) {
     std::lock_guard<std::mutex> lock(worker_->mutex());
     BreakLocked(Msg("peer failed: ", UcxStatusText(peer)));
     return Result::LinkFailed(Msg("UCX path to the peer failed: ", UcxStatusText(peer)));
   }
+  return Result::Ok();
+}
+
+Result UcxEndpoint::Reopen() {
+  // Exclusive: no transfer of ours holds a key of the old ucp_ep.
+  std::unique_lock<std::shared_mutex> keys(cache_mu_);
+  std::lock_guard<std::mutex> lock(worker_->mutex());
+  std::string why;
+  {
+    std::lock_guard<std::mutex> state(state_mu_);
+    if (closed_) return Result::LinkFailed("UCX path to the peer is closed");
+    if (!broken_) return Result::Ok();  // another call reopened it
+    why = broken_reason_;
+  }
+  for (auto& [id, r] : cache_) ucp_rkey_destroy(r.rkey);  // unpacked for the old ucp_ep
+  cache_.clear();
+  BreakLocked(why);  // closes the old ucp_ep if it is still open
+  Result r = OpenLocked();
+  if (!r.ok()) return r.WithContext(Msg("UCX path to the peer was broken (", why, ")"));
+  std::lock_guard<std::mutex> state(state_mu_);
+  broken_ = false;
+  broken_reason_.clear();
+  ++reopened_;
+  LDD_LOG(Info) << "UCX: a fresh endpoint to the peer replaces one that broke (" << why << ")";
   return Result::Ok();
 }
 
@@ -142,6 +181,10 @@ void UcxEndpoint::DestroyKeys(std::vector<ucp_rkey_h> keys) {
 }
 
 void UcxEndpoint::Close() {
+  {
+    std::lock_guard<std::mutex> state(state_mu_);
+    closed_ = true;
+  }
   {
     std::lock_guard<std::mutex> lock(worker_->mutex());
     // In-flight requests complete with an error now, so transfers return.
@@ -171,38 +214,28 @@ Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline de
   std::vector<uint8_t> reply;
   LDD_RETURN_IF_ERROR(link->CallPeer("ucx", EncodeOpWithIds(kGetKeys, missing), deadline, &reply)
                           .WithContext("UCX: fetching the peer's remote keys"));
-  WireReader r(reply);
-  uint32_t n = r.U32();
-  if (!r.ok() || n != missing.size()) return Result::LinkFailed("UCX: malformed remote-key reply from the peer");
+  std::vector<UcxKeyEntry> entries;
+  LDD_RETURN_IF_ERROR(DecodeUcxKeyReply(reply, missing, &entries));
   std::vector<std::pair<uint64_t, RemoteRegion>> got;
   Result result = Result::Ok();
   {
     std::lock_guard<std::mutex> lock(worker_->mutex());
-    for (uint32_t i = 0; i < n; ++i) {
-      uint64_t id = r.U64();
+    for (const UcxKeyEntry& e : entries) {
+      const uint64_t id = e.id;
       RemoteRegion rr;
-      rr.base = r.U64();
-      rr.length = r.U64();
-      uint32_t klen = r.U32();
-      if (!r.ok() || klen > kMaxKeyBytes || klen > r.left() ||
-          std::find(missing.begin(), missing.end(), id) == missing.end() || rr.base + rr.length < rr.base) {
-        result = Result::LinkFailed("UCX: malformed remote-key reply from the peer");
-        break;
-      }
-      std::vector<uint8_t> key(klen);
-      for (uint32_t b = 0; b < klen; ++b) key[b] = r.U8();
+      rr.base = e.base;
+      rr.length = e.length;
       if (ep_ == nullptr) {
         result = Result::LinkFailed("UCX path to the peer is broken; re-link");
         break;
       }
-      ucs_status_t st = ucp_ep_rkey_unpack(ep_, key.data(), &rr.rkey);
+      ucs_status_t st = ucp_ep_rkey_unpack(ep_, e.key.data(), &rr.rkey);
       if (st != UCS_OK) {
         result = Result::LinkFailed(Msg("UCX: ucp_ep_rkey_unpack for region ", id, " failed: ", UcxStatusText(st)));
         break;
       }
       got.emplace_back(id, rr);
     }
-    if (result.ok() && !r.done()) result = Result::LinkFailed("UCX: malformed remote-key reply from the peer");
     if (!result.ok()) {
       for (auto& [id, rr] : got) ucp_rkey_destroy(rr.rkey);
       return result;
@@ -267,21 +300,16 @@ Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
   RegionLease lease;
   std::vector<Region> regions;
   LDD_RETURN_IF_ERROR(regions_->Describe(ids, &lease, &regions));
-  WireWriter w;
-  w.U32(static_cast<uint32_t>(regions.size()));
+  std::vector<UcxKeyEntry> entries;
   for (const Region& region : regions) {
     std::shared_ptr<void> data = slot_ < region.transport_data.size() ? region.transport_data[slot_] : nullptr;
     if (!data)
       return Result::ParamInvalid(Msg("region ", region.id, " (", MemoryKindName(region.kind),
                                       ") is not registered with UCX"));
     const auto* d = static_cast<const UcxRegionData*>(data.get());
-    w.U64(region.id);
-    w.U64(d->base);
-    w.U64(d->length);
-    w.U32(static_cast<uint32_t>(d->rkey.size()));
-    w.Bytes(d->rkey.data(), d->rkey.size());
+    entries.push_back({region.id, d->base, d->length, d->rkey});
   }
-  *reply = std::move(w.buffer());
+  *reply = EncodeUcxKeyReply(entries);
   return Result::Ok();
 }
 
@@ -401,7 +429,7 @@ Result UcxEndpoint::Transfer(const std::vector<IoOp>& ops, Deadline deadline, bo
   ucs_status_t error = post_error != UCS_OK ? post_error : call->error;
   delete call;
   if (error != UCS_OK) {
-    ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_->status.load());
+    ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_.load()->status.load());
     std::lock_guard<std::mutex> lock(worker_->mutex());
     BreakLocked(Msg(what, " failed: ", UcxStatusText(error)));
     result = Result::LinkFailed(Msg("UCX ", what, " failed: ", UcxStatusText(error),

@@ -10,8 +10,11 @@
 // Read/Write post one ucp_get_nbx/ucp_put_nbx per op (puts then one
 // ucp_ep_flush_nbx, so success means the bytes landed) and wait for all of
 // them as one completion. UCX cannot cancel a get or put in flight, so a
-// passed deadline closes the endpoint by force: the endpoint is broken from
-// then on (LLM_LINK_FAILED; the engine re-links).
+// passed deadline closes the ucp_ep by force; so does a revocation the peer
+// did not confirm, or an error UCX reports for the peer. The endpoint is
+// then broken, and its next call opens a fresh ucp_ep to the peer's worker
+// (its keys fetched anew): a peer that is still there is reached again, one
+// that is gone fails that call at once. Only Close() ends it for good.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_UCX_UCX_ENDPOINT_H_
 #define LLM_DATADIST_SRC_TRANSPORT_UCX_UCX_ENDPOINT_H_
 
@@ -51,6 +54,8 @@ class UcxEndpoint : public Endpoint {
 
   bool broken() const;
   size_t cached_keys() const;
+  // How many times a broken ucp_ep was replaced by a fresh one.
+  int reopened() const;
 
  private:
   struct RemoteRegion {
@@ -60,8 +65,12 @@ class UcxEndpoint : public Endpoint {
   };
 
   Result Transfer(const std::vector<IoOp>& ops, Deadline deadline, bool put);
-  // Fails if the endpoint is closed, broken, or its peer failed.
+  // Fails if the endpoint is closed or its peer failed; replaces a broken
+  // ucp_ep by a fresh one.
   Result Usable();
+  Result Reopen();
+  // Under the worker mutex: creates ep_ to peer_address_.
+  Result OpenLocked();
   // Under the worker mutex: closes the ucp_ep by force (if still open) and
   // marks the endpoint broken with `reason`.
   void BreakLocked(const std::string& reason);
@@ -75,10 +84,13 @@ class UcxEndpoint : public Endpoint {
 
   // Guarded by the worker mutex.
   ucp_ep_h ep_ = nullptr;
-  UcxEpSlot* ep_slot_ = nullptr;
+  std::atomic<UcxEpSlot*> ep_slot_{nullptr};
+  std::vector<uint8_t> peer_address_;
 
   mutable std::mutex state_mu_;
   bool broken_ = false;
+  bool closed_ = false;
+  int reopened_ = 0;
   std::string broken_reason_;
 
   // Transfers hold it shared from key lookup until every request of theirs
