@@ -15,7 +15,27 @@ namespace {
 enum : uint8_t {
   kGetKeys = 1,  // ids -> {id, base, length, packed rkey} each
   kRevoke = 2,   // ids -> (empty): forget these keys of mine
+  kAddress = 3,  // my worker address -> yours (both ends then open their ucp_ep)
 };
+constexpr uint32_t kMaxWorkerAddressBytes = 1U << 16;
+
+std::vector<uint8_t> EncodeAddressOp(const std::vector<uint8_t>& address) {
+  WireWriter w;
+  w.U8(kAddress);
+  w.U32(static_cast<uint32_t>(address.size()));
+  w.Bytes(address.data(), address.size());
+  return std::move(w.buffer());
+}
+
+// `bytes` without its first `skip` bytes: u32 length, then the address.
+bool DecodeAddress(const std::vector<uint8_t>& bytes, size_t skip, std::vector<uint8_t>* address) {
+  if (bytes.size() < skip) return false;
+  WireReader r(bytes.data() + skip, bytes.size() - skip);
+  uint32_t len = r.U32();
+  if (!r.ok() || len == 0 || len > kMaxWorkerAddressBytes || len != r.left()) return false;
+  address->assign(bytes.end() - len, bytes.end());
+  return true;
+}
 constexpr uint32_t kMaxIdsPerCall = 1U << 20;
 
 // After a forced close UCX completes every request of the endpoint with an
@@ -74,10 +94,31 @@ UcxEndpoint::~UcxEndpoint() {
   BreakLocked("endpoint destroyed");
 }
 
-Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) {
+Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) { return OpenOnce(peer_worker_address); }
+
+Result UcxEndpoint::OpenOnce(const std::vector<uint8_t>& address) {
   std::lock_guard<std::mutex> lock(worker_->mutex());
-  peer_address_ = peer_worker_address;
-  return OpenLocked();
+  if (!peer_address_.empty()) return Result::Ok();  // opened already (by the peer's request, or ours)
+  peer_address_ = address;
+  Result r = OpenLocked();
+  if (!r.ok()) {
+    peer_address_.clear();
+    return r;
+  }
+  std::lock_guard<std::mutex> state(state_mu_);  // nothing was open to break before
+  broken_ = false;
+  broken_reason_.clear();
+  return r;
+}
+
+Result UcxEndpoint::ExchangeAddresses(Deadline deadline) {
+  std::shared_ptr<LinkHandle> link = link_.lock();
+  if (!link || link->closed()) return Result::LinkFailed("UCX: the link is gone");
+  std::vector<uint8_t> reply, address;
+  LDD_RETURN_IF_ERROR(link->CallPeer("ucx", EncodeAddressOp(worker_->address()), deadline, &reply)
+                          .WithContext("UCX: exchanging worker addresses"));
+  if (!DecodeAddress(reply, 0, &address)) return Result::LinkFailed("UCX: malformed worker address from the peer");
+  return OpenOnce(address);
 }
 
 Result UcxEndpoint::OpenLocked() {
@@ -109,7 +150,7 @@ int UcxEndpoint::reopened() const {
 }
 
 size_t UcxEndpoint::cached_keys() const {
-  std::shared_lock<std::shared_mutex> lock(cache_mu_);
+  std::shared_lock<std::shared_timed_mutex> lock(cache_mu_);
   return cache_.size();
 }
 
@@ -132,13 +173,19 @@ void UcxEndpoint::BreakLocked(const std::string& reason) {
   worker_->Wake();
 }
 
-Result UcxEndpoint::Usable() {
+Result UcxEndpoint::Usable(Deadline deadline) {
   bool broken = false;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     if (closed_) return Result::LinkFailed("UCX path to the peer is closed");
     broken = broken_;
   }
+  bool opened = false;
+  {
+    std::lock_guard<std::mutex> lock(worker_->mutex());
+    opened = !peer_address_.empty();
+  }
+  if (!opened) LDD_RETURN_IF_ERROR(ExchangeAddresses(deadline));
   if (broken) return Reopen();
   UcxEpSlot* slot = ep_slot_.load();
   ucs_status_t peer = static_cast<ucs_status_t>(slot ? slot->status.load() : UCS_OK);
@@ -152,7 +199,7 @@ Result UcxEndpoint::Usable() {
 
 Result UcxEndpoint::Reopen() {
   // Exclusive: no transfer of ours holds a key of the old ucp_ep.
-  std::unique_lock<std::shared_mutex> keys(cache_mu_);
+  std::unique_lock<std::shared_timed_mutex> keys(cache_mu_);
   std::lock_guard<std::mutex> lock(worker_->mutex());
   std::string why;
   {
@@ -192,7 +239,7 @@ void UcxEndpoint::Close() {
   }
   std::vector<ucp_rkey_h> keys;
   {
-    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    std::unique_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (auto& [id, r] : cache_) keys.push_back(r.rkey);
     cache_.clear();
   }
@@ -202,13 +249,13 @@ void UcxEndpoint::Close() {
 Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline deadline) {
   std::vector<uint64_t> missing;
   {
-    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    std::shared_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (uint64_t id : region_ids)
       if (cache_.count(id) == 0 && std::find(missing.begin(), missing.end(), id) == missing.end())
         missing.push_back(id);
   }
   if (missing.empty()) return Result::Ok();
-  LDD_RETURN_IF_ERROR(Usable());
+  LDD_RETURN_IF_ERROR(Usable(deadline));
   std::shared_ptr<LinkHandle> link = link_.lock();
   if (!link || link->closed()) return Result::LinkFailed("UCX: the link is gone");
   std::vector<uint8_t> reply;
@@ -243,7 +290,7 @@ Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline de
   }
   std::vector<ucp_rkey_h> duplicates;
   {
-    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    std::unique_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (auto& [id, rr] : got)
       if (!cache_.emplace(id, rr).second) duplicates.push_back(rr.rkey);  // fetched by a concurrent call
   }
@@ -272,6 +319,19 @@ Result UcxEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline dea
 }
 
 Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+  if (!request.empty() && request[0] == kAddress) {
+    // Reached only through the authenticated link: the peer may now have
+    // our address, and we open our ucp_ep to it (so that closing ours can
+    // cut it off, as after an unconfirmed revocation).
+    std::vector<uint8_t> address;
+    if (!DecodeAddress(request, 1, &address)) return Result::ParamInvalid("UCX: malformed worker address");
+    LDD_RETURN_IF_ERROR(OpenOnce(address));
+    WireWriter w;
+    w.U32(static_cast<uint32_t>(worker_->address().size()));
+    w.Bytes(worker_->address().data(), worker_->address().size());
+    *reply = std::move(w.buffer());
+    return Result::Ok();
+  }
   WireReader r(request);
   uint8_t op = r.U8();
   uint32_t n = r.U32();
@@ -281,11 +341,24 @@ Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
   if (!r.done()) return Result::ParamInvalid("UCX: malformed peer request");
   reply->clear();
   if (op == kRevoke) {
-    // Waits for our transfers that use these keys (each bounded by its
-    // deadline), then forgets them: the peer may free the memory.
+    // Waits for our transfers that use these keys, then forgets them: the
+    // peer may free the memory. The peer waits kRevokeConfirmMs for our
+    // answer, so we wait at most kPeerRevokeWaitMs: half for the transfers
+    // to end, then we close the ucp_ep by force (they fail at once) and
+    // wait the other half.
     std::vector<ucp_rkey_h> keys;
     {
-      std::unique_lock<std::shared_mutex> lock(cache_mu_);
+      const auto half = std::chrono::milliseconds(kPeerRevokeWaitMs / 2);
+      std::unique_lock<std::shared_timed_mutex> lock(cache_mu_, half);
+      if (!lock.owns_lock()) {
+        {
+          std::lock_guard<std::mutex> wl(worker_->mutex());
+          BreakLocked("the peer revoked memory a transfer of ours still used");
+        }
+        worker_->Wake();
+        if (!lock.try_lock_for(half))
+          return Result::Failed("UCX: a transfer of ours still uses the revoked memory's keys");
+      }
       for (uint64_t id : ids) {
         auto it = cache_.find(id);
         if (it == cache_.end()) continue;
@@ -320,13 +393,13 @@ Result UcxEndpoint::Write(const std::vector<IoOp>& ops, Deadline deadline) { ret
 Result UcxEndpoint::Transfer(const std::vector<IoOp>& ops, Deadline deadline, bool put) {
   const char* what = put ? "write" : "read";
   if (ops.empty()) return Result::Ok();
-  LDD_RETURN_IF_ERROR(Usable());
+  LDD_RETURN_IF_ERROR(Usable(deadline));
   std::vector<uint64_t> ids;
   for (const IoOp& op : ops)
     if (ids.empty() || ids.back() != op.region_id) ids.push_back(op.region_id);
   LDD_RETURN_IF_ERROR(Prepare(ids, deadline));
 
-  std::shared_lock<std::shared_mutex> keys_in_use(cache_mu_);
+  std::shared_lock<std::shared_timed_mutex> keys_in_use(cache_mu_);
   struct Posted {
     void* local;
     uint64_t length;

@@ -42,6 +42,9 @@ class UcxEndpoint : public Endpoint {
   ~UcxEndpoint() override;
 
   // Creates the ucp_ep to the peer's worker (error handling mode PEER).
+  // Without it, the first call exchanges the two workers' addresses over
+  // the link (CallPeer, authenticated) and both ends open their ucp_ep:
+  // a worker address is given only to a peer that passed the handshake.
   Result Open(const std::vector<uint8_t>& peer_worker_address);
 
   const char* name() const override { return "ucx"; }
@@ -65,9 +68,13 @@ class UcxEndpoint : public Endpoint {
   };
 
   Result Transfer(const std::vector<IoOp>& ops, Deadline deadline, bool put);
-  // Fails if the endpoint is closed or its peer failed; replaces a broken
-  // ucp_ep by a fresh one.
-  Result Usable();
+  // Fails if the endpoint is closed or its peer failed; opens the ucp_ep
+  // on first use and replaces a broken one by a fresh one.
+  Result Usable(Deadline deadline);
+  // Exchanges worker addresses with the peer and opens the ucp_ep.
+  Result ExchangeAddresses(Deadline deadline);
+  // Opens the ucp_ep to `address` unless one was opened already.
+  Result OpenOnce(const std::vector<uint8_t>& address);
   Result Reopen();
   // Under the worker mutex: creates ep_ to peer_address_.
   Result OpenLocked();
@@ -85,7 +92,7 @@ class UcxEndpoint : public Endpoint {
   // Guarded by the worker mutex.
   ucp_ep_h ep_ = nullptr;
   std::atomic<UcxEpSlot*> ep_slot_{nullptr};
-  std::vector<uint8_t> peer_address_;
+  std::vector<uint8_t> peer_address_;  // empty until the ucp_ep is first opened
 
   mutable std::mutex state_mu_;
   bool broken_ = false;
@@ -96,7 +103,7 @@ class UcxEndpoint : public Endpoint {
   // Transfers hold it shared from key lookup until every request of theirs
   // completed; fetching inserts and revoking erases keys holding it
   // exclusively, so no key is destroyed under a request that uses it.
-  mutable std::shared_mutex cache_mu_;
+  mutable std::shared_timed_mutex cache_mu_;
   std::unordered_map<uint64_t, RemoteRegion> cache_;
 };
 

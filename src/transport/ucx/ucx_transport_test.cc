@@ -587,9 +587,17 @@ TEST(UcxSharedMemoryOnly, LinkFailsCleanlyWithAReason) {
     ASSERT_TRUE(transport.Start(TransportConfig{}, table, 0).ok());
     std::vector<uint8_t> mine, theirs;
     ASSERT_TRUE(transport.LocalInfo(&mine).ok());
+    // Worker addresses cross only the authenticated link, on first use
+    // (not in the connection info): that is where the path fails.
     Result r = peer.Request('I', mine, Deadline::AfterMillis(kHarnessMs), &theirs);
+    ASSERT_TRUE(r.ok()) << r.message();
+    auto link = std::make_shared<ParentLink>(&peer);
+    std::shared_ptr<Endpoint> ep;
+    ASSERT_TRUE(transport.Connect(link, theirs, nullptr, Deadline::AfterMillis(kHarnessMs), &ep).ok());
+    r = ep->Prepare({1}, Deadline::AfterMillis(kHarnessMs));
     EXPECT_EQ(r.code(), LLM_LINK_FAILED) << r.message();
     EXPECT_NE(r.message().find("ucp_ep_create"), std::string::npos) << r.message();
+    ep.reset();
     transport.Stop();
   }
   unsetenv("UCX_TLS");
@@ -619,6 +627,12 @@ TEST(UcxTransportLocal, InfoRegionsAndEligibility) {
                  [&](Region& r) { transport.OnRegionRemoved(r); });
   ASSERT_TRUE(transport.LocalInfo(&info).ok());
   EXPECT_TRUE(transport.CanReach(info).ok());
+  // The info goes out in a HELLO, before the peer proved the link token:
+  // it must not carry the worker address (over tcp, access to all memory).
+  const std::vector<uint8_t>& address = transport.worker()->address();
+  ASSERT_FALSE(address.empty());
+  EXPECT_EQ(std::search(info.begin(), info.end(), address.begin(), address.end()), info.end());
+  EXPECT_LT(info.size(), address.size());
   std::vector<uint8_t> bad = info;
   bad[0] ^= 1;
   EXPECT_FALSE(transport.CanReach(bad).ok());
