@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -571,6 +572,48 @@ TEST_P(UcxTwoProcessTest, WriteToAPeerThatClosedItsEndpointFails) {
   std::cout << "[ INFO     ] write after the peer closed its endpoint: " << StatusName(w.code()) << "; "
             << std::count(peer_bytes.begin(), peer_bytes.end(), 0x22) << " of " << size << " bytes landed"
             << std::endl;
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n += e.path().filename() != ".";
+  return n;
+}
+
+// The count once it stops changing (UCX closes connections asynchronously).
+size_t SettledDescriptors() {
+  size_t last = OpenDescriptors();
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const size_t now = OpenDescriptors();
+    if (now == last) return now;
+    last = now;
+  }
+  return last;
+}
+
+// Descriptor accounting: links made, used and closed (both ends) leave the
+// descriptors there were before, once UCX has torn its connections down.
+TEST_P(UcxTwoProcessTest, ClosedEndpointsLeaveNoDescriptor) {
+  const uint64_t size = 64 << 10;
+  uint64_t remote = peer_->AddRegion(size, 8);
+  LocalBuffer local(size);
+  Register(local);
+  auto cycle = [&] {
+    Relink();
+    ASSERT_TRUE(endpoint_->Read({{local.data(), remote, 0, size}}, Deadline::AfterMillis(kHarnessMs)).ok());
+    ExpectPattern(local.data(), 0, size, 8);
+    endpoint_->Close();
+    endpoint_.reset();
+    std::vector<uint8_t> none;
+    ASSERT_TRUE(peer_->Request('X', {}, Deadline::AfterMillis(kHarnessMs), &none).ok());
+  };
+  cycle();  // UCX opens what it keeps for the worker's life on first use
+  endpoint_.reset();
+  const size_t before = SettledDescriptors();
+  for (int i = 0; i < 5 && !HasFatalFailure(); ++i) cycle();
+  EXPECT_EQ(SettledDescriptors(), before);
+  Relink();  // for TearDown
 }
 
 INSTANTIATE_TEST_SUITE_P(Tls, UcxTwoProcessTest, ::testing::Values("tcp", "sm,tcp"),
