@@ -110,18 +110,13 @@ Result CacheRegistry::Remove(int64_t cache_id, bool allocated, const RevokeHook&
     return revoked.WithContext(Msg("cache ", cache_id, " is unregistered, but its memory must stay untouched while that "
                                    "peer process lives"));
   std::lock_guard<std::mutex> lock(mu_);
-  quarantine_.push_back(std::move(cache));  // ours: kept, never reused, until Clear
+  quarantine_.push_back(std::move(cache));  // ours: kept until DropQuarantine
   return Result::Ok();
 }
 
 void CacheRegistry::DropQuarantine() {
   std::lock_guard<std::mutex> lock(mu_);
   quarantine_.clear();
-}
-
-size_t CacheRegistry::quarantined() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return quarantine_.size();
 }
 
 std::shared_ptr<const LocalCache> CacheRegistry::Find(int64_t cache_id) const {

@@ -53,13 +53,13 @@ class CacheRegistry {
       std::function<Result(const std::vector<uint64_t>& region_ids, uint32_t kind, bool allocated)>;
 
   // `allocated` says which call asks: Deallocate (true) or Unregister (false).
-  // If the revocation fails, allocated memory is kept (until Clear) rather
+  // If the revocation fails, allocated memory is kept (DropQuarantine) rather
   // than freed, and a registered cache's removal fails with the reason:
   // the caller must not free that memory while the peer process lives.
   Result Remove(int64_t cache_id, bool allocated, const RevokeHook& revoke = nullptr);
-  // Allocated caches kept alive because a peer did not confirm revocation;
-  // dropped once the transports are stopped (no peer reaches them then).
-  size_t quarantined() const;
+  // Frees the allocated caches kept because a peer did not confirm their
+  // revocation: call once the transports are stopped (no peer reaches
+  // them then).
   void DropQuarantine();
   std::shared_ptr<const LocalCache> Find(int64_t cache_id) const;
   void Clear();

@@ -58,8 +58,7 @@ class ShmTransport : public Transport {
   // The peer maps library memory (its mapping keeps the pages), but writes
   // user memory with process_vm_writev: only it can stop doing so.
   bool RevokeNeedsPeer(uint32_t kind, bool allocated) const override {
-    (void)kind;
-    return !allocated;
+    return !allocated && kind != kDeviceMemory;
   }
   Result LocalInfo(std::vector<uint8_t>* info) const override {
     *info = EncodeInfo({host_identity_, socket_name_});
