@@ -75,6 +75,9 @@ class CudaTransport final : public Transport {
   // Hands `fds` (duplicated here) to whoever presents the returned ticket.
   std::string OfferFds(const std::vector<int>& fds);
   const std::string& socket_name() const { return socket_name_; }
+  // Ticket connections waiting at once, and how long each may stay silent.
+  static constexpr size_t kMaxTicketConnections = 64;
+  static constexpr int kTicketWaitMs = 1000;
 
  private:
   struct LocalRegion {
@@ -96,12 +99,6 @@ class CudaTransport final : public Transport {
   void ServeTickets();
   void ServeTicket(const Socket& conn);
   void DropOffers(bool all);
-
- public:
-  static constexpr size_t kMaxTicketConnections = 64;
-  static constexpr int kTicketWaitMs = 1000;
-
- private:
 
   GpuApi& api_;
   int device_ = 0;
