@@ -17,6 +17,7 @@
 #include "control/link_auth.h"
 #include "control/protocol.h"
 #include "transport/shm/shm_messages.h"
+#include "transport/ucx/ucx_keys.h"
 
 namespace {
 
@@ -180,6 +181,19 @@ void PlannerSeeds() {
   Write("fuzz_planner", "zeros", Bytes(128, 0));
 }
 
+// --- fuzz_ucx_keys: how many ids were asked (1..n), then the reply.
+void UcxKeySeeds() {
+  const std::string t = "fuzz_ucx_keys";
+  auto seed = [&](const std::string& name, uint8_t asked, const std::vector<UcxKeyEntry>& entries) {
+    Write(t, name, Cat({Bytes{asked}, EncodeUcxKeyReply(entries)}));
+  };
+  seed("none", 0, {});
+  seed("one_key", 1, {{1, 4096, 64, Bytes(8, 0xAA)}});
+  seed("two_keys_out_of_order", 2, {{2, 0x7f0000001000, 4096, Bytes(40, 1)}, {1, 0x7f0000100000, 1 << 20, Bytes(96, 2)}});
+  seed("unasked_id", 1, {{5, 4096, 64, Bytes(8, 3)}});
+  seed("range_wraps", 1, {{1, UINT64_MAX - 10, 64, Bytes(8, 4)}});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,5 +205,6 @@ int main(int argc, char** argv) {
   ProtocolSeeds();
   DataServerSeeds();
   PlannerSeeds();
+  UcxKeySeeds();
   return 0;
 }

@@ -429,6 +429,31 @@ TEST_P(CrossProcessTest, FrozenPeerTimeoutThenRelinkWorks) {
     for (uint64_t r = 0; r < rows; ++r) ASSERT_TRUE(local.RowIs(t, r, 17, t, r)) << t << " " << r;
 }
 
+// Over UCX's tcp lanes a peer that kept our keys could still write our
+// memory: when it does not confirm a revocation (here: it is frozen),
+// DeallocateCache keeps the memory (still mapped) instead of freeing it,
+// succeeds, and closes the link. (Once, on UCX's tcp: it waits out the
+// full confirmation time.)
+TEST_P(CrossProcessTest, UnconfirmedRevocationOverUcxKeepsAllocatedMemory) {
+  if (GetParam() != "ucx:tcp") GTEST_SKIP() << "UCX over tcp only";
+  const int64_t theirs = server_->RegisterInt32(1, kRows, kCols, 0);
+  Cache mine;
+  ASSERT_EQ(client_->AllocateCache(Int32Desc(1, kRows, kCols), mine), LLM_SUCCESS);
+  lldd_test::FillPattern(mine.tensor_addrs, kRows, kCols, 23);
+  // The server pulls from us: it has our keys (and our worker's address).
+  ASSERT_EQ(server_->Command("pull " + std::to_string(kClientId) + " " + std::to_string(mine.cache_id) + " " +
+                             std::to_string(theirs)),
+            "0x0");
+  const size_t mapped = lldd_test::ResourceCounts::Now().mappings;
+  server_->Freeze();
+  EXPECT_EQ(client_->DeallocateCache(mine.cache_id), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+  EXPECT_EQ(lldd_test::ResourceCounts::Now().mappings, mapped) << "the memory was freed";
+  UserCache local(*client_, 1, kRows, kCols);
+  EXPECT_EQ(client_->PullKvCache(CacheIndex{kServerId, theirs, 0}, local.cache), LLM_LINK_FAILED)
+      << "the link stayed up";
+  server_->Thaw();
+}
+
 // UCX runs on its own tcp, and with shared memory allowed (UCX 1.13 cannot
 // use posix/sysv/cma for endpoints in error mode PEER, so "sm,tcp" ends up
 // on tcp lanes: see src/transport/ucx/ucx_transport_test.cc).

@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "control/protocol.h"
+#include "transport/tcp/data_server.h"
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
 
@@ -698,6 +699,42 @@ TEST_F(HostilePeerTest, SilentAndSlowConnectionsDoNotBlockOthers) {
   slow.join();
   // The server does not keep silent connections forever (handshake timeout).
   for (auto& c : silent) EXPECT_TRUE(c->ClosedByPeer());
+}
+
+// A peer trickling a WRITE holds a lease on the region it writes, and asks
+// for the longest timeout the wire allows (a u32 of ms: 49 days). The
+// owner's UnregisterKvCache must still return, well before even our cap on
+// a peer's request: the request is cancelled (its connection closed) once
+// the removal grace has passed. The owner frees the memory as soon as the
+// call returns (under ASan a late byte would be a use after free).
+TEST_F(HostilePeerTest, TricklingWriteDoesNotHoldUnregisterHostage) {
+  // 16 MiB: more than loopback buffers, so once the send below returns the
+  // server has taken the request up and is reading its payload.
+  constexpr uint64_t kBigRows = 64, kBigCols = 65536, kBigBytes = kBigRows * kBigCols * 4;
+  const int64_t target = server_->RegisterInt32(1, kBigRows, kBigCols, 9);
+  ASSERT_GT(target, 0);
+  const uint64_t id = next_id_++;
+  EXPECT_TRUE(control_->Send(Frame(T(MsgType::kCacheQuery), id, Writer().U64(static_cast<uint64_t>(target)).bytes())));
+  RawFrame info;
+  ASSERT_TRUE(control_->RecvFrame(&info));
+  lldd::CacheInfo decoded;
+  ASSERT_TRUE(lldd::DecodeCacheInfo(info.meta, &decoded).ok());
+  ASSERT_EQ(decoded.desc.region_ids.size(), 1U);
+
+  std::unique_ptr<RawConn> c = OpenData();
+  ASSERT_TRUE(c);
+  const Bytes meta = Writer().U32(UINT32_MAX).U32(1).U64(decoded.desc.region_ids[0]).U64(0).U64(kBigBytes).bytes();
+  const Bytes frame = Frame(T(MsgType::kWrite), next_id_++, meta, Bytes(kBigBytes, 0x5A));
+  ASSERT_TRUE(c->Send(Bytes(frame.begin(), frame.end() - 64)));  // all but the last 64 bytes
+
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(server_->Command("unregister " + std::to_string(target)), "ok");
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(ms, lldd::kMaxPeerRequestMs / 2) << "UnregisterKvCache waited for the peer's request";
+  // The rest of the WRITE finds its connection closed, unanswered.
+  c->Send(Bytes(64, 0x5A));  // may fail: the server hung up
+  EXPECT_TRUE(c->ClosedByPeer());
 }
 
 TEST_F(HostilePeerTest, ImpostorOfALinkedClusterIsRefused) {

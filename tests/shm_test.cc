@@ -108,6 +108,38 @@ TEST(Shm, DeallocateRevokesTheMappingBeforeItReturns) {
   EXPECT_EQ(row2[0], 0) << "a revoked cache was read";
 }
 
+// A peer reaches user memory we registered by cross-memory attach, which
+// nothing on our side can stop. If that peer does not confirm a revocation
+// (here: it is frozen), UnregisterKvCache must not report success, or the
+// caller would free memory the peer may still write: it says LLM_TIMEOUT,
+// and the link to that peer is closed.
+TEST(Shm, UnconfirmedRevocationOfUserMemoryIsNotSuccess) {
+  ForkedServer server(kServerId);
+  const int64_t theirs = server.RegisterInt32(1, 8, 16, 0);
+  ASSERT_GT(theirs, 0);
+  Status st;
+  auto client = LinkedClient(server.port(), "shm", &st);
+  ASSERT_EQ(st, LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+  std::vector<int32_t> mine(8 * 16, 0);
+  lldd_test::FillPattern({reinterpret_cast<uintptr_t>(mine.data())}, 8, 16, 5);
+  int64_t id = -1;
+  ASSERT_EQ(client->RegisterKvCache(Int32Desc(1, 8, 16), {reinterpret_cast<uint64_t>(mine.data())}, RegisterCfg{}, id),
+            LLM_SUCCESS);
+  // The peer pulls from us: it now reaches our memory directly.
+  ASSERT_EQ(server.Command("pull " + std::to_string(kClientId) + " " + std::to_string(id) + " " +
+                           std::to_string(theirs)),
+            "0x0");
+  server.Freeze();
+  EXPECT_EQ(client->UnregisterKvCache(id), LLM_TIMEOUT);
+  EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find("did not confirm"), std::string::npos)
+      << LlmDataDist::GetLastErrorMessage();
+  Cache local;
+  ASSERT_EQ(client->AllocateCache(Int32Desc(1, 8, 16), local), LLM_SUCCESS);
+  EXPECT_EQ(client->PullKvCache(CacheIndex{kServerId, theirs}, local), LLM_LINK_FAILED) << "the link stayed up";
+  server.Thaw();
+  EXPECT_EQ(server.Stop(), 0);
+}
+
 // Runs in a child whose kernel interface refuses cross-memory attach.
 void DenyCrossMemoryAttach() {
   sock_filter filter[] = {

@@ -98,12 +98,25 @@ Result CacheRegistry::Remove(int64_t cache_id, bool allocated, const RevokeHook&
     cache = it->second;
     caches_.erase(it);
   }
+  Result revoked = Result::Ok();
   if (revoke) {
-    regions_.Remove(cache->region_ids, [&] { revoke(cache->region_ids); });
+    regions_.Remove(cache->region_ids,
+                    [&] { revoked = revoke(cache->region_ids, cache->kind, cache->allocated()); });
   } else {
     regions_.Remove(cache->region_ids);
   }
+  if (revoked.ok()) return Result::Ok();
+  if (!cache->allocated())
+    return revoked.WithContext(Msg("cache ", cache_id, " is unregistered, but its memory must stay untouched while that "
+                                   "peer process lives"));
+  std::lock_guard<std::mutex> lock(mu_);
+  quarantine_.push_back(std::move(cache));  // ours: kept until DropQuarantine
   return Result::Ok();
+}
+
+void CacheRegistry::DropQuarantine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  quarantine_.clear();
 }
 
 std::shared_ptr<const LocalCache> CacheRegistry::Find(int64_t cache_id) const {

@@ -44,13 +44,23 @@ class CacheRegistry {
   void set_device_id(int32_t device_id) { device_id_ = device_id; }
   Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache);
   Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
-  // Called with a removed cache's regions once no new access can start,
-  // before waiting for accesses in flight: it must make peers that reach
-  // the memory directly (shared mappings) stop doing so.
-  using RevokeHook = std::function<void(const std::vector<uint64_t>& region_ids)>;
+  // Called with a removed cache's regions (their memory kind, and whether
+  // the library allocated them) once no new access can start, before
+  // waiting for accesses in flight: it must make peers that reach the
+  // memory directly (shared mappings) stop doing so. A failure means a
+  // peer may still write the memory.
+  using RevokeHook =
+      std::function<Result(const std::vector<uint64_t>& region_ids, uint32_t kind, bool allocated)>;
 
   // `allocated` says which call asks: Deallocate (true) or Unregister (false).
+  // If the revocation fails, allocated memory is kept (DropQuarantine) rather
+  // than freed, and a registered cache's removal fails with the reason:
+  // the caller must not free that memory while the peer process lives.
   Result Remove(int64_t cache_id, bool allocated, const RevokeHook& revoke = nullptr);
+  // Frees the allocated caches kept because a peer did not confirm their
+  // revocation: call once the transports are stopped (no peer reaches
+  // them then).
+  void DropQuarantine();
   std::shared_ptr<const LocalCache> Find(int64_t cache_id) const;
   void Clear();
   size_t size() const;
@@ -63,6 +73,7 @@ class CacheRegistry {
   RegionTable& regions_;
   mutable std::mutex mu_;
   std::map<int64_t, std::shared_ptr<LocalCache>> caches_;
+  std::vector<std::shared_ptr<LocalCache>> quarantine_;
   int64_t next_id_ = 1;
   int32_t device_id_ = 0;
 };

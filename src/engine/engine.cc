@@ -82,6 +82,7 @@ void Engine::Finalize() {
   }
   caches_.Clear();
   transports_.Stop();
+  caches_.DropQuarantine();
   initialized_ = false;
 }
 
@@ -115,25 +116,49 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   return Result::Ok();
 }
 
-void Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids) {
-  std::vector<std::pair<uint64_t, std::shared_ptr<Endpoint>>> endpoints;
+Result Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids, uint32_t kind, bool allocated) {
+  struct Target {
+    LinkPtr link;
+    LinkPath path;
+  };
+  std::vector<Target> targets;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
     for (auto& [id, link] : links_)
       if (!link->closed())
-        for (const auto& path : link->paths()) endpoints.emplace_back(id, path.endpoint);
+        for (const auto& path : link->paths()) targets.push_back({link, path});
   }
-  // A peer that does not confirm in time is hung or gone; what it mapped
-  // keeps the memory alive for it, so our freeing it cannot hurt it.
-  const Deadline deadline = Deadline::AfterMillis(2000);
+  // The peer waits up to kPeerRevokeWaitMs for its own transfers; we wait
+  // for its answer a little longer (transport/endpoint.h).
+  const Deadline deadline = Deadline::AfterMillis(kRevokeConfirmMs);
   std::vector<std::future<Result>> pending;
-  for (auto& [id, endpoint] : endpoints)
-    pending.push_back(std::async(std::launch::async, [&, e = endpoint] { return e->Revoke(region_ids, deadline); }));
+  for (const Target& t : targets)
+    pending.push_back(
+        std::async(std::launch::async, [&, e = t.path.endpoint] { return e->Revoke(region_ids, deadline); }));
+  Result result = Result::Ok();
   for (size_t i = 0; i < pending.size(); ++i) {
     Result r = pending[i].get();
-    if (!r.ok())
-      LDD_LOG(Warn) << "cluster " << endpoints[i].first << " did not confirm a revocation: " << r.message();
+    if (r.ok()) continue;
+    const Target& t = targets[i];
+    const uint64_t cluster = t.link->remote_cluster_id();
+    if (!t.path.transport->RevokeNeedsPeer(kind, allocated)) {
+      // Hung or gone; what it mapped keeps the memory alive for it, and
+      // nothing else of it reaches the memory but through us.
+      LDD_LOG(Warn) << "cluster " << cluster << " did not confirm a revocation: " << r.message();
+      continue;
+    }
+    // It may still write this memory through a path we cannot close for
+    // it: end the link (no new access can start) and let the caller keep
+    // the memory.
+    LDD_LOG(Error) << "cluster " << cluster << " did not confirm over " << t.path.transport->name()
+                   << " that it stopped using memory it could still write; closing the link: " << r.message();
+    t.link->MarkBroken("it did not confirm a revocation");
+    if (result.ok())
+      result = Result::Timeout(Msg("cluster ", cluster, " did not confirm within ", kRevokeConfirmMs,
+                                   " ms that it stopped using this memory over ", t.path.transport->name(),
+                                   " (", r.message(), "); its link was closed"));
   }
+  return result;
 }
 
 const char* Engine::LinkTransport(uint64_t remote_cluster_id) {
@@ -151,7 +176,9 @@ Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::
 Result Engine::DeallocateCache(int64_t cache_id) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Remove(cache_id, true, [this](const std::vector<uint64_t>& ids) { RevokeFromPeers(ids); });
+  return caches_.Remove(cache_id, true, [this](const std::vector<uint64_t>& ids, uint32_t kind, bool allocated) {
+    return RevokeFromPeers(ids, kind, allocated);
+  });
 }
 
 Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
@@ -164,7 +191,9 @@ Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::v
 Result Engine::UnregisterKvCache(int64_t cache_id) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Remove(cache_id, false, [this](const std::vector<uint64_t>& ids) { RevokeFromPeers(ids); });
+  return caches_.Remove(cache_id, false, [this](const std::vector<uint64_t>& ids, uint32_t kind, bool allocated) {
+    return RevokeFromPeers(ids, kind, allocated);
+  });
 }
 
 }  // namespace lldd

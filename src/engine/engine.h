@@ -86,7 +86,10 @@ class Engine {
   Result StartServing();
   void StopServing();
   void CloseEverything();
-  void RevokeFromPeers(const std::vector<uint64_t>& region_ids);
+  // Asks every linked peer to stop reaching the regions. Fails (after
+  // closing the links concerned) if a peer that could still write memory of
+  // `kind` on its own (Transport::RevokeNeedsPeer) did not confirm.
+  Result RevokeFromPeers(const std::vector<uint64_t>& region_ids, uint32_t kind, bool allocated);
 
   // engine_links.cc
   Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);

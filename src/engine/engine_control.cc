@@ -114,9 +114,15 @@ void Engine::HandleControl(const std::weak_ptr<lldd::Link>& weak, MsgType type, 
         return respond({llm_datadist::LLM_PARAM_INVALID, EncodeText(Msg("the link has no data path '", call.transport, "'"))});
       // A transport's request may block (it may dial, map or pin): never on
       // the control channel's reader, which every call of the link needs.
-      threads_.Spawn([endpoint, body = std::move(call.body), respond = std::move(respond)] {
+      // A thread each, but only so many per link at once.
+      if (!link->TryBeginPeerCall())
+        return respond({llm_datadist::LLM_LINK_BUSY,
+                        EncodeText(Msg("cluster ", cluster_id_, " is serving ", Link::kMaxPeerCallsPerLink,
+                                       " requests of this link already; try again"))});
+      threads_.Spawn([link, endpoint, body = std::move(call.body), respond = std::move(respond)] {
         std::vector<uint8_t> reply;
         Result r = endpoint->OnPeerCall(body, &reply);
+        link->EndPeerCall();
         respond(r.ok() ? Reply{LLM_SUCCESS, std::move(reply)} : Reply{r.code(), EncodeText(r.message())});
       });
       return;

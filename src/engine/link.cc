@@ -55,6 +55,12 @@ size_t Link::TrackedSockets() const {
       std::count_if(served_.begin(), served_.end(), [](const std::weak_ptr<Socket>& w) { return !w.expired(); }));
 }
 
+bool Link::TryBeginPeerCall() {
+  if (++peer_calls_ <= kMaxPeerCallsPerLink) return true;
+  --peer_calls_;
+  return false;
+}
+
 Result Link::GetRemoteCache(int64_t cache_id, Deadline deadline, RemoteDesc* desc) {
   {
     std::lock_guard<std::mutex> lock(mu_);

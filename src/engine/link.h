@@ -92,6 +92,14 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   Result GetRemoteCache(int64_t cache_id, Deadline deadline, RemoteDesc* desc);
   void ForgetRemoteCache(int64_t cache_id);
 
+  // Requests of the peer's transports served now (Endpoint::OnPeerCall,
+  // each on a thread of its own, as it may block): at most
+  // kMaxPeerCallsPerLink at once, so a peer cannot make us start threads
+  // without limit. TryBeginPeerCall is false when the link is at the limit.
+  static constexpr int kMaxPeerCallsPerLink = 32;
+  bool TryBeginPeerCall();
+  void EndPeerCall() { --peer_calls_; }
+
   void Close(const std::string& reason);
   void MarkBroken(const std::string& reason);
   // LLM_LINK_FAILED with the reason once the link is broken or closed.
@@ -114,6 +122,7 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   std::map<int64_t, RemoteDesc> remote_caches_;
   std::string broken_reason_;
   std::atomic<bool> closed_{false};
+  std::atomic<int> peer_calls_{0};
 };
 
 }  // namespace lldd

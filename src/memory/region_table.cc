@@ -1,11 +1,12 @@
 #include "memory/region_table.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace lldd {
 
 void RegionLease::Release() {
-  if (table_ != nullptr) table_->ReleaseAll(regions_);
+  if (table_ != nullptr) table_->ReleaseAll(this);
   table_ = nullptr;
 }
 
@@ -43,7 +44,12 @@ uint64_t RegionTable::Add(void* base, uint64_t length, MemoryKind kind) {
   return r.ok() ? id : 0;
 }
 
-void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached) {
+void RegionTable::set_removal_grace_ms(int64_t ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  removal_grace_ms_ = std::max<int64_t>(ms, 0);
+}
+
+size_t RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached) {
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<Region*> waiting;
   for (uint64_t id : ids) {
@@ -58,9 +64,23 @@ void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<v
     detached();
     lock.lock();
   }
-  released_.wait(lock, [&] {
+  auto unused = [&] {
     return std::all_of(waiting.begin(), waiting.end(), [](const Region* r) { return r->users == 0; });
-  });
+  };
+  size_t cancelled = 0;
+  if (!released_.wait_for(lock, std::chrono::milliseconds(removal_grace_ms_), unused)) {
+    // Cancelled under the lock: a lease in `cancellable` is alive until it
+    // takes the lock to release itself, so its canceller's target is too.
+    std::vector<RegionLease*> done;
+    for (Region* r : waiting)
+      for (RegionLease* l : r->cancellable)
+        if (std::find(done.begin(), done.end(), l) == done.end()) {
+          l->cancel_();
+          done.push_back(l);
+        }
+    cancelled = done.size();
+    released_.wait(lock, unused);
+  }
   std::vector<std::unique_ptr<Region>> gone;
   for (auto it = removing_.begin(); it != removing_.end();) {
     if (std::find(waiting.begin(), waiting.end(), it->get()) != waiting.end()) {
@@ -74,6 +94,7 @@ void RegionTable::Remove(const std::vector<uint64_t>& ids, const std::function<v
   lock.unlock();
   if (removed)
     for (auto& region : gone) removed(*region);
+  return cancelled;
 }
 
 Result RegionTable::Resolve(const std::vector<Segment>& segments, RegionLease* lease, std::vector<iovec>* iovs) {
@@ -97,9 +118,7 @@ Result RegionTable::Resolve(const std::vector<Segment>& segments, RegionLease* l
                                       s.region_id, " of ", last->length, " bytes"));
     iovs->push_back({last->base + s.offset, s.length});
   }
-  for (Region* r : used) ++r->users;
-  lease->table_ = this;
-  lease->regions_ = std::move(used);
+  LeaseLocked(std::move(used), lease);
   return Result::Ok();
 }
 
@@ -112,10 +131,17 @@ Result RegionTable::Acquire(const std::vector<uint64_t>& ids, RegionLease* lease
     if (it == regions_.end()) return Result::CacheNotExist(Msg("memory region ", id, " is not registered (cache gone?)"));
     used.push_back(it->second.get());
   }
-  for (Region* r : used) ++r->users;
+  LeaseLocked(std::move(used), lease);
+  return Result::Ok();
+}
+
+void RegionTable::LeaseLocked(std::vector<Region*> used, RegionLease* lease) {
+  for (Region* r : used) {
+    ++r->users;
+    if (lease->cancel_) r->cancellable.push_back(lease);
+  }
   lease->table_ = this;
   lease->regions_ = std::move(used);
-  return Result::Ok();
 }
 
 Result RegionTable::Describe(const std::vector<uint64_t>& ids, RegionLease* lease, std::vector<Region>* out) {
@@ -126,10 +152,13 @@ Result RegionTable::Describe(const std::vector<uint64_t>& ids, RegionLease* leas
   return Result::Ok();
 }
 
-void RegionTable::ReleaseAll(std::vector<Region*>& regions) {
+void RegionTable::ReleaseAll(RegionLease* lease) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (Region* r : regions) --r->users;
-  regions.clear();
+  for (Region* r : lease->regions_) {
+    --r->users;
+    if (lease->cancel_) r->cancellable.erase(std::find(r->cancellable.begin(), r->cancellable.end(), lease));
+  }
+  lease->regions_.clear();
   released_.notify_all();
 }
 

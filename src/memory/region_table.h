@@ -5,7 +5,12 @@
 //
 // Removal waits until no transfer still uses the region, so after
 // Remove() returns the caller may free the memory: no late byte can land
-// in it and none can be read from it.
+// in it and none can be read from it. The wait is bounded: a lease taken
+// for a peer's request can be cancelled (its connection shut down), and
+// removal cancels the leases still held once its grace period has passed,
+// so a peer that trickles a WRITE cannot hold UnregisterKvCache hostage.
+// Leases taken without a canceller (this process's own transfers) are
+// bounded by their callers' deadlines.
 //
 // Thread-safe.
 #ifndef LLM_DATADIST_SRC_MEMORY_REGION_TABLE_H_
@@ -29,6 +34,7 @@
 namespace lldd {
 
 class RegionTable;
+class RegionLease;
 
 struct Region {
   uint64_t id = 0;
@@ -42,12 +48,22 @@ struct Region {
   // (transport/transport.h); the table keeps them without knowing them.
   std::vector<std::shared_ptr<void>> transport_data;
   int users = 0;  // guarded by the table's mutex
+  // The leases among `users` that can be cancelled (guarded likewise).
+  std::vector<RegionLease*> cancellable;
 };
 
 // Keeps regions alive (un-removable) while a transfer uses them.
 class RegionLease {
  public:
+  // Makes the holder stop using the memory promptly (shuts its connection
+  // down); the holder then releases the lease. Runs on the removing thread
+  // under the table's lock (so the lease and what it names are still
+  // alive): must not block or call into the table.
+  using Canceller = std::function<void()>;
+
   RegionLease() = default;
+  // A lease that removal may cancel once its grace period has passed.
+  explicit RegionLease(Canceller cancel) : cancel_(std::move(cancel)) {}
   ~RegionLease() { Release(); }
   RegionLease(const RegionLease&) = delete;
   RegionLease& operator=(const RegionLease&) = delete;
@@ -57,6 +73,7 @@ class RegionLease {
   friend class RegionTable;
   RegionTable* table_ = nullptr;
   std::vector<Region*> regions_;
+  Canceller cancel_;
 };
 
 class RegionTable {
@@ -75,8 +92,14 @@ class RegionTable {
   uint64_t Add(void* base, uint64_t length, MemoryKind kind = kHostRegistered);
   // Forgets the regions; returns once no lease holds any of them.
   // `detached` runs after they become unreachable through the table but
-  // before the wait (to revoke peers' direct access).
-  void Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached = nullptr);
+  // before the wait (to revoke peers' direct access). Leases still held
+  // when the grace period (set_removal_grace_ms) has passed are cancelled;
+  // returns how many were.
+  size_t Remove(const std::vector<uint64_t>& ids, const std::function<void()>& detached = nullptr);
+  // How long removal lets leases run before cancelling them (default
+  // kDefaultRemovalGraceMs).
+  void set_removal_grace_ms(int64_t ms);
+  static constexpr int64_t kDefaultRemovalGraceMs = 2000;
   // Copies of live regions (for describing them to a peer). Leases them.
   Result Describe(const std::vector<uint64_t>& ids, RegionLease* lease, std::vector<Region>* out);
   // Resolves segments to addresses. On failure nothing is leased and the
@@ -89,7 +112,8 @@ class RegionTable {
 
  private:
   friend class RegionLease;
-  void ReleaseAll(std::vector<Region*>& regions);
+  void ReleaseAll(RegionLease* lease);
+  void LeaseLocked(std::vector<Region*> used, RegionLease* lease);
 
   mutable std::mutex mu_;
   std::condition_variable released_;
@@ -98,6 +122,7 @@ class RegionTable {
   AddedHook added_hook_;
   RemovedHook removed_hook_;
   uint64_t next_id_ = 1;
+  int64_t removal_grace_ms_ = kDefaultRemovalGraceMs;
 };
 
 }  // namespace lldd

@@ -245,6 +245,62 @@ TEST(RegionTableTest, RemoveWaitsForEveryLease) {
   EXPECT_EQ(saw_removal.load(), 2);
 }
 
+// A peer's lease (one with a canceller) that outlives the grace period is
+// cancelled, and Remove returns once its holder let go: removal is bounded
+// whatever the peer does. The holder waits for the cancellation (bounded,
+// so the test fails rather than hangs if none comes).
+TEST(RegionTableTest, RemoveCancelsAPeersLeaseAfterTheGrace) {
+  RegionTable t;
+  t.set_removal_grace_ms(20);
+  std::vector<uint8_t> mem(64);
+  uint64_t id = t.Add(mem.data(), mem.size());
+  std::atomic<int> cancels{0};
+  std::atomic<bool> leased{false};
+  std::atomic<bool> released{false};
+  std::thread holder([&] {
+    RegionLease lease([&] { ++cancels; });
+    std::vector<iovec> iovs;
+    if (!t.Resolve({{id, 0, 8}}, &lease, &iovs).ok()) return;
+    leased = true;
+    WaitUntil([&] { return cancels > 0; });
+    released = true;
+    lease.Release();
+  });
+  ASSERT_TRUE(WaitUntil([&] { return leased.load(); }));
+  EXPECT_EQ(t.Remove({id}), 1u);
+  EXPECT_TRUE(released.load());
+  holder.join();
+  EXPECT_EQ(cancels.load(), 1);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+// A lease let go within the grace period is never cancelled; nor is a
+// lease of a region that is not being removed.
+TEST(RegionTableTest, RemoveCancelsNothingReleasedInTime) {
+  RegionTable t;
+  t.set_removal_grace_ms(60000);
+  uint8_t a[16];
+  uint8_t b[16];
+  uint64_t ia = t.Add(a, sizeof(a));
+  uint64_t ib = t.Add(b, sizeof(b));
+  std::atomic<int> cancels{0};
+  RegionLease other([&] { ++cancels; });
+  std::vector<iovec> iovs;
+  ASSERT_TRUE(t.Resolve({{ib, 0, 16}}, &other, &iovs).ok());
+  std::atomic<bool> leased{false};
+  std::thread holder([&] {
+    RegionLease lease([&] { ++cancels; });
+    std::vector<iovec> v;
+    if (!t.Resolve({{ia, 0, 16}}, &lease, &v).ok()) return;
+    leased = true;
+    WaitUntil([&] { return t.size() == 1; });  // Remove has begun
+  });
+  ASSERT_TRUE(WaitUntil([&] { return leased.load(); }));
+  EXPECT_EQ(t.Remove({ia}), 0u);
+  holder.join();
+  EXPECT_EQ(cancels.load(), 0);
+}
+
 // A lease going out of scope releases its regions.
 TEST(RegionTableTest, LeaseDestructorReleases) {
   RegionTable t;

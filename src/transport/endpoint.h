@@ -33,6 +33,13 @@ struct IoOp {
   uint64_t length = 0;
 };
 
+// How long a peer may take to confirm a revocation (Endpoint::Revoke): it
+// waits at most kPeerRevokeWaitMs for its own transfers that use the
+// regions, and the owner waits kRevokeConfirmMs for the answer (the peer's
+// wait plus the round trip), so the two always agree.
+constexpr int kPeerRevokeWaitMs = 5000;
+constexpr int kRevokeConfirmMs = kPeerRevokeWaitMs + 2000;
+
 class Endpoint {
  public:
   virtual ~Endpoint() = default;

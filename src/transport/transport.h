@@ -130,6 +130,17 @@ class Transport {
     return Result::Ok();
   }
   virtual void OnRegionRemoved(Region& region) { (void)region; }
+  // Whether a peer could still write memory of `kind` (allocated by the
+  // library or not) through this transport after it stops answering us,
+  // so that the memory must not be freed before the peer confirmed its
+  // revocation (Endpoint::Revoke). False where every access goes through
+  // a thread of ours that removal stops (TCP), or where the peer's own
+  // mapping keeps the memory alive (memfds, VMM handles).
+  virtual bool RevokeNeedsPeer(uint32_t kind, bool allocated) const {
+    (void)kind;
+    (void)allocated;
+    return false;
+  }
 
   // This link's endpoint. The accepting side calls it before answering the
   // HELLO, the initiator after the answer (it may then join the peer).

@@ -24,7 +24,7 @@ enum class CudaShare : uint8_t {
   kMemfd = 3,   // host memfd, mapped and registered with CUDA here
 };
 
-constexpr int kRevokeWaitMs = 5000;
+constexpr int kRevokeWaitMs = kPeerRevokeWaitMs;  // transport/endpoint.h
 
 class CudaEndpoint final : public Endpoint {
  public:

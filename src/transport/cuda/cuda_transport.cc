@@ -1,7 +1,11 @@
 #include "transport/cuda/cuda_transport.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <deque>
 
 #include "common/logging.h"
 #include "common/random.h"
@@ -226,29 +230,57 @@ void CudaTransport::DropOffers(bool all) {
 }
 
 void CudaTransport::ServeTickets() {
+  struct Waiting {
+    Socket conn;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::deque<Waiting> waiting;  // oldest first
+  std::vector<pollfd> fds;
   while (!stopping_) {
-    if (!WaitReadable(listener_.fd(), Deadline::AfterMillis(100))) continue;
+    fds.assign(1, pollfd{listener_.fd(), POLLIN, 0});
+    for (const Waiting& w : waiting) fds.push_back(pollfd{w.conn.fd(), POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) break;
     if (stopping_) break;
-    Socket conn(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!conn.valid()) continue;
-    std::vector<uint8_t> ticket;
-    std::vector<int> junk;
-    if (!UnixRecv(conn.fd(), &ticket, &junk, Deadline::AfterMillis(1000)).ok()) continue;
-    for (int fd : junk) ::close(fd);
-    Offer offer;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = offers_.find(std::string(ticket.begin(), ticket.end()));
-      if (it != offers_.end()) {
-        offer = std::move(it->second);
-        offers_.erase(it);
+    const auto now = std::chrono::steady_clock::now();
+    std::deque<Waiting> still;
+    for (size_t i = 0; i < waiting.size(); ++i) {
+      const short ev = fds[i + 1].revents;
+      if ((ev & POLLIN) != 0) {
+        ServeTicket(waiting[i].conn);  // answered or not, done with it
+      } else if ((ev & (POLLHUP | POLLERR | POLLNVAL)) == 0 && waiting[i].until > now) {
+        still.push_back(std::move(waiting[i]));
       }
     }
-    WireWriter w;
-    w.U32(static_cast<uint32_t>(offer.fds.size()));
-    (void)UnixSend(conn.fd(), w.buffer(), offer.fds, Deadline::AfterMillis(1000));
-    for (int fd : offer.fds) ::close(fd);
+    waiting.swap(still);
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    for (;;) {  // every connection queued at the listener
+      Socket conn(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      if (!conn.valid()) break;
+      if (waiting.size() >= kMaxTicketConnections) waiting.pop_front();
+      waiting.push_back({std::move(conn), now + std::chrono::milliseconds(kTicketWaitMs)});
+    }
   }
+}
+
+void CudaTransport::ServeTicket(const Socket& conn) {
+  std::vector<uint8_t> ticket;
+  std::vector<int> junk;
+  Result got = UnixRecv(conn.fd(), &ticket, &junk, Deadline::AfterMillis(0));
+  for (int fd : junk) ::close(fd);
+  if (!got.ok()) return;
+  Offer offer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = offers_.find(std::string(ticket.begin(), ticket.end()));
+    if (it != offers_.end()) {
+      offer = std::move(it->second);
+      offers_.erase(it);
+    }
+  }
+  WireWriter w;
+  w.U32(static_cast<uint32_t>(offer.fds.size()));
+  (void)UnixSend(conn.fd(), w.buffer(), offer.fds, Deadline::AfterMillis(kTicketWaitMs));
+  for (int fd : offer.fds) ::close(fd);
 }
 
 }  // namespace lldd

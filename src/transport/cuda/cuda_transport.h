@@ -54,6 +54,12 @@ class CudaTransport final : public Transport {
   Result CanReach(const std::vector<uint8_t>& peer_info) const override;
   Result OnRegionAdded(Region& region) override;
   void OnRegionRemoved(Region& region) override;
+  // GPU memory we did not allocate is shared by legacy CUDA IPC, which
+  // nothing on our side can revoke; VMM handles and memfds keep the memory
+  // alive for as long as the peer holds them.
+  bool RevokeNeedsPeer(uint32_t kind, bool allocated) const override {
+    return kind == kDeviceMemory && !allocated;
+  }
   Result Connect(const std::shared_ptr<LinkHandle>& link, const std::vector<uint8_t>& peer_info,
                  std::shared_ptr<Endpoint> fallback, Deadline deadline, std::shared_ptr<Endpoint>* out) override;
 
@@ -74,6 +80,9 @@ class CudaTransport final : public Transport {
   // Hands `fds` (duplicated here) to whoever presents the returned ticket.
   std::string OfferFds(const std::vector<int>& fds);
   const std::string& socket_name() const { return socket_name_; }
+  // Ticket connections waiting at once, and how long each may stay silent.
+  static constexpr size_t kMaxTicketConnections = 64;
+  static constexpr int kTicketWaitMs = 1000;
 
  private:
   struct LocalRegion {
@@ -91,7 +100,13 @@ class CudaTransport final : public Transport {
   // Whether our kernels reach GPU memory of `device` (ours, or a peer GPU
   // with peer access; VMM memory of ours only on our device).
   bool ReachDevice(int device, bool vmm);  // requires mu_
+  // One thread serves every ticket connection, polling them all: a
+  // connection that stays silent costs a descriptor for at most
+  // kTicketWaitMs, not the others' turn. (Tickets are single SEQPACKET
+  // messages, so a readable connection is answered without waiting.)
+  // Beyond kMaxTicketConnections waiting at once, the oldest is dropped.
   void ServeTickets();
+  void ServeTicket(const Socket& conn);
   void DropOffers(bool all);
 
   GpuApi& api_;

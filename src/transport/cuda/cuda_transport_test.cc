@@ -3,6 +3,7 @@
 // memfds mapped a second time, so both sides see distinct addresses.
 #include "transport/cuda/cuda_transport.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -11,12 +12,14 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
 #include "gpu/device_memory.h"
 #include "gpu/fake_gpu_api.h"
 #include "memory/shared_memory.h"
+#include "net/unix_channel.h"
 #include "transport/cuda/cuda_endpoint.h"
 #include "common/wire.h"
 #include "transport/cuda/cuda_ipc_pair.h"
@@ -381,6 +384,64 @@ TEST_F(CudaTransportTest, OtherHostsAndMalformedInfoAreRefused) {
   EXPECT_FALSE(puller.transport.CanReach(info).ok());
   EXPECT_EQ(puller.transport.caps().any_host, false);
   EXPECT_NE(puller.transport.caps().remote_memory & kDeviceMemory, 0U);
+}
+
+// Any local process can open the ticket socket. Connections that never
+// send a ticket (more of them than the server keeps waiting) must not hold
+// up a linked peer's ticket: it is served while they wait (each used to
+// hold the only serving thread for up to a second).
+TEST_F(CudaTransportTest, SilentTicketConnectionsDoNotDelayAPeer) {
+  std::vector<Socket> silent(CudaTransport::kMaxTicketConnections + 8);
+  for (Socket& s : silent)
+    ASSERT_TRUE(UnixConnect(owner.transport.socket_name(), Deadline::AfterMillis(1000), &s).ok());
+  std::vector<uint8_t*> remote, local;
+  auto ids = AddDeviceCache(owner, 1, 4096, 3, &remote);
+  AddDeviceCache(puller, 1, 4096, 0, &local);
+  // Far less than the silent connections would take one after another.
+  Result r = puller.endpoint->Read({{local[0], ids[0], 0, 4096}}, Deadline::AfterMillis(3000));
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(std::memcmp(local[0], remote[0], 4096), 0);
+  EXPECT_EQ(api.vmm_imports.load(), 1);
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n += e.path().filename() != ".";
+  return n;
+}
+
+// Descriptor accounting: pulling a peer's GPU (VMM fd) and host (memfd)
+// caches, revoking them and dropping everything leaves exactly the
+// descriptors there were before; and a descriptor opened meanwhile (which
+// may reuse a number the transport let go) stays open throughout.
+TEST_F(CudaTransportTest, DescriptorsBalanceAcrossPullsAndRevocations) {
+  const size_t before = OpenDescriptors();
+  {
+    std::unique_ptr<SharedMemory> shm;
+    ASSERT_TRUE(SharedMemory::Create(1 << 16, "test", &shm).ok());
+    std::shared_ptr<Allocation> host(std::move(shm));
+    std::memset(host->data(), 0x3C, 1 << 16);
+    uint64_t host_id = 0;
+    ASSERT_TRUE(owner.regions.Add(host->data(), 1 << 16, kHostAllocated, host, 0, &host_id).ok());
+    auto device_ids = AddDeviceCache(owner, 1, 1 << 16, 4, nullptr);
+    std::vector<uint8_t*> local;
+    auto local_ids = AddDeviceCache(puller, 1, 2 << 16, 0, &local);
+    ASSERT_TRUE(puller.endpoint
+                    ->Read({{local[0], host_id, 0, 1 << 16}, {local[0] + (1 << 16), device_ids[0], 0, 1 << 16}},
+                           Deadline::AfterMillis(5000))
+                    .ok());
+    EXPECT_EQ(local[0][0], 0x3C);
+    int witness[2];
+    ASSERT_EQ(::pipe(witness), 0);
+    for (uint64_t id : {host_id, device_ids[0]})
+      owner.regions.Remove({id}, [&] { ASSERT_TRUE(owner.endpoint->Revoke({id}, Deadline::AfterMillis(5000)).ok()); });
+    puller.regions.Remove(local_ids);
+    EXPECT_NE(::fcntl(witness[0], F_GETFD), -1) << "a descriptor of ours was closed by the transport";
+    EXPECT_NE(::fcntl(witness[1], F_GETFD), -1) << "a descriptor of ours was closed by the transport";
+    ::close(witness[0]);
+    ::close(witness[1]);
+  }
+  EXPECT_EQ(OpenDescriptors(), before);
 }
 
 TEST(CudaTransportNoGpu, OffersNothingWithoutAGpu) {

@@ -55,6 +55,11 @@ class ShmTransport : public Transport {
 
   Result Start(const TransportConfig& config, RegionTable& regions, size_t slot) override;
   void Stop() override;
+  // The peer maps library memory (its mapping keeps the pages), but writes
+  // user memory with process_vm_writev: only it can stop doing so.
+  bool RevokeNeedsPeer(uint32_t kind, bool allocated) const override {
+    return !allocated && kind != kDeviceMemory;
+  }
   Result LocalInfo(std::vector<uint8_t>* info) const override {
     *info = EncodeInfo({host_identity_, socket_name_});
     return Result::Ok();

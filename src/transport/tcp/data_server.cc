@@ -1,7 +1,10 @@
 #include "transport/tcp/data_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <memory>
+#include <mutex>
 
 #include "control/frame_io.h"
 #include "control/protocol.h"
@@ -13,6 +16,26 @@ namespace {
 
 constexpr int kFrameBodyTimeoutMs = 10000;
 constexpr int64_t kMinServeTimeoutMs = 100;
+
+// The connection a request is served on, as a region lease's canceller
+// sees it: shut down on cancellation while the request is served, left
+// alone once it is not (Disarm).
+class ServingConnection {
+ public:
+  explicit ServingConnection(int fd) : fd_(fd) {}
+  void Shutdown() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  }
+  void Disarm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_ = -1;
+  }
+
+ private:
+  std::mutex mu_;
+  int fd_;
+};
 
 Result SendError(int fd, const FrameHeader& req, MsgType type, const Result& why, Deadline deadline) {
   FrameHeader h;
@@ -50,10 +73,22 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   TransferRequest req;
   Result decoded = DecodeTransferRequest(meta, is_write ? h.data_len : UINT64_MAX, &req);
   if (!decoded.ok()) return decoded;  // malformed: the connection cannot be trusted
-  // The requester stops waiting at its deadline; so do we, a little later.
-  Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(req.timeout_ms, kMinServeTimeoutMs) + 1000);
+  // The requester stops waiting at its deadline; so do we, a little later,
+  // but never later than our own cap (the u32 would allow 49 days).
+  Deadline deadline = Deadline::AfterMillis(
+      std::clamp<int64_t>(req.timeout_ms, kMinServeTimeoutMs, kMaxPeerRequestMs) + 1000);
 
-  auto lease = std::make_shared<RegionLease>();  // a stuck GPU copy may keep it
+  // Removing a region this request uses cancels it after the table's grace
+  // period: the connection is shut down, so the I/O below fails at once and
+  // the lease goes. A GPU copy that outlives this request may keep the lease
+  // (it is shared for that) past the connection's life: by then the
+  // canceller is disarmed, so it never touches a descriptor number reused.
+  auto connection = std::make_shared<ServingConnection>(fd);
+  auto lease = std::make_shared<RegionLease>([connection] { connection->Shutdown(); });
+  struct Disarm {
+    ServingConnection& c;
+    ~Disarm() { c.Disarm(); }
+  } disarm{*connection};
   std::vector<iovec> iovs;
   Result resolved = regions.Resolve(req.segments, lease.get(), &iovs);
   if (!resolved.ok()) {

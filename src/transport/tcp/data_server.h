@@ -15,6 +15,11 @@
 
 namespace lldd {
 
+// The longest a peer's request may run here, whatever timeout it names:
+// the regions it uses stay leased meanwhile. (Removing a region cancels
+// requests that still use it after the region table's grace period.)
+constexpr int64_t kMaxPeerRequestMs = 60000;
+
 // Runs until the peer closes the connection, a frame is malformed, or the
 // socket is shut down; returns why it stopped. Requests that touch GPU
 // memory are staged through pinned slabs on GPU `device_id`.

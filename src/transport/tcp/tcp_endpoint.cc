@@ -213,6 +213,10 @@ Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
     return Result::ParamInvalid("unknown tcp request");
   auto link = link_.lock();
   if (!link || !link->initiator()) return Result::ParamInvalid("only the connecting side dials");
+  // As for connections the peer opens (TcpTransport::AdmitJoin): what its
+  // pool can use, twice over for bursts, not a serving thread per request.
+  if (link->TrackedSockets() > 2 * pool_->max_connections() + 8)
+    return Result(llm_datadist::LLM_LINK_BUSY, "too many data connections on this link");
   SocketPtr socket;
   LDD_RETURN_IF_ERROR(link->DialJoin("tcp", EncodeTcpJoin(static_cast<uint8_t>(TcpJoin::kReverse), dial_id),
                                      Deadline::AfterMillis(5000), &socket));

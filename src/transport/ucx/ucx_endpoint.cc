@@ -6,6 +6,7 @@
 
 #include "common/logging.h"
 #include "common/wire.h"
+#include "transport/ucx/ucx_keys.h"
 
 namespace lldd {
 namespace {
@@ -14,9 +15,28 @@ namespace {
 enum : uint8_t {
   kGetKeys = 1,  // ids -> {id, base, length, packed rkey} each
   kRevoke = 2,   // ids -> (empty): forget these keys of mine
+  kAddress = 3,  // my worker address -> yours (both ends then open their ucp_ep)
 };
+constexpr uint32_t kMaxWorkerAddressBytes = 1U << 16;
+
+std::vector<uint8_t> EncodeAddressOp(const std::vector<uint8_t>& address) {
+  WireWriter w;
+  w.U8(kAddress);
+  w.U32(static_cast<uint32_t>(address.size()));
+  w.Bytes(address.data(), address.size());
+  return std::move(w.buffer());
+}
+
+// `bytes` without its first `skip` bytes: u32 length, then the address.
+bool DecodeAddress(const std::vector<uint8_t>& bytes, size_t skip, std::vector<uint8_t>* address) {
+  if (bytes.size() < skip) return false;
+  WireReader r(bytes.data() + skip, bytes.size() - skip);
+  uint32_t len = r.U32();
+  if (!r.ok() || len == 0 || len > kMaxWorkerAddressBytes || len != r.left()) return false;
+  address->assign(bytes.end() - len, bytes.end());
+  return true;
+}
 constexpr uint32_t kMaxIdsPerCall = 1U << 20;
-constexpr uint32_t kMaxKeyBytes = 1U << 16;
 
 // After a forced close UCX completes every request of the endpoint with an
 // error; this bounds how long we wait for those callbacks (they normally
@@ -74,16 +94,43 @@ UcxEndpoint::~UcxEndpoint() {
   BreakLocked("endpoint destroyed");
 }
 
-Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) {
+Result UcxEndpoint::Open(const std::vector<uint8_t>& peer_worker_address) { return OpenOnce(peer_worker_address); }
+
+Result UcxEndpoint::OpenOnce(const std::vector<uint8_t>& address) {
   std::lock_guard<std::mutex> lock(worker_->mutex());
-  ep_slot_ = worker_->NewEpSlot();
+  if (!peer_address_.empty()) return Result::Ok();  // opened already (by the peer's request, or ours)
+  peer_address_ = address;
+  Result r = OpenLocked();
+  if (!r.ok()) {
+    peer_address_.clear();
+    return r;
+  }
+  std::lock_guard<std::mutex> state(state_mu_);  // nothing was open to break before
+  broken_ = false;
+  broken_reason_.clear();
+  return r;
+}
+
+Result UcxEndpoint::ExchangeAddresses(Deadline deadline) {
+  std::shared_ptr<LinkHandle> link = link_.lock();
+  if (!link || link->closed()) return Result::LinkFailed("UCX: the link is gone");
+  std::vector<uint8_t> reply, address;
+  LDD_RETURN_IF_ERROR(link->CallPeer("ucx", EncodeAddressOp(worker_->address()), deadline, &reply)
+                          .WithContext("UCX: exchanging worker addresses"));
+  if (!DecodeAddress(reply, 0, &address)) return Result::LinkFailed("UCX: malformed worker address from the peer");
+  return OpenOnce(address);
+}
+
+Result UcxEndpoint::OpenLocked() {
+  UcxEpSlot* slot = worker_->NewEpSlot();
+  ep_slot_ = slot;
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.address = reinterpret_cast<const ucp_address_t*>(peer_worker_address.data());
+  params.address = reinterpret_cast<const ucp_address_t*>(peer_address_.data());
   params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   params.err_handler.cb = &OnEpError;
-  params.err_handler.arg = ep_slot_;
+  params.err_handler.arg = slot;
   ucs_status_t st = ucp_ep_create(worker_->worker(), &params, &ep_);
   if (st != UCS_OK) {
     ep_ = nullptr;
@@ -97,8 +144,13 @@ bool UcxEndpoint::broken() const {
   return broken_;
 }
 
+int UcxEndpoint::reopened() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return reopened_;
+}
+
 size_t UcxEndpoint::cached_keys() const {
-  std::shared_lock<std::shared_mutex> lock(cache_mu_);
+  std::shared_lock<std::shared_timed_mutex> lock(cache_mu_);
   return cache_.size();
 }
 
@@ -121,17 +173,51 @@ void UcxEndpoint::BreakLocked(const std::string& reason) {
   worker_->Wake();
 }
 
-Result UcxEndpoint::Usable() {
+Result UcxEndpoint::Usable(Deadline deadline) {
+  bool broken = false;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    if (broken_) return Result::LinkFailed(Msg("UCX path to the peer is broken (", broken_reason_, "); re-link"));
+    if (closed_) return Result::LinkFailed("UCX path to the peer is closed");
+    broken = broken_;
   }
-  ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_ ? ep_slot_->status.load() : UCS_OK);
+  bool opened = false;
+  {
+    std::lock_guard<std::mutex> lock(worker_->mutex());
+    opened = !peer_address_.empty();
+  }
+  if (!opened) LDD_RETURN_IF_ERROR(ExchangeAddresses(deadline));
+  if (broken) return Reopen();
+  UcxEpSlot* slot = ep_slot_.load();
+  ucs_status_t peer = static_cast<ucs_status_t>(slot ? slot->status.load() : UCS_OK);
   if (peer != UCS_OK) {
     std::lock_guard<std::mutex> lock(worker_->mutex());
     BreakLocked(Msg("peer failed: ", UcxStatusText(peer)));
     return Result::LinkFailed(Msg("UCX path to the peer failed: ", UcxStatusText(peer)));
   }
+  return Result::Ok();
+}
+
+Result UcxEndpoint::Reopen() {
+  // Exclusive: no transfer of ours holds a key of the old ucp_ep.
+  std::unique_lock<std::shared_timed_mutex> keys(cache_mu_);
+  std::lock_guard<std::mutex> lock(worker_->mutex());
+  std::string why;
+  {
+    std::lock_guard<std::mutex> state(state_mu_);
+    if (closed_) return Result::LinkFailed("UCX path to the peer is closed");
+    if (!broken_) return Result::Ok();  // another call reopened it
+    why = broken_reason_;
+  }
+  for (auto& [id, r] : cache_) ucp_rkey_destroy(r.rkey);  // unpacked for the old ucp_ep
+  cache_.clear();
+  BreakLocked(why);  // closes the old ucp_ep if it is still open
+  Result r = OpenLocked();
+  if (!r.ok()) return r.WithContext(Msg("UCX path to the peer was broken (", why, ")"));
+  std::lock_guard<std::mutex> state(state_mu_);
+  broken_ = false;
+  broken_reason_.clear();
+  ++reopened_;
+  LDD_LOG(Info) << "UCX: a fresh endpoint to the peer replaces one that broke (" << why << ")";
   return Result::Ok();
 }
 
@@ -143,13 +229,17 @@ void UcxEndpoint::DestroyKeys(std::vector<ucp_rkey_h> keys) {
 
 void UcxEndpoint::Close() {
   {
+    std::lock_guard<std::mutex> state(state_mu_);
+    closed_ = true;
+  }
+  {
     std::lock_guard<std::mutex> lock(worker_->mutex());
     // In-flight requests complete with an error now, so transfers return.
     BreakLocked("closed");
   }
   std::vector<ucp_rkey_h> keys;
   {
-    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    std::unique_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (auto& [id, r] : cache_) keys.push_back(r.rkey);
     cache_.clear();
   }
@@ -159,50 +249,40 @@ void UcxEndpoint::Close() {
 Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline deadline) {
   std::vector<uint64_t> missing;
   {
-    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    std::shared_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (uint64_t id : region_ids)
       if (cache_.count(id) == 0 && std::find(missing.begin(), missing.end(), id) == missing.end())
         missing.push_back(id);
   }
   if (missing.empty()) return Result::Ok();
-  LDD_RETURN_IF_ERROR(Usable());
+  LDD_RETURN_IF_ERROR(Usable(deadline));
   std::shared_ptr<LinkHandle> link = link_.lock();
   if (!link || link->closed()) return Result::LinkFailed("UCX: the link is gone");
   std::vector<uint8_t> reply;
   LDD_RETURN_IF_ERROR(link->CallPeer("ucx", EncodeOpWithIds(kGetKeys, missing), deadline, &reply)
                           .WithContext("UCX: fetching the peer's remote keys"));
-  WireReader r(reply);
-  uint32_t n = r.U32();
-  if (!r.ok() || n != missing.size()) return Result::LinkFailed("UCX: malformed remote-key reply from the peer");
+  std::vector<UcxKeyEntry> entries;
+  LDD_RETURN_IF_ERROR(DecodeUcxKeyReply(reply, missing, &entries));
   std::vector<std::pair<uint64_t, RemoteRegion>> got;
   Result result = Result::Ok();
   {
     std::lock_guard<std::mutex> lock(worker_->mutex());
-    for (uint32_t i = 0; i < n; ++i) {
-      uint64_t id = r.U64();
+    for (const UcxKeyEntry& e : entries) {
+      const uint64_t id = e.id;
       RemoteRegion rr;
-      rr.base = r.U64();
-      rr.length = r.U64();
-      uint32_t klen = r.U32();
-      if (!r.ok() || klen > kMaxKeyBytes || klen > r.left() ||
-          std::find(missing.begin(), missing.end(), id) == missing.end() || rr.base + rr.length < rr.base) {
-        result = Result::LinkFailed("UCX: malformed remote-key reply from the peer");
-        break;
-      }
-      std::vector<uint8_t> key(klen);
-      for (uint32_t b = 0; b < klen; ++b) key[b] = r.U8();
+      rr.base = e.base;
+      rr.length = e.length;
       if (ep_ == nullptr) {
         result = Result::LinkFailed("UCX path to the peer is broken; re-link");
         break;
       }
-      ucs_status_t st = ucp_ep_rkey_unpack(ep_, key.data(), &rr.rkey);
+      ucs_status_t st = ucp_ep_rkey_unpack(ep_, e.key.data(), &rr.rkey);
       if (st != UCS_OK) {
         result = Result::LinkFailed(Msg("UCX: ucp_ep_rkey_unpack for region ", id, " failed: ", UcxStatusText(st)));
         break;
       }
       got.emplace_back(id, rr);
     }
-    if (result.ok() && !r.done()) result = Result::LinkFailed("UCX: malformed remote-key reply from the peer");
     if (!result.ok()) {
       for (auto& [id, rr] : got) ucp_rkey_destroy(rr.rkey);
       return result;
@@ -210,7 +290,7 @@ Result UcxEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline de
   }
   std::vector<ucp_rkey_h> duplicates;
   {
-    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    std::unique_lock<std::shared_timed_mutex> lock(cache_mu_);
     for (auto& [id, rr] : got)
       if (!cache_.emplace(id, rr).second) duplicates.push_back(rr.rkey);  // fetched by a concurrent call
   }
@@ -239,6 +319,19 @@ Result UcxEndpoint::Revoke(const std::vector<uint64_t>& region_ids, Deadline dea
 }
 
 Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+  if (!request.empty() && request[0] == kAddress) {
+    // Reached only through the authenticated link: the peer may now have
+    // our address, and we open our ucp_ep to it (so that closing ours can
+    // cut it off, as after an unconfirmed revocation).
+    std::vector<uint8_t> address;
+    if (!DecodeAddress(request, 1, &address)) return Result::ParamInvalid("UCX: malformed worker address");
+    LDD_RETURN_IF_ERROR(OpenOnce(address));
+    WireWriter w;
+    w.U32(static_cast<uint32_t>(worker_->address().size()));
+    w.Bytes(worker_->address().data(), worker_->address().size());
+    *reply = std::move(w.buffer());
+    return Result::Ok();
+  }
   WireReader r(request);
   uint8_t op = r.U8();
   uint32_t n = r.U32();
@@ -248,11 +341,24 @@ Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
   if (!r.done()) return Result::ParamInvalid("UCX: malformed peer request");
   reply->clear();
   if (op == kRevoke) {
-    // Waits for our transfers that use these keys (each bounded by its
-    // deadline), then forgets them: the peer may free the memory.
+    // Waits for our transfers that use these keys, then forgets them: the
+    // peer may free the memory. The peer waits kRevokeConfirmMs for our
+    // answer, so we wait at most kPeerRevokeWaitMs: half for the transfers
+    // to end, then we close the ucp_ep by force (they fail at once) and
+    // wait the other half.
     std::vector<ucp_rkey_h> keys;
     {
-      std::unique_lock<std::shared_mutex> lock(cache_mu_);
+      const auto half = std::chrono::milliseconds(kPeerRevokeWaitMs / 2);
+      std::unique_lock<std::shared_timed_mutex> lock(cache_mu_, half);
+      if (!lock.owns_lock()) {
+        {
+          std::lock_guard<std::mutex> wl(worker_->mutex());
+          BreakLocked("the peer revoked memory a transfer of ours still used");
+        }
+        worker_->Wake();
+        if (!lock.try_lock_for(half))
+          return Result::Failed("UCX: a transfer of ours still uses the revoked memory's keys");
+      }
       for (uint64_t id : ids) {
         auto it = cache_.find(id);
         if (it == cache_.end()) continue;
@@ -267,21 +373,16 @@ Result UcxEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
   RegionLease lease;
   std::vector<Region> regions;
   LDD_RETURN_IF_ERROR(regions_->Describe(ids, &lease, &regions));
-  WireWriter w;
-  w.U32(static_cast<uint32_t>(regions.size()));
+  std::vector<UcxKeyEntry> entries;
   for (const Region& region : regions) {
     std::shared_ptr<void> data = slot_ < region.transport_data.size() ? region.transport_data[slot_] : nullptr;
     if (!data)
       return Result::ParamInvalid(Msg("region ", region.id, " (", MemoryKindName(region.kind),
                                       ") is not registered with UCX"));
     const auto* d = static_cast<const UcxRegionData*>(data.get());
-    w.U64(region.id);
-    w.U64(d->base);
-    w.U64(d->length);
-    w.U32(static_cast<uint32_t>(d->rkey.size()));
-    w.Bytes(d->rkey.data(), d->rkey.size());
+    entries.push_back({region.id, d->base, d->length, d->rkey});
   }
-  *reply = std::move(w.buffer());
+  *reply = EncodeUcxKeyReply(entries);
   return Result::Ok();
 }
 
@@ -292,13 +393,13 @@ Result UcxEndpoint::Write(const std::vector<IoOp>& ops, Deadline deadline) { ret
 Result UcxEndpoint::Transfer(const std::vector<IoOp>& ops, Deadline deadline, bool put) {
   const char* what = put ? "write" : "read";
   if (ops.empty()) return Result::Ok();
-  LDD_RETURN_IF_ERROR(Usable());
+  LDD_RETURN_IF_ERROR(Usable(deadline));
   std::vector<uint64_t> ids;
   for (const IoOp& op : ops)
     if (ids.empty() || ids.back() != op.region_id) ids.push_back(op.region_id);
   LDD_RETURN_IF_ERROR(Prepare(ids, deadline));
 
-  std::shared_lock<std::shared_mutex> keys_in_use(cache_mu_);
+  std::shared_lock<std::shared_timed_mutex> keys_in_use(cache_mu_);
   struct Posted {
     void* local;
     uint64_t length;
@@ -401,7 +502,7 @@ Result UcxEndpoint::Transfer(const std::vector<IoOp>& ops, Deadline deadline, bo
   ucs_status_t error = post_error != UCS_OK ? post_error : call->error;
   delete call;
   if (error != UCS_OK) {
-    ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_->status.load());
+    ucs_status_t peer = static_cast<ucs_status_t>(ep_slot_.load()->status.load());
     std::lock_guard<std::mutex> lock(worker_->mutex());
     BreakLocked(Msg(what, " failed: ", UcxStatusText(error)));
     result = Result::LinkFailed(Msg("UCX ", what, " failed: ", UcxStatusText(error),

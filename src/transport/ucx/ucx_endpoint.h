@@ -10,8 +10,11 @@
 // Read/Write post one ucp_get_nbx/ucp_put_nbx per op (puts then one
 // ucp_ep_flush_nbx, so success means the bytes landed) and wait for all of
 // them as one completion. UCX cannot cancel a get or put in flight, so a
-// passed deadline closes the endpoint by force: the endpoint is broken from
-// then on (LLM_LINK_FAILED; the engine re-links).
+// passed deadline closes the ucp_ep by force; so does a revocation the peer
+// did not confirm, or an error UCX reports for the peer. The endpoint is
+// then broken, and its next call opens a fresh ucp_ep to the peer's worker
+// (its keys fetched anew): a peer that is still there is reached again, one
+// that is gone fails that call at once. Only Close() ends it for good.
 #ifndef LLM_DATADIST_SRC_TRANSPORT_UCX_UCX_ENDPOINT_H_
 #define LLM_DATADIST_SRC_TRANSPORT_UCX_UCX_ENDPOINT_H_
 
@@ -39,6 +42,9 @@ class UcxEndpoint : public Endpoint {
   ~UcxEndpoint() override;
 
   // Creates the ucp_ep to the peer's worker (error handling mode PEER).
+  // Without it, the first call exchanges the two workers' addresses over
+  // the link (CallPeer, authenticated) and both ends open their ucp_ep:
+  // a worker address is given only to a peer that passed the handshake.
   Result Open(const std::vector<uint8_t>& peer_worker_address);
 
   const char* name() const override { return "ucx"; }
@@ -51,6 +57,8 @@ class UcxEndpoint : public Endpoint {
 
   bool broken() const;
   size_t cached_keys() const;
+  // How many times a broken ucp_ep was replaced by a fresh one.
+  int reopened() const;
 
  private:
   struct RemoteRegion {
@@ -60,8 +68,16 @@ class UcxEndpoint : public Endpoint {
   };
 
   Result Transfer(const std::vector<IoOp>& ops, Deadline deadline, bool put);
-  // Fails if the endpoint is closed, broken, or its peer failed.
-  Result Usable();
+  // Fails if the endpoint is closed or its peer failed; opens the ucp_ep
+  // on first use and replaces a broken one by a fresh one.
+  Result Usable(Deadline deadline);
+  // Exchanges worker addresses with the peer and opens the ucp_ep.
+  Result ExchangeAddresses(Deadline deadline);
+  // Opens the ucp_ep to `address` unless one was opened already.
+  Result OpenOnce(const std::vector<uint8_t>& address);
+  Result Reopen();
+  // Under the worker mutex: creates ep_ to peer_address_.
+  Result OpenLocked();
   // Under the worker mutex: closes the ucp_ep by force (if still open) and
   // marks the endpoint broken with `reason`.
   void BreakLocked(const std::string& reason);
@@ -75,16 +91,19 @@ class UcxEndpoint : public Endpoint {
 
   // Guarded by the worker mutex.
   ucp_ep_h ep_ = nullptr;
-  UcxEpSlot* ep_slot_ = nullptr;
+  std::atomic<UcxEpSlot*> ep_slot_{nullptr};
+  std::vector<uint8_t> peer_address_;  // empty until the ucp_ep is first opened
 
   mutable std::mutex state_mu_;
   bool broken_ = false;
+  bool closed_ = false;
+  int reopened_ = 0;
   std::string broken_reason_;
 
   // Transfers hold it shared from key lookup until every request of theirs
   // completed; fetching inserts and revoking erases keys holding it
   // exclusively, so no key is destroyed under a request that uses it.
-  mutable std::shared_mutex cache_mu_;
+  mutable std::shared_timed_mutex cache_mu_;
   std::unordered_map<uint64_t, RemoteRegion> cache_;
 };
 

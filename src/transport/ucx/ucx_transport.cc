@@ -19,7 +19,7 @@ Result ParseInfo(const std::vector<uint8_t>& info, std::vector<uint8_t>* address
   WireReader r(info);
   uint32_t magic = r.U32();
   uint32_t len = r.U32();
-  if (!r.ok() || magic != kInfoMagic || len == 0 || len > kMaxAddressBytes || len != r.left())
+  if (!r.ok() || magic != kInfoMagic || len > kMaxAddressBytes || len != r.left())
     return Result::ParamInvalid("UCX: the peer's connection info is malformed");
   address->assign(info.end() - len, info.end());
   return Result::Ok();
@@ -100,10 +100,15 @@ void UcxTransport::Stop() {
 Result UcxTransport::LocalInfo(std::vector<uint8_t>* info) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (!worker_) return start_result_;
+  // No address: the HELLO that carries this reaches a server that has not
+  // yet proven the link token, and over UCX's tcp and shared-memory lanes
+  // our worker address is access to all our memory (keys are not enforced
+  // there). The endpoints exchange addresses over the link once it is
+  // authenticated (UcxEndpoint). A peer's info that still carries an
+  // address (an older version) is used as it is.
   WireWriter w;
   w.U32(kInfoMagic);
-  w.U32(static_cast<uint32_t>(worker_->address().size()));
-  w.Bytes(worker_->address().data(), worker_->address().size());
+  w.U32(0);
   *info = std::move(w.buffer());
   return Result::Ok();
 }
@@ -151,7 +156,7 @@ Result UcxTransport::Connect(const std::shared_ptr<LinkHandle>& link, const std:
     slot = slot_;
   }
   auto ep = std::make_shared<UcxEndpoint>(worker, link, regions, slot);
-  LDD_RETURN_IF_ERROR(ep->Open(address));
+  if (!address.empty()) LDD_RETURN_IF_ERROR(ep->Open(address));
   {
     std::lock_guard<std::mutex> lock(mu_);
     endpoints_.erase(std::remove_if(endpoints_.begin(), endpoints_.end(),

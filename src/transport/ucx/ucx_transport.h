@@ -33,6 +33,13 @@ class UcxTransport : public Transport {
   Result CanReach(const std::vector<uint8_t>& peer_info) const override;
   Result OnRegionAdded(Region& region) override;
   void OnRegionRemoved(Region& region) override;
+  // Over UCX's tcp, shared-memory and cma lanes remote keys are not
+  // enforced: a peer that kept our address can write what it knew. (GPU
+  // memory is not mapped for UCX.)
+  bool RevokeNeedsPeer(uint32_t kind, bool allocated) const override {
+    (void)allocated;
+    return kind != kDeviceMemory;
+  }
   Result Connect(const std::shared_ptr<LinkHandle>& link, const std::vector<uint8_t>& peer_info,
                  std::shared_ptr<Endpoint> fallback, Deadline deadline, std::shared_ptr<Endpoint>* out) override;
 
