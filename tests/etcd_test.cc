@@ -248,6 +248,28 @@ TEST_F(EtcdTest, EtcdRestartDoesNotDisturbTransfers) {
   PullAndCheck(*client, 105, remote, 5);
 }
 
+// The lease is gone (revoked behind the instance's back, as when etcd lost
+// it): the instance notices at its next keep-alive and publishes again.
+TEST_F(EtcdTest, LostLeaseIsReestablished) {
+  auto dd = Client(216);
+  lldd::EtcdClient etcd({etcd_->endpoint()});
+  bool found = false;
+  lldd::EtcdKeyValue kv;
+  ASSERT_TRUE(etcd.Get(Prefix() + "216", lldd::Deadline::AfterMillis(2000), &found, &kv).ok());
+  ASSERT_TRUE(found);
+  const int64_t lost = kv.lease;
+  ASSERT_TRUE(etcd.Revoke(lost, lldd::Deadline::AfterMillis(2000)).ok());
+  // Listed again, under a new lease.
+  EXPECT_TRUE(lldd_test::WaitUntil(
+      [&] {
+        return etcd.Get(Prefix() + "216", lldd::Deadline::AfterMillis(2000), &found, &kv).ok() && found &&
+               kv.lease != lost;
+      },
+      std::chrono::milliseconds(kTtlS * 1000 + 1000)));
+  dd->Finalize();
+  EXPECT_FALSE(Listed(216));
+}
+
 TEST_F(EtcdTest, BadEndpointStringsAndUnreachableEtcd) {
   for (const char* bad : {"http://127.0.0.1:2379", "etcd://", "etcd://127.0.0.1", "etcd://127.0.0.1:0",
                           "etcd://127.0.0.1:99999", "etcd://127.0.0.1:2379,", "etcd://bad host:1", "etcd://:2379"}) {

@@ -1,5 +1,7 @@
 #include "directory/etcd_directory.h"
 
+#include <utility>
+
 #include "common/logging.h"
 
 namespace lldd {
@@ -98,12 +100,13 @@ void EtcdDirectory::Stop() {
   thread_.join();
   client_.Resume();
   watch_.Close();
-  int64_t lease = 0;
+  std::vector<int64_t> leases;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    std::swap(lease, lease_);
+    for (int64_t* l : {&lease_, &granted_})
+      if (*l != 0) leases.push_back(std::exchange(*l, 0));
   }
-  if (lease != 0) {
+  for (int64_t lease : leases) {
     Result r = client_.Revoke(lease, Deadline::AfterMillis(kRevokeMs));
     if (!r.ok()) LDD_LOG(Warn) << "directory " << url() << ": lease not revoked (it expires by itself): " << r.message();
   }
@@ -217,11 +220,21 @@ bool EtcdDirectory::Republish(Deadline deadline) {
   }
   int64_t lease = 0;
   if (!client_.Grant(config_.ttl_s, deadline, &lease).ok()) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    granted_ = lease;
+  }
   bool created = false;
   EtcdKeyValue existing;
   Result r = client_.PutIfAbsent(KeyOf(self.cluster_id), self.ToJson(), lease, deadline, &created, &existing);
   if (!r.ok() || !created) {
+    // Cut short by Stop(): the lease stays in granted_ for Stop to revoke.
+    if (stopping_) return false;
     client_.Revoke(lease, Deadline::AfterMillis(kRequestMs));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      granted_ = 0;
+    }
     if (r.ok())
       LDD_LOG(Error) << "directory " << url() << ": cluster id " << self.cluster_id
                      << " is now held by another instance; this one stays unlisted";
@@ -229,6 +242,7 @@ bool EtcdDirectory::Republish(Deadline deadline) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   lease_ = lease;
+  granted_ = 0;
   LDD_LOG(Info) << "directory " << url() << ": cluster " << self.cluster_id << " published again";
   return true;
 }

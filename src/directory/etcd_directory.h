@@ -66,6 +66,9 @@ class EtcdDirectory : public Directory {
   std::mutex mu_;  // self_, lease_
   DirectoryEntry self_;
   int64_t lease_ = 0;  // 0: not published (etcd away, or lease lost)
+  // A lease Republish() was granted but has not made lease_ (yet): if Stop()
+  // cuts it short, the entry may be in etcd under it all the same.
+  int64_t granted_ = 0;
 
   // Thread only: the instance each known cluster id's entry belongs to.
   std::map<uint64_t, uint64_t> known_;
