@@ -197,10 +197,12 @@ TEST_F(EtcdTest, FrozenServerLeavesAndTheWatchBreaksItsLink) {
   ASSERT_TRUE(lldd_test::WaitUntil([] { return !Listed(104); }, std::chrono::milliseconds(kTtlS * 1000 + 1000)));
   Cache local;
   ASSERT_EQ(client->AllocateCache(Int32Desc(2, kRows, kCols), local), LLM_SUCCESS);
-  // The watch event may trail the deletion by a moment.
+  // The watch event may trail the deletion by a moment (a pull in flight
+  // then fails as the link closes under it).
   EXPECT_TRUE(lldd_test::WaitUntil(
       [&] { return client->PullKvCache(CacheIndex{104, remote, 0}, local, 0) == LLM_LINK_FAILED; },
       std::chrono::seconds(5)));
+  EXPECT_EQ(client->PullKvCache(CacheIndex{104, remote, 0}, local, 0), LLM_LINK_FAILED);
   EXPECT_NE(std::string(LlmDataDist::GetLastErrorMessage()).find("left the directory"), std::string::npos)
       << LlmDataDist::GetLastErrorMessage();
   server.Kill();

@@ -51,7 +51,7 @@ class Directory {
   virtual Result Start(const DirectoryEntry& self, Deadline deadline) = 0;
   // Replaces this instance's entry (SetRole); while the directory is away
   // the new entry is published when it returns.
-  virtual Result Update(const DirectoryEntry& self, Deadline deadline) = 0;
+  virtual void Update(const DirectoryEntry& self, Deadline deadline) = 0;
   // The live entry of a cluster id; LLM_LINK_FAILED if there is none.
   virtual Result Lookup(uint64_t cluster_id, Deadline deadline, DirectoryEntry* out) = 0;
   // Removes this instance's entry and stops; prompt even if the directory

@@ -65,18 +65,22 @@ Result EtcdDirectory::Start(const DirectoryEntry& self, Deadline deadline) {
   return Result::Ok();
 }
 
-Result EtcdDirectory::Update(const DirectoryEntry& self, Deadline deadline) {
+void EtcdDirectory::Update(const DirectoryEntry& self, Deadline deadline) {
   int64_t lease = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     self_ = self;
+    ++self_version_;
     lease = lease_;
+    dirty_ = lease == 0;  // the thread publishes it when etcd is back
   }
-  if (lease == 0) return Result::Ok();  // the thread publishes it when etcd is back
+  if (lease == 0) return;
   bool written = false;
   Result r = client_.PutIfLease(KeyOf(self.cluster_id), self.ToJson(), lease, deadline, &written);
-  if (!r.ok()) LDD_LOG(Warn) << "directory " << url() << ": entry not updated now, later: " << r.message();
-  return Result::Ok();
+  if (r.ok()) return;
+  LDD_LOG(Warn) << "directory " << url() << ": entry not updated now (the keep-alive retries): " << r.message();
+  std::lock_guard<std::mutex> lock(mu_);
+  dirty_ = true;
 }
 
 Result EtcdDirectory::Lookup(uint64_t cluster_id, Deadline deadline, DirectoryEntry* out) {
@@ -201,13 +205,32 @@ void EtcdDirectory::KeepAliveStep() {
   }
   if (etcd_down_logged_) LDD_LOG(Info) << "directory " << url() << " reachable again";
   etcd_down_logged_ = false;
-  if (ttl_left > 0) return;
+  if (ttl_left > 0) {
+    RewriteIfDirty(lease, deadline);
+    return;
+  }
   LDD_LOG(Warn) << "directory " << url() << ": our lease expired; publishing this instance again";
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (lease_ == lease) lease_ = 0;
   }
   Republish(deadline);
+}
+
+// An entry Update() could not write is written now.
+void EtcdDirectory::RewriteIfDirty(int64_t lease, Deadline deadline) {
+  DirectoryEntry self;
+  uint64_t version = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!dirty_) return;
+    self = self_;
+    version = self_version_;
+  }
+  bool written = false;
+  if (!client_.PutIfLease(KeyOf(self.cluster_id), self.ToJson(), lease, deadline, &written).ok()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (self_version_ == version) dirty_ = false;
 }
 
 // A new lease and the entry under it, unless another instance took the

@@ -39,7 +39,7 @@ class EtcdDirectory : public Directory {
   Result Start(const DirectoryEntry& self, Deadline deadline) override;
   // Replaces this instance's entry (SetRole); while etcd is away the new
   // entry is published when it returns.
-  Result Update(const DirectoryEntry& self, Deadline deadline) override;
+  void Update(const DirectoryEntry& self, Deadline deadline) override;
   // The live entry of a cluster id; LLM_LINK_FAILED if there is none.
   Result Lookup(uint64_t cluster_id, Deadline deadline, DirectoryEntry* out) override;
   // Stops the thread and revokes the lease (the entry goes at once).
@@ -52,6 +52,7 @@ class EtcdDirectory : public Directory {
   void Run();
   void KeepAliveStep();
   bool Republish(Deadline deadline);
+  void RewriteIfDirty(int64_t lease, Deadline deadline);
   void Resync();
   void OnEvent(const EtcdWatch::Event& event);
   bool ClusterOfKey(const std::string& key, uint64_t* cluster_id) const;
@@ -69,6 +70,8 @@ class EtcdDirectory : public Directory {
   // A lease Republish() was granted but has not made lease_ (yet): if Stop()
   // cuts it short, the entry may be in etcd under it all the same.
   int64_t granted_ = 0;
+  bool dirty_ = false;  // self_ changed but etcd may not have it yet
+  uint64_t self_version_ = 0;  // counts Update()s, so a rewrite of an older self_ leaves dirty_ set
 
   // Thread only: the instance each known cluster id's entry belongs to.
   std::map<uint64_t, uint64_t> known_;

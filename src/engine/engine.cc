@@ -118,9 +118,10 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   options_.listen_host = next.listen_host;
   options_.listen_port = next.listen_port;
   role_ = role;  // before serving: new links learn the new role
-  if (options_.listen) LDD_RETURN_IF_ERROR(StartServing());
-  if (directory_) return directory_->Update(SelfEntry(), Deadline::AfterMillis(1000));
-  return Result::Ok();
+  Result serving = options_.listen ? StartServing() : Result::Ok();
+  // The entry follows what this instance now is, listening or not.
+  if (directory_) directory_->Update(SelfEntry(), Deadline::AfterMillis(1000));
+  return serving;
 }
 
 void Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids) {
