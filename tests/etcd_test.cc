@@ -272,6 +272,29 @@ TEST_F(EtcdTest, LostLeaseIsReestablished) {
   EXPECT_FALSE(Listed(216));
 }
 
+// SetRole while etcd is away: the new entry (now listening) reaches etcd
+// once it is back, and a peer can then link by id.
+TEST_F(EtcdTest, SetRoleDuringOutageIsPublishedLater) {
+  auto dd = Client(217);
+  etcd_->Kill();
+  std::map<AscendString, AscendString> listen{{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}};
+  EXPECT_EQ(dd->SetRole(LlmRole::kPrompt, listen), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+  std::string why;
+  ASSERT_TRUE(etcd_->Start(&why)) << why;
+  lldd::EtcdClient etcd({etcd_->endpoint()});
+  EXPECT_TRUE(lldd_test::WaitUntil(
+      [&] {
+        bool found = false;
+        lldd::EtcdKeyValue kv;
+        lldd::DirectoryEntry e;
+        return etcd.Get(Prefix() + "217", lldd::Deadline::AfterMillis(2000), &found, &kv).ok() && found &&
+               lldd::DirectoryEntry::FromJson(kv.value, &e) && e.port == dd->GetListenPort();
+      },
+      std::chrono::milliseconds(kTtlS * 1000 + 1000)));
+  auto peer = Client(218);
+  EXPECT_EQ(LinkById(*peer, 217), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+}
+
 TEST_F(EtcdTest, BadEndpointStringsAndUnreachableEtcd) {
   for (const char* bad : {"http://127.0.0.1:2379", "etcd://", "etcd://127.0.0.1", "etcd://127.0.0.1:0",
                           "etcd://127.0.0.1:99999", "etcd://127.0.0.1:2379,", "etcd://bad host:1", "etcd://:2379"}) {
