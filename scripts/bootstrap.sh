@@ -17,6 +17,9 @@ jobs=${JOBS:-$(nproc)}
 
 packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
           libssl-dev iproute2 libucx-dev ucx-utils)
+# Discovery through etcd (llm.Directory): libcurl for the client, and etcd
+# itself for the tests of label `etcd` and the demo's --directory.
+packages+=(libcurl4-openssl-dev etcd-server etcd-client)
 # The Python module (python/) and its tests: built for and run with Debian's
 # /usr/bin/python3, whose packages these are (not a pyenv/conda python3).
 packages+=(python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-setuptools python3-wheel)

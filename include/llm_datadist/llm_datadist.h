@@ -199,6 +199,19 @@ class LlmDataDist {
   // A secret both ends of a link must hold (HMAC challenge-response; never
   // sent). Unset on both ends: no check; set on one end only: no link.
   static constexpr const char OPTION_LINK_TOKEN[] = "llm.LinkToken";
+  // Discovery through etcd: "etcd://host:port[,host:port...]". Initialize
+  // publishes this instance (cluster id, role, listener, data paths) under
+  // a lease it keeps alive, and fails if etcd is unreachable or another live
+  // instance holds the cluster id; Finalize removes the entry, a crash lets
+  // it expire. LinkLlmClusters then accepts a ClusterInfo with no
+  // remote_ip_infos (the address comes from etcd), and links to a peer whose
+  // entry vanished fail fast with LLM_LINK_FAILED.
+  static constexpr const char OPTION_DIRECTORY[] = "llm.Directory";
+  // The etcd key prefix of the entries, "/llm_datadist/" by default.
+  static constexpr const char OPTION_DIRECTORY_PREFIX[] = "llm.DirectoryPrefix";
+  // The lease's time to live in seconds, "1".."3600" (default "5"): how
+  // long a crashed instance stays listed.
+  static constexpr const char OPTION_DIRECTORY_TTL[] = "llm.DirectoryTtl";
 
   // Why the last call on this thread that returned a Status failed; "" if
   // that call succeeded (each call that returns a Status sets or clears

@@ -123,6 +123,10 @@ class LlmConfig:
         self._local_comm_res = None
         self._transfer_backend = None
         self._global_resource_config = None
+        # Our extension: discovery through etcd (llm.Directory*).
+        self._directory = None
+        self._directory_prefix = None
+        self._directory_ttl = None
 
     def generate_options(self):
         return self.gen_options()
@@ -175,6 +179,12 @@ class LlmConfig:
             self._options["llm.EnableSwitchRole"] = "1"
         if self._mem_utilization is not None:
             self._options["llm.MemoryUtilization"] = str(self._mem_utilization)
+        if self._directory is not None:
+            self._options["llm.Directory"] = self._directory
+        if self._directory_prefix is not None:
+            self._options["llm.DirectoryPrefix"] = self._directory_prefix
+        if self._directory_ttl is not None:
+            self._options["llm.DirectoryTtl"] = str(self._directory_ttl)
         return self._options
 
     @property
@@ -379,3 +389,38 @@ class LlmConfig:
     def global_resource_config(self, value):
         _check_type("global_resource_config", value, str)
         self._global_resource_config = value
+
+    # --- our extension: discovery through etcd ---
+
+    @property
+    def directory(self):
+        """"etcd://host:port[,host:port...]": the instance publishes itself
+        there, and links (link_clusters, link) may name peers by cluster id
+        alone. Not in the vendor's API."""
+        return "" if self._directory is None else self._directory
+
+    @directory.setter
+    def directory(self, value):
+        _check_type("directory", value, str)
+        self._directory = value
+
+    @property
+    def directory_prefix(self):
+        """The etcd key prefix of the entries (default "/llm_datadist/")."""
+        return "" if self._directory_prefix is None else self._directory_prefix
+
+    @directory_prefix.setter
+    def directory_prefix(self, value):
+        _check_type("directory_prefix", value, str)
+        self._directory_prefix = value
+
+    @property
+    def directory_ttl(self):
+        """Seconds a crashed instance stays listed (the lease's TTL, default 5)."""
+        return 0 if self._directory_ttl is None else self._directory_ttl
+
+    @directory_ttl.setter
+    def directory_ttl(self, value):
+        _check_type("directory_ttl", value, int)
+        _check_range("directory_ttl", value, 1, 3600)
+        self._directory_ttl = value

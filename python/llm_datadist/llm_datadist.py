@@ -66,8 +66,10 @@ def to_engine_options(options: Dict[str, str]) -> Dict[str, str]:
     return out
 
 
-def _parse_rank_table(rank_table: str) -> Dict[int, Tuple[str, Optional[int]]]:
-    """rank_id -> (device_ip, device_port or None) from the vendor's rank table."""
+def _parse_rank_table(rank_table: str, resolve_by_id=False) -> Dict[int, Tuple[Optional[str], Optional[int]]]:
+    """rank_id -> (device_ip, device_port or None) from the vendor's rank table.
+    With resolve_by_id (the instance has llm.Directory) an entry may omit its
+    address: (None, port); that rank is then found by its cluster id."""
     try:
         table = json.loads(rank_table)
         ranks = {}
@@ -76,8 +78,8 @@ def _parse_rank_table(rank_table: str) -> Dict[int, Tuple[str, Optional[int]]]:
                 rank = int(dev["rank_id"])
                 ip = dev.get("device_ip") or server.get("host_ip")
                 port = dev.get("device_port")
-                raise_if_false(ip, f"rank {rank} has no device_ip")
-                ranks[rank] = (str(ip), int(port) if port not in (None, "") else None)
+                raise_if_false(ip or resolve_by_id, f"rank {rank} has no device_ip")
+                ranks[rank] = (str(ip) if ip else None, int(port) if port not in (None, "") else None)
         return ranks
     except LLMException:
         raise
@@ -92,7 +94,7 @@ class _Comm:
     def __init__(self, comm_id, name, connect_to, accept_from, deadline):
         self.comm_id = comm_id
         self.name = name
-        self.connect_to = connect_to      # {cluster_id: (ip, port)}
+        self.connect_to = connect_to      # {cluster_id: (ip, port), or None: by cluster id}
         self.accept_from = accept_from    # [cluster_id]
         self.deadline = deadline
         self.linked = set()
@@ -285,18 +287,22 @@ class LLMDataDist:
         raise_if_false(len(set(ranks)) == len(ranks), "rank in cluster_rank_info can not be duplicated.")
         raise_if_false(self._cluster_id in cluster_rank_info,
                        f"this cluster ({self._cluster_id}) is not in cluster_rank_info")
-        table = _parse_rank_table(rank_table)
+        table = _parse_rank_table(rank_table, resolve_by_id=bool(self._options.get("llm.Directory")))
         for cluster, rank in cluster_rank_info.items():
             raise_if_false(rank in table, f"rank {rank} (cluster {cluster}) is not in rank_table")
         my_rank = cluster_rank_info[self._cluster_id]
         my_ip, my_port = table[my_rank]
-        connect_to = {c: (table[r][0], table[r][1] or _default_device_port())
+        # A rank without an address (llm.Directory) is linked by cluster id.
+        connect_to = {c: (table[r][0], table[r][1] or _default_device_port()) if table[r][0] else None
                       for c, r in cluster_rank_info.items() if r < my_rank}
         accept_from = [c for c, r in cluster_rank_info.items() if r > my_rank]
         total_ms = int(self._options.get("llm.LinkTotalTime", "0") or 0) or DEFAULT_LINK_TOTAL_TIME_MS
         with self._link_lock:
             if accept_from and self._engine.listen_port() == 0:
-                listen = f"{my_ip}:{my_port or _default_device_port()}"
+                # Without an address of its own in the table, the directory
+                # tells peers where this rank listens: any port will do.
+                listen = (f"{my_ip}:{my_port or _default_device_port()}" if my_ip
+                          else f"0.0.0.0:{my_port or 0}")
                 st = self._engine.set_role(int(self._role), {"llm.ListenIpInfo": listen})
                 handle_llm_status(st, "[link]", f"listening on {listen} (rank {my_rank} of {comm_name})")
             comm = _Comm(self._next_comm_id, comm_name, connect_to, accept_from, time.monotonic() + total_ms / 1000)
@@ -320,8 +326,9 @@ class LLMDataDist:
             if left_ms <= 0:
                 comm.failed = f"could not link to {sorted(pending)} in time: {_native.last_error_message()}"
                 return
-            for cluster, (ip, port) in list(pending.items()):
-                ret, rets = self._engine.link([(cluster, [], [(ip, port)])], max(1, min(left_ms, 2000)))
+            for cluster, address in list(pending.items()):
+                remote = [address] if address else []  # none: resolved by cluster id
+                ret, rets = self._engine.link([(cluster, [], remote)], max(1, min(left_ms, 2000)))
                 if ret in (LLMStatusCode.LLM_SUCCESS, LLMStatusCode.LLM_ALREADY_LINK):
                     comm.linked.add(cluster)
                     del pending[cluster]
@@ -356,8 +363,8 @@ class LLMDataDist:
         if comm.thread is not None:
             comm.thread.join(timeout=10)
         errors = []
-        for cluster, (ip, port) in comm.connect_to.items():
-            spec = [(cluster, [], [(ip, port)])]
+        for cluster, address in comm.connect_to.items():
+            spec = [(cluster, [], [address] if address else [])]
             ret, _ = self._engine.unlink(spec, 3000, False)
             if ret not in (LLMStatusCode.LLM_SUCCESS, LLMStatusCode.LLM_NOT_YET_LINK):
                 ret, _ = self._engine.unlink(spec, 3000, True)

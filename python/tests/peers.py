@@ -843,3 +843,55 @@ def gil_decode(chan):
         assert int(raw(mine[i][[0] + list(range(3, D_BLOCKS))]).count_nonzero()) == 0
     chan.sync("done")
     dd.finalize()
+
+
+# --- discovery through etcd (llm.Directory): a rank table without addresses -
+
+def _directory_rank_table():
+    """Ranks with no device_ip: each is found by its cluster id in etcd."""
+    return json.dumps({"server_count": "1", "status": "completed", "version": "1.2", "server_list": [{
+        "device": [{"device_id": "0", "rank_id": "0"}, {"device_id": "1", "rank_id": "1"}], "server_id": "1"}]})
+
+
+def _directory_init(role, cluster_id, directory, prefix):
+    datadist = LLMDataDist(role, cluster_id)
+    cfg = LLMConfig()
+    cfg.device_id = 0
+    cfg.enable_cache_manager = True
+    cfg.directory = directory
+    cfg.directory_prefix = prefix
+    cfg.directory_ttl = 2
+    datadist.init(cfg.generate_options())
+    return datadist
+
+
+def directory_prompt(chan, directory, prefix):
+    datadist = _directory_init(LLMRole.PROMPT, 1, directory, prefix)
+    cache_desc = CacheDesc(num_tensors=1, shape=[2, 4096], data_type=DataType.DT_FLOAT, placement=Placement.HOST)
+    tensor = torch.arange(2 * 4096, dtype=torch.float).reshape(2, 4096)
+    datadist.cache_manager.register_blocks_cache(cache_desc, [int(tensor.data_ptr())], BlocksCacheKey(1, 0))
+    comm_id = _sample_link(datadist, _directory_rank_table())
+    chan.sync("cache ready")
+    chan.sync("decoder done")
+    datadist.unlink(comm_id)
+    datadist.finalize()
+
+
+def directory_decoder(chan, directory, prefix):
+    datadist = _directory_init(LLMRole.DECODER, 2, directory, prefix)
+    cache_desc = CacheDesc(num_tensors=1, shape=[2, 4096], data_type=DataType.DT_FLOAT, placement=Placement.HOST)
+    tensor = torch.zeros(2, 4096, dtype=torch.float)
+    cache = datadist.cache_manager.register_blocks_cache(cache_desc, [int(tensor.data_ptr())])
+    comm_id = _sample_link(datadist, _directory_rank_table())
+    chan.sync("cache ready")
+    datadist.cache_manager.pull_blocks(BlocksCacheKey(1, 0), cache, src_blocks=[0, 1], dst_blocks=[1, 0])
+    want = torch.arange(2 * 4096, dtype=torch.float).reshape(2, 4096)
+    assert torch.equal(tensor[1], want[0]) and torch.equal(tensor[0], want[1]), "pulled blocks differ"
+    # A cluster id nobody published: LLM_LINK_FAILED at once.
+    unknown = LLMClusterInfo()
+    unknown.remote_cluster_id = 999
+    ret, rets = datadist.link_clusters([unknown], 2000)
+    assert rets == [LLMStatusCode.LLM_LINK_FAILED], (ret, rets)
+    chan.sync("decoder done")
+    datadist.unlink(comm_id)
+    datadist.finalize()

@@ -44,6 +44,12 @@ Result Engine::Initialize(const OptionMap& options) {
       return r;
     }
   }
+  if (Result r = StartDirectory(); !r.ok()) {
+    StopServing();
+    threads_.JoinAll();
+    transports_.Stop();
+    return r;
+  }
   initialized_ = true;
   LDD_LOG(Info) << "cluster " << cluster_id_ << " initialized as "
                 << (options_.listen ? Msg("server on port ", listen_port()) : std::string("client")) << ", backend "
@@ -73,6 +79,7 @@ void Engine::Finalize() {
   StopServing();
   CloseEverything();
   std::unique_lock<std::shared_mutex> lock(lifecycle_mu_);
+  StopDirectory();    // first: peers learn of our departure at once
   StopServing();      // a SetRole that was in flight may have started it
   CloseEverything();  // links made by calls that were in flight
   threads_.JoinAll();
@@ -112,8 +119,10 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   options_.listen_host = next.listen_host;
   options_.listen_port = next.listen_port;
   role_ = role;  // before serving: new links learn the new role
-  if (options_.listen) LDD_RETURN_IF_ERROR(StartServing());
-  return Result::Ok();
+  Result serving = options_.listen ? StartServing() : Result::Ok();
+  // The entry follows what this instance now is, listening or not.
+  if (directory_) directory_->Update(SelfEntry(), Deadline::AfterMillis(1000));
+  return serving;
 }
 
 Result Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids, uint32_t kind, bool allocated) {

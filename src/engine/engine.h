@@ -7,6 +7,7 @@
 //   engine_links.cc      the link table: link, accept, unlink, stale links
 //   engine_control.cc    requests from linked peers (control and joins)
 //   engine_transfer.cc   Pull/Push (planned, then one endpoint call) and Copy
+//   engine_directory.cc  discovery (llm.Directory): publish, resolve, departures
 //   acceptor.cc          the listener and admission of new connections
 //   handshake.cc         HELLO / token challenge / HELLO_ACK
 //   transport_set.cc     the data paths, and which ones a link uses
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "common/thread_group.h"
+#include "directory/directory.h"
 #include "engine/acceptor.h"
 #include "engine/cache_registry.h"
 #include "engine/link.h"
@@ -114,6 +116,14 @@ class Engine {
   Result DialJoin(lldd::Link& link, const std::string& transport, const std::vector<uint8_t>& join_info,
                   Deadline deadline, std::shared_ptr<Socket>* out);
 
+  // engine_directory.cc
+  Result StartDirectory();
+  void StopDirectory();
+  DirectoryEntry SelfEntry() const;
+  // Fills the address of a ClusterInfo that names only a cluster id.
+  Result ResolveCluster(llm_datadist::ClusterInfo* cluster, Deadline deadline, uint64_t* instance_id);
+  void OnPeerDeparted(uint64_t cluster_id, uint64_t instance_id);
+
   // engine_control.cc
   void OnHello(std::shared_ptr<Socket> socket, const std::string& peer, uint64_t request_id, const Hello& hello);
   void ServeControl(const std::shared_ptr<Socket>& socket, const std::string& peer, uint64_t request_id,
@@ -142,6 +152,8 @@ class Engine {
 
   std::mutex links_mu_;
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
+
+  std::unique_ptr<Directory> directory_;  // with llm.Directory; changed only under lifecycle_mu_
 };
 
 }  // namespace lldd

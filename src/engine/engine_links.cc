@@ -107,7 +107,12 @@ Result Engine::Link(const std::vector<ClusterInfo>& clusters, std::vector<Status
   return ForEachCluster(clusters, rets, [&](const ClusterInfo& c) { return LinkOne(c, deadline); });
 }
 
-Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
+Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
+  // Only a cluster id: the directory knows where it listens.
+  ClusterInfo cluster = given;
+  uint64_t directory_instance = 0;
+  if (cluster.remote_ip_infos.empty() && directory_)
+    LDD_RETURN_IF_ERROR(ResolveCluster(&cluster, deadline, &directory_instance));
   if (cluster.remote_ip_infos.size() != 1)
     return Result::ParamInvalid(Msg("remote_ip_infos must hold exactly one entry, not ", cluster.remote_ip_infos.size()));
   if (cluster.local_ip_infos.size() > 1) return Result::ParamInvalid("local_ip_infos may hold at most one entry");
@@ -173,6 +178,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   LinkPtr link = MakeLink(cluster.remote_cluster_id, true, ack.link_id, ack.link_secret,
                           std::make_shared<Socket>(std::move(s)));
   link->set_address({host, port, local_host});
+  link->set_listed_instance(directory_instance);
   r = ConnectPaths(link, chosen, deadline);
   if (!r.ok()) {
     link->Close("a data path failed");

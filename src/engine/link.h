@@ -72,6 +72,10 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   // from another instance that claims the same cluster id.
   void set_remote_instance(uint64_t id) { remote_instance_ = id; }
   uint64_t remote_instance() const { return remote_instance_; }
+  // The peer's instance id as the directory listed it when we linked by
+  // cluster id (0 otherwise): its entry's removal ends this link.
+  void set_listed_instance(uint64_t id) { listed_instance_ = id; }
+  uint64_t listed_instance() const { return listed_instance_; }
 
   void set_control(std::shared_ptr<ControlChannel> control) { control_ = std::move(control); }
   ControlChannel& control() { return *control_; }
@@ -114,6 +118,7 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   const Spawner spawner_;
   Address address_;
   uint64_t remote_instance_ = 0;
+  uint64_t listed_instance_ = 0;
   std::shared_ptr<ControlChannel> control_;
   std::vector<LinkPath> paths_;
 

@@ -145,11 +145,25 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
   key = kOptionLinkToken;
   if ((s = Find(options, key, &v)) != nullptr) o.link_token = *s;
 
+  key = kOptionDirectory;
+  if ((s = Find(options, key, &v)) != nullptr) o.directory = *s;
+  key = kOptionDirectoryPrefix;
+  if ((s = Find(options, key, &v)) != nullptr) {
+    if (s->empty() || s->front() != '/' || s->back() != '/') return Invalid(key, *s, "must start and end with '/'");
+    o.directory_prefix = *s;
+  }
+  key = kOptionDirectoryTtl;
+  if ((s = Find(options, key, &v)) != nullptr) {
+    if (!ParseUnsigned(*s, 3600, &n) || n == 0) return Invalid(key, *s, "must be a number of seconds in 1..3600");
+    o.directory_ttl_s = static_cast<int64_t>(n);
+  }
+
   static const char* known[] = {llm_datadist::OPTION_LISTEN_IP_INFO, llm_datadist::OPTION_DEVICE_ID,
                                 llm_datadist::OPTION_SYNC_CACHE_WAIT_TIME, llm_datadist::OPTION_BUF_POOL_CFG,
                                 llm_datadist::OPTION_ENABLE_SET_ROLE, llm_datadist::OPTION_LOCAL_COMM_RES,
                                 llm_datadist::OPTION_TRANSFER_BACKEND, kOptionTcpConnections, kOptionLinkToken,
-                                kOptionCopyThreads};
+                                kOptionCopyThreads, kOptionDirectory, kOptionDirectoryPrefix,
+                                kOptionDirectoryTtl};
   for (const auto& kv : options) {
     bool is_known = false;
     for (const char* k : known) is_known = is_known || kv.first == AscendString(k);

@@ -23,6 +23,9 @@ using OptionMap = std::map<llm_datadist::AscendString, llm_datadist::AscendStrin
 inline constexpr const auto& kOptionTcpConnections = llm_datadist::LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK;
 inline constexpr const auto& kOptionLinkToken = llm_datadist::LlmDataDist::OPTION_LINK_TOKEN;
 inline constexpr const auto& kOptionCopyThreads = llm_datadist::LlmDataDist::OPTION_COPY_THREADS;
+inline constexpr const auto& kOptionDirectory = llm_datadist::LlmDataDist::OPTION_DIRECTORY;
+inline constexpr const auto& kOptionDirectoryPrefix = llm_datadist::LlmDataDist::OPTION_DIRECTORY_PREFIX;
+inline constexpr const auto& kOptionDirectoryTtl = llm_datadist::LlmDataDist::OPTION_DIRECTORY_TTL;
 
 struct EngineOptions {
   bool listen = false;
@@ -40,6 +43,10 @@ struct EngineOptions {
   // This rank's device_ip from llm.LocalCommRes: links leave from it when
   // ClusterInfo::local_ip_infos names no local address.
   std::string local_device_ip;
+  // Discovery (llm.Directory*): "" for none; checked when the directory is made.
+  std::string directory;
+  std::string directory_prefix = "/llm_datadist/";
+  int64_t directory_ttl_s = 5;
 };
 
 Result ParseOptions(const OptionMap& options, EngineOptions* out);

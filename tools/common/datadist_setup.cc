@@ -34,14 +34,18 @@ bool LinkTo(LlmDataDist& dd, uint64_t remote_cluster, const std::string& host, u
   ClusterInfo cluster;
   cluster.remote_cluster_id = remote_cluster;
   cluster.remote_role_type = static_cast<int32_t>(LlmRole::kPrompt);
-  IpInfo remote;
-  remote.ip = host.c_str();
-  remote.port = port;
-  cluster.remote_ip_infos.push_back(remote);
+  if (!host.empty()) {
+    IpInfo remote;
+    remote.ip = host.c_str();
+    remote.port = port;
+    cluster.remote_ip_infos.push_back(remote);
+  }
   std::vector<Status> rets;
   Status st = dd.LinkLlmClusters({cluster}, rets, timeout_ms);
   if (st == LLM_SUCCESS && rets.size() == 1 && rets[0] == LLM_SUCCESS) return true;
-  *error = "LinkLlmClusters to " + host + ":" + std::to_string(port) + " failed: " +
+  const std::string where = host.empty() ? "cluster " + std::to_string(remote_cluster) + " (through the directory)"
+                                         : host + ":" + std::to_string(port);
+  *error = "LinkLlmClusters to " + where + " failed: " +
            DescribeFailure(rets.size() == 1 && rets[0] != LLM_SUCCESS ? rets[0] : st);
   return false;
 }

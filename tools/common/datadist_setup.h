@@ -26,7 +26,8 @@ std::map<llm_datadist::AscendString, llm_datadist::AscendString> BuildOptions(co
 std::unique_ptr<llm_datadist::LlmDataDist> StartInstance(uint64_t cluster_id, llm_datadist::LlmRole role,
                                                          const InstanceConfig& config, std::string* error);
 
-// Links `dd` to the server of `remote_cluster` at host:port.
+// Links `dd` to the server of `remote_cluster` at host:port; with an empty
+// host, by cluster id alone (the instance's llm.Directory resolves it).
 bool LinkTo(llm_datadist::LlmDataDist& dd, uint64_t remote_cluster, const std::string& host, uint16_t port,
             int32_t timeout_ms, std::string* error);
 

@@ -174,7 +174,9 @@ void RunDecode(const DecodeConfig& config, lldd_tools::LineChannel& prefill, uin
     result->error = "decode: " + error;
     return;
   }
-  if (!lldd_tools::LinkTo(*dd, kPrefillClusterId, "127.0.0.1", prefill_port, 5000, &error)) {
+  // With a directory (--directory), prefill is found by its cluster id.
+  const bool by_id = config.instance.extra.count(LlmDataDist::OPTION_DIRECTORY) != 0;
+  if (!lldd_tools::LinkTo(*dd, kPrefillClusterId, by_id ? "" : "127.0.0.1", prefill_port, 5000, &error)) {
     result->error = "decode: " + error;
     return;
   }

@@ -34,6 +34,7 @@ struct Args {
   uint32_t tcp_connections = 0;
   int64_t wait_ms = 60000;
   bool cold_pools = false;
+  std::string directory;
 };
 
 int Fail(const std::string& why) {
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
   app.add_option("--wait-ms", a.wait_ms, "OPTION_SYNC_CACHE_WAIT_TIME of each pull")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_flag("--cold-pools", a.cold_pools,
                "do not touch the block pools at startup: first transfers then include page faults");
+  app.add_option("--directory", a.directory,
+                 "etcd://host:port[,...]: both sides publish themselves there (llm.Directory) and decode links to "
+                 "prefill by cluster id");
   CLI11_PARSE(app, argc, argv);
 
   const lldd_tools::ModelPreset* model = lldd_tools::FindModelPreset(a.model);
@@ -91,6 +95,7 @@ int main(int argc, char** argv) {
   instance.transport = a.transport;
   instance.wait_ms = a.wait_ms;
   instance.tcp_connections = a.tcp_connections;
+  if (!a.directory.empty()) instance.extra[llm_datadist::LlmDataDist::OPTION_DIRECTORY] = a.directory;
 
   // Fork first: this process has no threads yet (see child_process.h).
   lldd_demo::PrefillConfig pc{model, requests, pool_blocks, a.workload.seed, !a.cold_pools, instance};
