@@ -35,6 +35,8 @@
 #include "engine/transport_set.h"
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
+#include "metrics/http_exporter.h"
+#include "metrics/metrics.h"
 
 namespace lldd {
 
@@ -68,7 +70,7 @@ class Engine {
     const std::vector<uint64_t>* local_blocks = nullptr;
     llm_datadist::KvCacheExtParam ext;
   };
-  Result Transfer(const TransferSpec& spec);
+  Result Transfer(const TransferSpec& spec);  // counted, around TransferOne
   Result CopyKvCache(const llm_datadist::Cache& src, const llm_datadist::Cache& dst, uint32_t src_batch,
                      uint32_t dst_batch, uint64_t offset, int64_t size);
   Result CopyKvBlocks(const llm_datadist::Cache& src, const llm_datadist::Cache& dst,
@@ -76,6 +78,8 @@ class Engine {
 
   uint16_t listen_port() const { return acceptor_.port(); }
   const char* LinkTransport(uint64_t remote_cluster_id);
+  // Counters since construction, and the links held now.
+  llm_datadist::LlmDataDist::Stats GetStats();
 
  private:
   using LinkPtr = std::shared_ptr<lldd::Link>;
@@ -121,6 +125,8 @@ class Engine {
                      ControlChannel::Responder respond);
 
   // engine_transfer.cc
+  // A transfer; names the data path it used and the bytes it moved.
+  Result TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes);
   Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
 
   const uint64_t cluster_id_;
@@ -131,6 +137,8 @@ class Engine {
   std::atomic<bool> stopping_{false};
   mutable std::shared_mutex lifecycle_mu_;
 
+  metrics::Registry metrics_;  // before the parts that record into it
+  metrics::HttpExporter exporter_;
   RegionTable regions_;
   CacheRegistry caches_{regions_};
   TransportSet transports_;

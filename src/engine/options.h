@@ -23,6 +23,10 @@ using OptionMap = std::map<llm_datadist::AscendString, llm_datadist::AscendStrin
 inline constexpr const auto& kOptionTcpConnections = llm_datadist::LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK;
 inline constexpr const auto& kOptionLinkToken = llm_datadist::LlmDataDist::OPTION_LINK_TOKEN;
 inline constexpr const auto& kOptionCopyThreads = llm_datadist::LlmDataDist::OPTION_COPY_THREADS;
+inline constexpr const auto& kOptionMaxLinks = llm_datadist::LlmDataDist::OPTION_MAX_LINKS;
+inline constexpr const auto& kOptionMetricsPort = llm_datadist::LlmDataDist::OPTION_METRICS_PORT;
+// The most llm.MaxLinks accepts (each link costs descriptors and a thread).
+constexpr uint32_t kMaxLinksLimit = 65536;
 
 struct EngineOptions {
   bool listen = false;
@@ -40,6 +44,10 @@ struct EngineOptions {
   // This rank's device_ip from llm.LocalCommRes: links leave from it when
   // ClusterInfo::local_ip_infos names no local address.
   std::string local_device_ip;
+  uint32_t max_links = llm_datadist::kMaxClusterNum;
+  // llm.MetricsPort: serve Prometheus text there (metrics_port 0: off).
+  std::string metrics_host = "0.0.0.0";
+  uint16_t metrics_port = 0;
 };
 
 Result ParseOptions(const OptionMap& options, EngineOptions* out);
