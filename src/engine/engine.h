@@ -111,6 +111,9 @@ class Engine {
   bool PeerAnswers(const LinkPtr& link, Deadline deadline);
   void RunControl(const LinkPtr& link);
   void RemoveLink(const LinkPtr& link);
+  // Under links_mu_: whether one more link fits (llm.MaxLinks), after
+  // dropping broken ones if need be.
+  bool HasRoomLocked();
   Result FindLink(uint64_t cluster_id, LinkPtr* link);
   Result DialJoin(lldd::Link& link, const std::string& transport, const std::vector<uint8_t>& join_info,
                   Deadline deadline, std::shared_ptr<Socket>* out);

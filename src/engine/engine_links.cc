@@ -131,7 +131,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
     if (it != links_.end() && !it->second->closed()) existing = it->second;
-    if (it == links_.end() && links_.size() >= options_.max_links)
+    if (it == links_.end() && !HasRoomLocked())
       return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("already ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
   }
@@ -242,7 +242,7 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     if (it != links_.end() && !it->second->closed())
       return refuse(llm_datadist::LLM_LINK_FAILED,
                     Msg("cluster ", hello.cluster_id, " is already linked (duplicate cluster id?)"));
-    if (it == links_.end() && links_.size() >= options_.max_links)
+    if (it == links_.end() && !HasRoomLocked())
       return refuse(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("this instance already has ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
     if (it != links_.end()) replaced = it->second;
@@ -280,6 +280,23 @@ void Engine::RunControl(const LinkPtr& link) {
   } else {
     link->Close("unlinked");
   }
+}
+
+bool Engine::HasRoomLocked() {
+  if (links_.size() < options_.max_links) return true;
+  // Broken links stay in the table so that calls naming them say why they
+  // fail; at the limit they make room (a server whose clients vanish
+  // would otherwise fill up with them).
+  for (auto it = links_.begin(); it != links_.end();) {
+    if (!it->second->closed()) {
+      ++it;
+      continue;
+    }
+    metrics_.ForgetPeer(it->first);
+    metrics_.links_closed.fetch_add(1, std::memory_order_relaxed);
+    it = links_.erase(it);
+  }
+  return links_.size() < options_.max_links;
 }
 
 void Engine::RemoveLink(const LinkPtr& link) {
