@@ -221,8 +221,8 @@ class LlmDataDist {
     uint64_t max_links = 0;        // OPTION_MAX_LINKS
     uint64_t links_initiated = 0;  // LinkLlmClusters that succeeded
     uint64_t links_accepted = 0;   // links peers made to this server
-    uint64_t links_closed = 0;     // unlinked, replaced or broken
-    std::map<std::string, uint64_t> links_refused;  // by reason: "limit", "token", "duplicate", "other"
+    uint64_t links_closed = 0;     // unlinked, or broken ones dropped to make room
+    std::map<std::string, uint64_t> links_refused;  // by reason: "limit", "token", "other"
     // Admission of connections to the listener: accepted sockets, first
     // frames (HELLO) received, those still awaited, and those dropped:
     // no first frame in time, evicted from a full table or from a source
@@ -236,8 +236,8 @@ class LlmDataDist {
     uint64_t handshakes_dropped_bad_frame = 0;
     int64_t in_flight = 0;  // Pull/Push calls running now
   };
-  // A snapshot of the counters (all zero before Initialize; they restart
-  // at each Initialize).
+  // A snapshot: counters since this object was constructed (they survive
+  // Finalize and a new Initialize; per-peer ones go with their link).
   Stats GetStats() const;
 
   // Why the last call on this thread that returned a Status failed; "" if
