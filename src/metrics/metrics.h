@@ -2,11 +2,11 @@
 // links, and admission of new connections. The engine and the acceptor
 // record into it; GetStats() and the Prometheus exporter read it.
 //
-// Cheap on the hot path: a transfer bumps relaxed atomics of two counter
-// sets (its transport's, found once per name, and its peer's, held by a
-// shared pointer) and takes no lock unless it failed. Readers see each
-// counter exact but the set only roughly at one instant, which is what
-// scraping expects.
+// Cheap on the hot path: a transfer finds two counter sets (its
+// transport's and its peer's) under a shared (reader) lock each, bumps
+// relaxed atomics, and takes an exclusive lock only if it failed (the
+// failures map). Readers see each counter exact but the set only roughly
+// at one instant, which is what scraping expects.
 #ifndef LLM_DATADIST_SRC_METRICS_METRICS_H_
 #define LLM_DATADIST_SRC_METRICS_METRICS_H_
 
