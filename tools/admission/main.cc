@@ -170,6 +170,9 @@ int main(int argc, char** argv) {
   app.add_option("--silent", silent, "silent flood connections");
   app.add_option("--drip", drip, "drip-feeding flood connections");
   app.add_option("--legit", legit, "legitimate links timed under the flood (0: skip the flood phase)");
+  bool same_source = false;
+  app.add_flag("--same-source", same_source,
+               "flood from 127.0.0.1, the legitimate clients' own address (default: 127.0.0.2 and .3)");
   CLI11_PARSE(app, argc, argv);
 
   rlimit limit{};
@@ -193,7 +196,8 @@ int main(int argc, char** argv) {
   if (legit > 0) {
     std::vector<double> times;
     {
-      lldd_tools::ConnectionFlood flood(server.port, silent, drip);
+      lldd_tools::ConnectionFlood flood(server.port, silent, drip, same_source ? "127.0.0.1" : "127.0.0.2",
+                                        same_source ? "127.0.0.1" : "127.0.0.3");
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past the first-frame deadline: churning
       for (int i = 0; i < legit; ++i) {
         LlmDataDist c(next_id++, LlmRole::kDecoder);
