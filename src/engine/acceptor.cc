@@ -122,15 +122,15 @@ void Acceptor::Loop::Run() {
       LDD_LOG(Error) << "listener stopped: epoll_wait: " << std::strerror(errno);
       break;
     }
+    // HELLOs already in first, new connections after: a burst of accepts
+    // (which may evict) never comes between a connection and its HELLO.
+    bool accept = false;
     for (int i = 0; i < n && !stopping; ++i) {
       const uint64_t tag = events[i].data.u64;
-      if (tag == kWakeTag) continue;
-      if (tag == kListenerTag) {
-        AcceptSome();
-      } else {
-        OnReadable(tag);
-      }
+      if (tag == kListenerTag) accept = true;
+      else if (tag != kWakeTag) OnReadable(tag);
     }
+    if (accept && !stopping) AcceptSome();
   }
   for (uint64_t id : table.Ids()) table.Remove(id);
   listener.Close();
