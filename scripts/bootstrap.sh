@@ -22,7 +22,7 @@ packages=(g++ cmake ninja-build pkg-config libgtest-dev libgmock-dev nlohmann-js
 packages+=(libcurl4-openssl-dev etcd-server etcd-client)
 # The Python module (python/) and its tests: built for and run with Debian's
 # /usr/bin/python3, whose packages these are (not a pyenv/conda python3).
-packages+=(python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-setuptools python3-wheel)
+packages+=(python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-setuptools python3-wheel python3-prometheus-client)
 # The sanitizer and fuzzing runs of `test` need clang's libFuzzer too.
 [ "$job" = test ] && packages+=(clang libclang-rt-dev)
 missing=()

@@ -264,6 +264,13 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string CheckPattern(const std::vector<uintptr_t>
       }
     } else if (cmd == "stats") {
       WriteLine(out, ResourceCounts::Now().ToString());
+    } else if (cmd == "metrics") {
+      // A few of GetStats(), as "name value" pairs.
+      const LlmDataDist::Stats m = dd->GetStats();
+      WriteLine(out, "links " + std::to_string(m.links) + " accepted " + std::to_string(m.links_accepted) +
+                         " completed " + std::to_string(m.handshakes_completed) + " dropped " +
+                         std::to_string(m.handshakes_dropped_timeout + m.handshakes_dropped_full +
+                                        m.handshakes_dropped_source + m.handshakes_dropped_bad_frame));
     } else {
       WriteLine(out, "error unknown command");
     }

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "llm_datadist/ge_types.h"
@@ -212,6 +213,56 @@ class LlmDataDist {
   // The lease's time to live in seconds, "1".."3600" (default "5"): how
   // long a crashed instance stays listed.
   static constexpr const char OPTION_DIRECTORY_TTL[] = "llm.DirectoryTtl";
+  // How many links this instance may hold at once, "1".."65536" (default
+  // "512", the original's limit). The server's cost per link: see README.
+  static constexpr const char OPTION_MAX_LINKS[] = "llm.MaxLinks";
+  // Serves the counters of GetStats() as Prometheus text on
+  // http://<ip>:<port>/metrics; "port" (every address) or "ip:port".
+  // Unset (the default): no metrics listener.
+  static constexpr const char OPTION_METRICS_PORT[] = "llm.MetricsPort";
+
+  // What this instance has done since Initialize (counters) and holds now
+  // (gauges). "pull" reads from a peer, "push" writes to one.
+  struct Stats {
+    struct Latency {
+      std::vector<double> upper_bounds_seconds;  // ascending; then an implicit +Inf bucket
+      std::vector<uint64_t> counts;              // calls per bucket (not cumulative), bounds + 1 entries
+      uint64_t count = 0;
+      double sum_seconds = 0;
+    };
+    struct Transfers {
+      uint64_t pull_bytes = 0, push_bytes = 0;  // moved by calls that succeeded
+      uint64_t pull_calls = 0, push_calls = 0;  // every call, failed ones too
+      std::map<Status, uint64_t> failures;      // failed calls by status code
+      Latency pull_latency, push_latency;       // of every call
+      int64_t in_flight = 0;                    // calls running now
+    };
+    // By data path ("tcp", "shm", ...): calls that reached one.
+    std::map<std::string, Transfers> transports;
+    // By linked peer's cluster id: every Pull/Push call naming it.
+    std::map<uint64_t, Transfers> peers;
+    uint64_t links = 0;            // held now
+    uint64_t max_links = 0;        // OPTION_MAX_LINKS
+    uint64_t links_initiated = 0;  // LinkLlmClusters that succeeded
+    uint64_t links_accepted = 0;   // links peers made to this server
+    uint64_t links_closed = 0;     // unlinked, or broken ones dropped to make room
+    std::map<std::string, uint64_t> links_refused;  // by reason: "limit", "token", "other"
+    // Admission of connections to the listener: accepted sockets, first
+    // frames (HELLO) received, those still awaited, and those dropped:
+    // no first frame in time, evicted from a full table or from a source
+    // holding too many, or a malformed first frame.
+    uint64_t connections_accepted = 0;
+    uint64_t handshakes_completed = 0;
+    int64_t handshakes_pending = 0;
+    uint64_t handshakes_dropped_timeout = 0;
+    uint64_t handshakes_dropped_full = 0;
+    uint64_t handshakes_dropped_source = 0;
+    uint64_t handshakes_dropped_bad_frame = 0;
+    int64_t in_flight = 0;  // Pull/Push calls running now
+  };
+  // A snapshot: counters since this object was constructed (they survive
+  // Finalize and a new Initialize; per-peer ones go with their link).
+  Stats GetStats() const;
 
   // Why the last call on this thread that returned a Status failed; "" if
   // that call succeeded (each call that returns a Status sets or clears

@@ -193,6 +193,14 @@ class LLMDataDist:
         self._check_is_inited()
         return self._engine.link_transport(remote_cluster_id)
 
+    def get_stats(self) -> dict:
+        """(ours) LlmDataDist::GetStats() as a dict: "transports" and "peers"
+        (by name / cluster id: pull_/push_ bytes, calls, latency histograms,
+        failures by status code, in_flight), link counts and admission
+        counters. See the README's operator section."""
+        self._check_is_inited()
+        return self._engine.stats()
+
     # --- link_clusters mode ---
 
     @staticmethod

@@ -75,6 +75,51 @@ KvCacheExtParam ToExt(const PyExt& e) {
 
 // One C++ instance. Held by the Python LLMDataDist; close() (finalize) is
 // idempotent and the destructor runs it too.
+// LlmDataDist::Stats as plain dicts (keys as the struct's field names).
+py::dict TransfersToDict(const LlmDataDist::Stats::Transfers& t) {
+  auto latency = [](const LlmDataDist::Stats::Latency& h) {
+    py::dict d;
+    d["upper_bounds_seconds"] = h.upper_bounds_seconds;
+    d["counts"] = h.counts;
+    d["count"] = h.count;
+    d["sum_seconds"] = h.sum_seconds;
+    return d;
+  };
+  py::dict d;
+  d["pull_bytes"] = t.pull_bytes;
+  d["push_bytes"] = t.push_bytes;
+  d["pull_calls"] = t.pull_calls;
+  d["push_calls"] = t.push_calls;
+  d["failures"] = t.failures;
+  d["pull_latency"] = latency(t.pull_latency);
+  d["push_latency"] = latency(t.push_latency);
+  d["in_flight"] = t.in_flight;
+  return d;
+}
+
+py::dict StatsToDict(const LlmDataDist::Stats& s) {
+  py::dict d, transports, peers;
+  for (const auto& [name, t] : s.transports) transports[py::str(name)] = TransfersToDict(t);
+  for (const auto& [id, t] : s.peers) peers[py::int_(id)] = TransfersToDict(t);
+  d["transports"] = transports;
+  d["peers"] = peers;
+  d["links"] = s.links;
+  d["max_links"] = s.max_links;
+  d["links_initiated"] = s.links_initiated;
+  d["links_accepted"] = s.links_accepted;
+  d["links_closed"] = s.links_closed;
+  d["links_refused"] = s.links_refused;
+  d["connections_accepted"] = s.connections_accepted;
+  d["handshakes_completed"] = s.handshakes_completed;
+  d["handshakes_pending"] = s.handshakes_pending;
+  d["handshakes_dropped_timeout"] = s.handshakes_dropped_timeout;
+  d["handshakes_dropped_full"] = s.handshakes_dropped_full;
+  d["handshakes_dropped_source"] = s.handshakes_dropped_source;
+  d["handshakes_dropped_bad_frame"] = s.handshakes_dropped_bad_frame;
+  d["in_flight"] = s.in_flight;
+  return d;
+}
+
 class Engine {
  public:
   Engine(uint64_t cluster_id, int32_t role) : dd_(std::make_unique<LlmDataDist>(cluster_id, static_cast<LlmRole>(role))) {}
@@ -143,6 +188,7 @@ class Engine {
   }
 
   uint16_t ListenPort() const { return dd_ ? dd_->GetListenPort() : 0; }
+  py::dict Stats() const { return dd_ ? StatsToDict(dd_->GetStats()) : py::dict(); }
   std::string LinkTransport(uint64_t cluster) const {
     if (!dd_) return "";
     const char* t = dd_->GetLinkTransport(cluster);
@@ -180,7 +226,8 @@ PYBIND11_MODULE(_llm_datadist, m) {
       .def("copy_cache", &Engine::CopyCache, Release())
       .def("copy_blocks", &Engine::CopyBlocks, Release())
       .def("listen_port", &Engine::ListenPort)
-      .def("link_transport", &Engine::LinkTransport);
+      .def("link_transport", &Engine::LinkTransport)
+      .def("stats", &Engine::Stats);
 
   // The last-error message is per thread: read it on the thread that failed,
   // right after the failing call (the Python layer does).

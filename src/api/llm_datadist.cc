@@ -169,4 +169,6 @@ const char* LlmDataDist::GetLinkTransport(uint64_t remote_cluster_id) const {
   return impl_->ForkedAway() ? "" : impl_->engine.LinkTransport(remote_cluster_id);
 }
 
+LlmDataDist::Stats LlmDataDist::GetStats() const { return impl_->ForkedAway() ? Stats{} : impl_->engine.GetStats(); }
+
 }  // namespace llm_datadist

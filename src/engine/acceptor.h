@@ -1,8 +1,15 @@
-// The instance's TCP listener: accepts connections, reads each one's HELLO
-// within the handshake timeout on a thread of its own, and hands it on.
-// Admission is bounded: beyond kMaxPendingHandshakes connections that have
-// not said HELLO yet, new ones are dropped at once, so a flood of idle
-// connections cannot pile up threads. Stop() wakes the pending ones.
+// The instance's TCP listener and admission of new connections.
+//
+// One event-loop thread (epoll) accepts connections and reads each one's
+// first frame without blocking, so thousands of connections that send
+// nothing, or drip their HELLO a byte at a time, cost a table entry and a
+// descriptor each, not a thread. A HELLO is handed on the moment its last
+// byte arrives, whatever else is pending. The pending table evicts the
+// oldest (slowest) entry when full and caps entries per source address
+// (engine/admission.h); each entry has a short deadline for its whole
+// first frame. Only a connection that has sent a complete HELLO gets a
+// thread: the handler runs the token challenge and HELLO_ACK there, and a
+// control connection keeps it for the link's life.
 #ifndef LLM_DATADIST_SRC_ENGINE_ACCEPTOR_H_
 #define LLM_DATADIST_SRC_ENGINE_ACCEPTOR_H_
 
@@ -11,40 +18,38 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "common/thread_group.h"
 #include "control/protocol.h"
+#include "engine/admission.h"
+#include "metrics/metrics.h"
 #include "net/socket.h"
 
 namespace lldd {
 
 class Acceptor {
  public:
-  static constexpr int kMaxPendingHandshakes = 256;
-  // Runs on the connection's thread, which it may keep (a control
-  // connection is served there for the link's life).
+  // Runs on a thread of its own, which it may keep (a control connection
+  // is served there for the link's life).
   using OnHello = std::function<void(std::shared_ptr<Socket> socket, const std::string& peer, uint64_t request_id,
                                      const Hello& hello)>;
 
+  ~Acceptor() { Stop(); }
+
   // Listens on host:port (port 0: any free one). Threads come from
-  // `threads`, which the owner joins after Stop().
-  Result Start(const std::string& host, uint16_t port, ThreadGroup& threads, OnHello on_hello);
+  // `threads`, which the owner joins after Stop(). Counts go to `metrics`
+  // (may be null).
+  Result Start(const std::string& host, uint16_t port, ThreadGroup& threads, OnHello on_hello,
+               metrics::Registry* metrics = nullptr, AdmissionLimits limits = {});
+  // Stops the loop (it closes every pending connection on its way out).
   void Stop();
   uint16_t port() const { return port_.load(); }
 
  private:
-  void AcceptLoop(std::shared_ptr<Socket> listener);
-  void Handle(std::shared_ptr<Socket> socket, std::string peer);
-
-  ThreadGroup* threads_ = nullptr;
-  OnHello on_hello_;
-  std::shared_ptr<Socket> listener_;
+  struct Loop;
+  std::mutex mu_;  // Finalize may stop it while SetRole does
+  std::shared_ptr<Loop> loop_;
   std::atomic<uint16_t> port_{0};
-  std::atomic<bool> stopping_{false};
-  std::atomic<int> pending_{0};
-  std::mutex mu_;
-  std::vector<std::weak_ptr<Socket>> handshaking_;
 };
 
 }  // namespace lldd

@@ -4,6 +4,7 @@
 
 #include "common/logging.h"
 #include "common/random.h"
+#include "metrics/prometheus.h"
 
 namespace lldd {
 
@@ -44,7 +45,19 @@ Result Engine::Initialize(const OptionMap& options) {
       return r;
     }
   }
+  metrics_.max_links = options_.max_links;
+  if (options_.metrics_port != 0) {
+    Result r = exporter_.Start(options_.metrics_host, options_.metrics_port,
+                               [this] { return metrics::RenderPrometheus(GetStats(), cluster_id_); });
+    if (!r.ok()) {
+      StopServing();
+      threads_.JoinAll();
+      transports_.Stop();
+      return r.WithContext(kOptionMetricsPort);
+    }
+  }
   if (Result r = StartDirectory(); !r.ok()) {
+    exporter_.Stop();
     StopServing();
     threads_.JoinAll();
     transports_.Stop();
@@ -58,9 +71,12 @@ Result Engine::Initialize(const OptionMap& options) {
 }
 
 Result Engine::StartServing() {
-  return acceptor_.Start(options_.listen_host, options_.listen_port, threads_,
-                         [this](std::shared_ptr<Socket> socket, const std::string& peer, uint64_t request_id,
-                                const Hello& hello) { OnHello(std::move(socket), peer, request_id, hello); });
+  return acceptor_.Start(
+      options_.listen_host, options_.listen_port, threads_,
+      [this](std::shared_ptr<Socket> socket, const std::string& peer, uint64_t request_id, const Hello& hello) {
+        OnHello(std::move(socket), peer, request_id, hello);
+      },
+      &metrics_);
 }
 
 void Engine::StopServing() { acceptor_.Stop(); }
@@ -90,7 +106,17 @@ void Engine::Finalize() {
   caches_.Clear();
   transports_.Stop();
   caches_.DropQuarantine();
+  exporter_.Stop();
+  metrics_.ForgetPeers();
   initialized_ = false;
+}
+
+llm_datadist::LlmDataDist::Stats Engine::GetStats() {
+  llm_datadist::LlmDataDist::Stats s = metrics_.Snapshot();
+  std::lock_guard<std::mutex> lock(links_mu_);
+  s.links = 0;
+  for (const auto& [id, link] : links_) s.links += link->closed() ? 0 : 1;
+  return s;
 }
 
 Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {

@@ -37,6 +37,8 @@
 #include "engine/transport_set.h"
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
+#include "metrics/http_exporter.h"
+#include "metrics/metrics.h"
 
 namespace lldd {
 
@@ -70,7 +72,7 @@ class Engine {
     const std::vector<uint64_t>* local_blocks = nullptr;
     llm_datadist::KvCacheExtParam ext;
   };
-  Result Transfer(const TransferSpec& spec);
+  Result Transfer(const TransferSpec& spec);  // counted, around TransferOne
   Result CopyKvCache(const llm_datadist::Cache& src, const llm_datadist::Cache& dst, uint32_t src_batch,
                      uint32_t dst_batch, uint64_t offset, int64_t size);
   Result CopyKvBlocks(const llm_datadist::Cache& src, const llm_datadist::Cache& dst,
@@ -78,6 +80,8 @@ class Engine {
 
   uint16_t listen_port() const { return acceptor_.port(); }
   const char* LinkTransport(uint64_t remote_cluster_id);
+  // Counters since construction, and the links held now.
+  llm_datadist::LlmDataDist::Stats GetStats();
 
  private:
   using LinkPtr = std::shared_ptr<lldd::Link>;
@@ -112,6 +116,9 @@ class Engine {
   bool PeerAnswers(const LinkPtr& link, Deadline deadline);
   void RunControl(const LinkPtr& link);
   void RemoveLink(const LinkPtr& link);
+  // Under links_mu_: whether one more link fits (llm.MaxLinks), after
+  // dropping broken ones if need be.
+  bool HasRoomLocked();
   Result FindLink(uint64_t cluster_id, LinkPtr* link);
   Result DialJoin(lldd::Link& link, const std::string& transport, const std::vector<uint8_t>& join_info,
                   Deadline deadline, std::shared_ptr<Socket>* out);
@@ -134,6 +141,8 @@ class Engine {
                      ControlChannel::Responder respond);
 
   // engine_transfer.cc
+  // A transfer; names the data path it used and the bytes it moved.
+  Result TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes);
   Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
 
   const uint64_t cluster_id_;
@@ -144,6 +153,8 @@ class Engine {
   std::atomic<bool> stopping_{false};
   mutable std::shared_mutex lifecycle_mu_;
 
+  metrics::Registry metrics_;  // before the parts that record into it
+  metrics::HttpExporter exporter_;
   RegionTable regions_;
   CacheRegistry caches_{regions_};
   TransportSet transports_;

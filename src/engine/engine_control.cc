@@ -27,6 +27,7 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
   if (!auth.ok()) {
     ack.error = auth.message();
     (void)SendHelloAck(socket->fd(), request_id, auth.code(), ack);
+    metrics_.RefuseLink("token");
     LDD_LOG(Warn) << "refused link from cluster " << hello.cluster_id << " at " << peer << ": " << auth.message();
     return;
   }
@@ -42,6 +43,7 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
   }
   Result sent = SendHelloAck(socket->fd(), request_id, status, ack);
   if (status != LLM_SUCCESS) {
+    metrics_.RefuseLink(status == llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT ? "limit" : "other");
     LDD_LOG(Warn) << "refused link from cluster " << hello.cluster_id << " at " << peer << ": " << why;
     return;
   }
@@ -50,6 +52,8 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
     link->Close("handshake failed");
     return;
   }
+  metrics_.Peer(hello.cluster_id, true);
+  metrics_.links_accepted.fetch_add(1, std::memory_order_relaxed);
   LDD_LOG(Info) << "cluster " << cluster_id_ << " accepted link from cluster " << hello.cluster_id << " at " << peer
                 << " over " << link->primary_path();
   RunControl(link);

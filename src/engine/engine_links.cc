@@ -100,9 +100,9 @@ Result Engine::Link(const std::vector<ClusterInfo>& clusters, std::vector<Status
   LDD_RETURN_IF_ERROR(CheckInitialized());
   if (clusters.empty()) return Result::ParamInvalid("no clusters given");
   if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
-  if (clusters.size() > llm_datadist::kMaxClusterNum)
+  if (clusters.size() > options_.max_links)
     return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT, Msg(clusters.size(), " clusters exceed the limit of ",
-                                                                  llm_datadist::kMaxClusterNum));
+                                                                  options_.max_links, " (", kOptionMaxLinks, ")"));
   const Deadline deadline = Deadline::AfterMillis(timeout_ms);
   return ForEachCluster(clusters, rets, [&](const ClusterInfo& c) { return LinkOne(c, deadline); });
 }
@@ -136,9 +136,9 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
     if (it != links_.end() && !it->second->closed()) existing = it->second;
-    if (it == links_.end() && links_.size() >= llm_datadist::kMaxClusterNum)
+    if (it == links_.end() && !HasRoomLocked())
       return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
-                    Msg("already ", links_.size(), " links, the maximum"));
+                    Msg("already ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
   }
   // A link that still looks alive may belong to a peer that just died or
   // restarted (its connection's end not seen yet): ask it before refusing.
@@ -195,6 +195,8 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
     if (it != links_.end()) it->second->Close("replaced by a new link");
     links_[cluster.remote_cluster_id] = link;
   }
+  metrics_.Peer(cluster.remote_cluster_id, true);
+  metrics_.links_initiated.fetch_add(1, std::memory_order_relaxed);
   threads_.Spawn([this, link] { RunControl(link); });
   LDD_LOG(Info) << "cluster " << cluster_id_ << " linked to cluster " << cluster.remote_cluster_id << " at " << host
                 << ":" << port << " over " << link->primary_path();
@@ -246,9 +248,9 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     if (it != links_.end() && !it->second->closed())
       return refuse(llm_datadist::LLM_LINK_FAILED,
                     Msg("cluster ", hello.cluster_id, " is already linked (duplicate cluster id?)"));
-    if (it == links_.end() && links_.size() >= llm_datadist::kMaxClusterNum)
+    if (it == links_.end() && !HasRoomLocked())
       return refuse(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
-                    Msg("this instance already has ", links_.size(), " links, the maximum"));
+                    Msg("this instance already has ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
     if (it != links_.end()) replaced = it->second;
     links_[hello.cluster_id] = link;
   }
@@ -286,10 +288,31 @@ void Engine::RunControl(const LinkPtr& link) {
   }
 }
 
+bool Engine::HasRoomLocked() {
+  if (links_.size() < options_.max_links) return true;
+  // Broken links stay in the table so that calls naming them say why they
+  // fail; at the limit they make room (a server whose clients vanish
+  // would otherwise fill up with them).
+  for (auto it = links_.begin(); it != links_.end();) {
+    if (!it->second->closed()) {
+      ++it;
+      continue;
+    }
+    metrics_.ForgetPeer(it->first);
+    metrics_.links_closed.fetch_add(1, std::memory_order_relaxed);
+    it = links_.erase(it);
+  }
+  return links_.size() < options_.max_links;
+}
+
 void Engine::RemoveLink(const LinkPtr& link) {
   std::lock_guard<std::mutex> lock(links_mu_);
   auto it = links_.find(link->remote_cluster_id());
-  if (it != links_.end() && it->second == link) links_.erase(it);
+  if (it != links_.end() && it->second == link) {
+    links_.erase(it);
+    metrics_.ForgetPeer(link->remote_cluster_id());
+    metrics_.links_closed.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 Result Engine::FindLink(uint64_t cluster_id, LinkPtr* link) {

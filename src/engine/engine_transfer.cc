@@ -1,4 +1,5 @@
 // The calls that move bytes: Pull/Push (remote) and Copy (local).
+#include <chrono>
 #include <cstring>
 
 #include "engine/engine.h"
@@ -26,6 +27,18 @@ Result PairTensors(const KvCacheExtParam& ext, const CacheLayout& src, const Cac
 }  // namespace
 
 Result Engine::Transfer(const TransferSpec& spec) {
+  const auto start = std::chrono::steady_clock::now();
+  auto peer = metrics_.Peer(spec.remote.cluster_id, false);
+  metrics_.Begin(peer);
+  const char* transport = nullptr;
+  uint64_t bytes = 0;
+  Result r = TransferOne(spec, &transport, &bytes);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_.Finish(peer, transport, spec.push ? metrics::kPush : metrics::kPull, bytes, seconds, r.code());
+  return r;
+}
+
+Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
   const uint64_t cluster = spec.remote.cluster_id;
@@ -75,6 +88,7 @@ Result Engine::Transfer(const TransferSpec& spec) {
   std::string why;
   Endpoint* path = link->PathFor(local->kind, remote.memory_kind, &why);
   if (path == nullptr) return Result::FeatureNotEnabled(why);
+  *transport = path->name();
   r = path->Prepare(remote.region_ids, deadline);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok()) return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
@@ -90,6 +104,7 @@ Result Engine::Transfer(const TransferSpec& spec) {
       ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset, remote.region_ids[c.src_tensor],
                      c.src_offset, c.length});
   }
+  for (const IoOp& op : ops) *bytes += op.length;
   r = spec.push ? path->WriteHolding(ops, deadline, local_lease) : path->ReadHolding(ops, deadline, local_lease);
   if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
   if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {

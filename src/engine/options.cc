@@ -158,12 +158,32 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
     o.directory_ttl_s = static_cast<int64_t>(n);
   }
 
+  key = kOptionMaxLinks;
+  if ((s = Find(options, key, &v)) != nullptr) {
+    if (!ParseUnsigned(*s, kMaxLinksLimit, &n) || n == 0)
+      return Invalid(key, *s, Msg("must be between 1 and ", kMaxLinksLimit));
+    o.max_links = static_cast<uint32_t>(n);
+  }
+
+  key = kOptionMetricsPort;
+  if ((s = Find(options, key, &v)) != nullptr && !s->empty()) {
+    if (s->find(':') != std::string::npos) {
+      if (!ParseHostPort(*s, &o.metrics_host, &o.metrics_port).ok() || o.metrics_port == 0)
+        return Invalid(key, *s, "must be a port (\"9464\") or a numeric \"ip:port\", port not 0");
+    } else {
+      if (!ParseUnsigned(*s, 65535, &n) || n == 0)
+        return Invalid(key, *s, "must be a port (\"9464\") or a numeric \"ip:port\", port not 0");
+      o.metrics_port = static_cast<uint16_t>(n);
+    }
+  }
+
   static const char* known[] = {llm_datadist::OPTION_LISTEN_IP_INFO, llm_datadist::OPTION_DEVICE_ID,
                                 llm_datadist::OPTION_SYNC_CACHE_WAIT_TIME, llm_datadist::OPTION_BUF_POOL_CFG,
                                 llm_datadist::OPTION_ENABLE_SET_ROLE, llm_datadist::OPTION_LOCAL_COMM_RES,
                                 llm_datadist::OPTION_TRANSFER_BACKEND, kOptionTcpConnections, kOptionLinkToken,
                                 kOptionCopyThreads, kOptionDirectory, kOptionDirectoryPrefix,
-                                kOptionDirectoryTtl};
+                                kOptionDirectoryTtl, kOptionMaxLinks,
+                                kOptionMetricsPort};
   for (const auto& kv : options) {
     bool is_known = false;
     for (const char* k : known) is_known = is_known || kv.first == AscendString(k);

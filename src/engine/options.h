@@ -26,6 +26,10 @@ inline constexpr const auto& kOptionCopyThreads = llm_datadist::LlmDataDist::OPT
 inline constexpr const auto& kOptionDirectory = llm_datadist::LlmDataDist::OPTION_DIRECTORY;
 inline constexpr const auto& kOptionDirectoryPrefix = llm_datadist::LlmDataDist::OPTION_DIRECTORY_PREFIX;
 inline constexpr const auto& kOptionDirectoryTtl = llm_datadist::LlmDataDist::OPTION_DIRECTORY_TTL;
+inline constexpr const auto& kOptionMaxLinks = llm_datadist::LlmDataDist::OPTION_MAX_LINKS;
+inline constexpr const auto& kOptionMetricsPort = llm_datadist::LlmDataDist::OPTION_METRICS_PORT;
+// The most llm.MaxLinks accepts (each link costs descriptors and a thread).
+constexpr uint32_t kMaxLinksLimit = 65536;
 
 struct EngineOptions {
   bool listen = false;
@@ -47,6 +51,10 @@ struct EngineOptions {
   std::string directory;
   std::string directory_prefix = "/llm_datadist/";
   int64_t directory_ttl_s = 5;
+  uint32_t max_links = llm_datadist::kMaxClusterNum;
+  // llm.MetricsPort: serve Prometheus text there (metrics_port 0: off).
+  std::string metrics_host = "0.0.0.0";
+  uint16_t metrics_port = 0;
 };
 
 Result ParseOptions(const OptionMap& options, EngineOptions* out);

@@ -35,6 +35,7 @@
 #include "bench/targets.h"
 #include "common/child_process.h"
 #include "common/datadist_setup.h"
+#include "common/stats_summary.h"
 #include "common/tcp.h"
 #include "common/transports.h"
 #include "common/units.h"
@@ -328,6 +329,7 @@ int main(int argc, char** argv) {
       rows.push_back(row);
     }
     runner.ReleaseCaches();
+    if (!a.json) std::printf("GetStats() of the %s client:\n%s", transport.c_str(), lldd_tools::StatsSummary(dd->GetStats()).c_str());
     dd->Finalize();
   }
 

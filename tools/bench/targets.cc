@@ -1,5 +1,6 @@
 #include "bench/targets.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -46,13 +47,24 @@ TargetResult RatioTarget(const std::string& name, const std::vector<Row>& rows, 
 std::vector<TargetResult> JudgeTargets(const std::vector<Row>& rows, const Machine& machine) {
   constexpr uint64_t kMiB = 1 << 20;
   std::vector<TargetResult> out;
-  auto tcp_big = [](const Row& r) {
-    return r.kind() == LimitKind::kSocket && r.config.memory == kMemoryAllocated && r.config.threads == 1 && Is(r, kMiB, 256);
-  };
-  out.push_back(RatioTarget("tcp 1Mx256 >= 0.8 x socket, link's conns", rows, 0.8, tcp_big,
-                            [](const Row& r) -> const BaselineResult& { return r.socket_link; }));
-  out.push_back(RatioTarget("tcp 1Mx256 >= 0.5 x socket, " + std::to_string(AllCores(machine)) + " conns (all cores)",
-                            rows, 0.5, tcp_big, [](const Row& r) -> const BaselineResult& { return r.socket_all; }));
+  // The socket-bound targets, judged per transport (tcp, and ucx where it
+  // ran): each verdict covers only its own transport's rows.
+  std::vector<std::string> socket_transports{"tcp"};
+  for (const Row& r : rows)
+    if (r.kind() == LimitKind::kSocket && std::find(socket_transports.begin(), socket_transports.end(),
+                                                    r.config.transport) == socket_transports.end())
+      socket_transports.push_back(r.config.transport);
+  for (const std::string& transport : socket_transports) {
+    auto big = [transport](const Row& r) {
+      return r.kind() == LimitKind::kSocket && r.config.transport == transport && r.config.memory == kMemoryAllocated &&
+             r.config.threads == 1 && Is(r, kMiB, 256);
+    };
+    out.push_back(RatioTarget(transport + " 1Mx256 >= 0.8 x socket, link's conns", rows, 0.8, big,
+                              [](const Row& r) -> const BaselineResult& { return r.socket_link; }));
+    out.push_back(RatioTarget(transport + " 1Mx256 >= 0.5 x socket, " + std::to_string(AllCores(machine)) +
+                                  " conns (all cores)",
+                              rows, 0.5, big, [](const Row& r) -> const BaselineResult& { return r.socket_all; }));
+  }
   out.push_back(RatioTarget(
       "shm allocated 1Mx256 >= 0.8 x all-core memcpy", rows, 0.8,
       [](const Row& r) { return r.kind() == LimitKind::kMemcpy && r.config.threads == 1 && Is(r, kMiB, 256); },

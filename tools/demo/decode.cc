@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/pattern.h"
+#include "common/stats_summary.h"
 #include "common/prefault.h"
 #include "common/units.h"
 #include "demo/block_pool.h"
@@ -222,6 +223,7 @@ void RunDecode(const DecodeConfig& config, lldd_tools::LineChannel& prefill, uin
   }
   state.NoMoreWork();
   for (auto& w : workers) w.join();
+  result->stats_summary = lldd_tools::StatsSummary(dd->GetStats());
   dd->Finalize();
 }
 

@@ -35,6 +35,7 @@ struct DecodeResult {
   double pull_span_s = 0;               // first pull start to last pull end
   double prefault_s = 0;
   std::string link_transport;
+  std::string stats_summary;            // GetStats() of the decode instance, at the end
   std::string error;                    // empty on success
 };
 

@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
   std::printf("prefill spent %.2f s writing KV data; pools touched at startup in %.2f s (prefill), %.2f s (decode)%s; "
               "whole run %.2f s\n",
               fill_s, prefill_prefault_s, result.prefault_s, a.cold_pools ? " (--cold-pools)" : "", wall_s);
+  std::printf("decode instance's GetStats():\n%s", result.stats_summary.c_str());
   std::printf("OK: %u/%zu requests, %s verified byte for byte | model=%s transport=%s%s p50=%.1fms p99=%.1fms "
               "%.2fGB/s\n",
               result.verified, requests.size(), FormatBytes(result.bytes).c_str(), model->name,
