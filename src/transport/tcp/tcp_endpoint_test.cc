@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "gpu/device_staging.h"
+#include "transport/tcp/device_staging.h"
 #include "transport/tcp/tcp_transport.h"
 
 namespace lldd {

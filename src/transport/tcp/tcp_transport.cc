@@ -19,7 +19,7 @@ class TcpTransport : public Transport {
   TransportCaps caps() const override {
     TransportCaps c;
     // With a GPU, GPU memory travels through pinned staging slabs on both
-    // sides (gpu/device_staging.h).
+    // sides (transport/tcp/device_staging.h).
     if (Gpu().Available(nullptr)) c.local_memory = c.remote_memory = kAnyMemory;
     return c;
   }
