@@ -17,6 +17,7 @@
 #include "control/link_auth.h"
 #include "control/protocol.h"
 #include "transport/shm/shm_messages.h"
+#include "transport/cuda/cuda_describe.h"
 #include "transport/ucx/ucx_keys.h"
 
 namespace {
@@ -194,6 +195,28 @@ void UcxKeySeeds() {
   seed("range_wraps", 1, {{1, UINT64_MAX - 10, 64, Bytes(8, 4)}});
 }
 
+// --- fuzz_cuda_describe: how many ids were asked (1..n), then the reply.
+void CudaDescribeSeeds() {
+  const std::string t = "fuzz_cuda_describe";
+  auto seed = [&](const std::string& name, uint8_t asked, const CudaDescribeReply& reply) {
+    Write(t, name, Cat({Bytes{asked}, EncodeCudaDescribeReply(reply)}));
+  };
+  CudaRegionShare vmm{1, CudaShare::kVmm, 4096, "a1/77", 1 << 20, 8192, {}, 0};
+  CudaRegionShare memfd{2, CudaShare::kMemfd, 65536, "a2/78", 1 << 20, 0, {}, 1};
+  CudaRegionShare ipc{3, CudaShare::kIpc, 4096, "i00ff", 1 << 21, 4096, {}, -1};
+  ipc.handle.fill(0x5A);
+  CudaRegionShare none{4, CudaShare::kNone, 4096, "", 0, 0, {}, -1};
+  seed("none", 0, {{}, ""});
+  seed("vmm", 1, {{vmm}, "ticket-1"});
+  seed("all_kinds", 4, {{ipc, none, memfd, vmm}, "ticket-2"});
+  CudaRegionShare outside = vmm;
+  outside.offset = (1 << 20) - 100;
+  seed("outside_allocation", 1, {{outside}, "ticket-3"});
+  CudaRegionShare unasked = vmm;
+  unasked.id = 9;
+  seed("unasked_id", 1, {{unasked}, "ticket-4"});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -206,5 +229,6 @@ int main(int argc, char** argv) {
   DataServerSeeds();
   PlannerSeeds();
   UcxKeySeeds();
+  CudaDescribeSeeds();
   return 0;
 }

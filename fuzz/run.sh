@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets with clang into build-fuzz/ and runs each for
 # a while (default 60 s each):
 #
-#   fuzz/run.sh [seconds] [target...]     # targets: fuzz_protocol fuzz_planner fuzz_data_server fuzz_ucx_keys
+#   fuzz/run.sh [seconds] [target...]     # targets: fuzz_protocol fuzz_planner fuzz_data_server fuzz_ucx_keys fuzz_cuda_describe
 #
 # Each target starts from its checked-in seeds (fuzz/corpus/<target>/, made
 # by fuzz_make_seeds) and keeps what it finds in build-fuzz/corpus/<target>/,
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_protocol fuzz_planner fuzz_data_server fuzz_ucx_keys)
+((${#targets[@]})) || targets=(fuzz_protocol fuzz_planner fuzz_data_server fuzz_ucx_keys fuzz_cuda_describe)
 build_dir=${BUILD_DIR:-build-fuzz}
 fuzz_jobs=${FUZZ_JOBS:-1}
 

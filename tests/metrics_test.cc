@@ -126,11 +126,16 @@ class MetricsTest : public ::testing::Test {
   void SetUp() override {
     server_ = std::make_unique<ForkedServer>(kServerId, std::map<std::string, std::string>{{OPTION_TRANSFER_BACKEND, "tcp"}});
     remote_ = server_->AllocateInt32(2, kRows, kCols, 9);
-    metrics_port_ = FreePort();
-    ASSERT_EQ(client_.Initialize(ClientOptions({{OPTION_TRANSFER_BACKEND, "tcp"},
-                                                {LlmDataDist::OPTION_METRICS_PORT, std::to_string(metrics_port_)}})),
-              LLM_SUCCESS)
-        << LlmDataDist::GetLastErrorMessage();
+    // A port free a moment ago may be taken by another test before we bind
+    // it: another one then (only "address in use" is retried).
+    Status st = LLM_FAILED;
+    for (int attempt = 0; attempt < 10 && st != LLM_SUCCESS; ++attempt) {
+      metrics_port_ = FreePort();
+      st = client_.Initialize(ClientOptions({{OPTION_TRANSFER_BACKEND, "tcp"},
+                                             {LlmDataDist::OPTION_METRICS_PORT, std::to_string(metrics_port_)}}));
+      if (st != LLM_SUCCESS && std::string(LlmDataDist::GetLastErrorMessage()).find("in use") == std::string::npos) break;
+    }
+    ASSERT_EQ(st, LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
     std::vector<Status> rets;
     ASSERT_EQ(client_.LinkLlmClusters({ClusterAt(kServerId, server_->port())}, rets, 5000), LLM_SUCCESS);
     ASSERT_EQ(client_.AllocateCache(Int32Desc(2, kRows, kCols), local_), LLM_SUCCESS);

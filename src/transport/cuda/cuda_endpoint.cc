@@ -93,52 +93,41 @@ Result CudaEndpoint::ServeDescribe(const std::vector<uint8_t>& request, std::vec
   std::vector<Region> regions;
   LDD_RETURN_IF_ERROR(transport_.regions().Describe(ids, &lease, &regions));
   GpuApi& api = transport_.api();
-  WireWriter w;
-  w.U32(static_cast<uint32_t>(regions.size()));
+  CudaDescribeReply out;
   std::vector<int> fds;
   std::map<const Allocation*, int> fd_index;
   for (const Region& region : regions) {
-    CudaShare share = CudaShare::kNone;
-    std::string key;
-    uint64_t alloc_size = 0, offset = 0;
-    GpuIpcHandle handle{};
-    int index = -1;
+    CudaRegionShare& e = out.regions.emplace_back();
+    e.id = region.id;
+    e.length = region.length;
     const Allocation* alloc = region.allocation.get();
     if (alloc != nullptr && alloc->shareable_fd() >= 0) {
-      share = alloc->kind() == kDeviceMemory ? CudaShare::kVmm : CudaShare::kMemfd;
-      key = Msg("a", alloc->id(), "/", reinterpret_cast<uintptr_t>(alloc));
-      alloc_size = alloc->size();
-      offset = region.allocation_offset;
+      e.share = alloc->kind() == kDeviceMemory ? CudaShare::kVmm : CudaShare::kMemfd;
+      e.key = Msg("a", alloc->id(), "/", reinterpret_cast<uintptr_t>(alloc));
+      e.alloc_size = alloc->size();
+      e.offset = region.allocation_offset;
       auto it = fd_index.find(alloc);
       if (it == fd_index.end()) {
         it = fd_index.emplace(alloc, static_cast<int>(fds.size())).first;
         fds.push_back(alloc->shareable_fd());
       }
-      index = it->second;
+      e.index = it->second;
     } else if (region.kind == kDeviceMemory) {
       GpuPointerInfo info;
       Result pr = api.PointerInfo(region.base, &info);
       // Only an allocation registered wholly: the handle opens all of it.
       if (pr.ok() && info.device && info.base != 0 && info.size != 0 &&
           transport_.CoversAllocation(info.base, info.size) &&
-          api.IpcGetHandle(reinterpret_cast<void*>(info.base), &handle).ok()) {
-        share = CudaShare::kIpc;
-        key = "i" + Hex(handle.data(), handle.size());
-        alloc_size = info.size;
-        offset = reinterpret_cast<uint64_t>(region.base) - info.base;
+          api.IpcGetHandle(reinterpret_cast<void*>(info.base), &e.handle).ok()) {
+        e.share = CudaShare::kIpc;
+        e.key = "i" + Hex(e.handle.data(), e.handle.size());
+        e.alloc_size = info.size;
+        e.offset = reinterpret_cast<uint64_t>(region.base) - info.base;
       }
     }
-    w.U64(region.id);
-    w.U8(static_cast<uint8_t>(share));
-    w.U64(region.length);
-    w.Str(key);
-    w.U64(alloc_size);
-    w.U64(offset);
-    w.Bytes(handle.data(), handle.size());
-    w.I32(index);
   }
-  w.Str(fds.empty() ? std::string() : transport_.OfferFds(fds));
-  *reply = std::move(w.buffer());
+  out.ticket = fds.empty() ? std::string() : transport_.OfferFds(fds);
+  *reply = EncodeCudaDescribeReply(out);
   return Result::Ok();
 }
 
@@ -168,32 +157,10 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
                                 unknown.begin() + std::min(unknown.size(), start + kMaxIdsPerCall));
     std::vector<uint8_t> reply;
     LDD_RETURN_IF_ERROR(link->CallPeer(kCudaTransportName, EncodeOpWithIds(kDescribe, chunk), deadline, &reply));
-    struct Entry {
-      uint64_t id, length, alloc_size, offset;
-      CudaShare share;
-      std::string key;
-      GpuIpcHandle handle;
-      int32_t index;
-    };
-    WireReader r(reply);
-    uint32_t n = r.U32();
-    if (!r.ok() || n != chunk.size()) return Result::Failed("malformed cuda_ipc describe reply");
-    std::vector<Entry> entries(n);
-    for (Entry& e : entries) {
-      e.id = r.U64();
-      e.share = static_cast<CudaShare>(r.U8());
-      e.length = r.U64();
-      e.key = r.Str();
-      e.alloc_size = r.U64();
-      e.offset = r.U64();
-      uint8_t* h = e.handle.data();
-      for (size_t i = 0; i < e.handle.size(); ++i) h[i] = r.U8();
-      e.index = r.I32();
-      if (e.share > CudaShare::kMemfd) r.Fail();
-      if (e.share != CudaShare::kNone && (e.offset > e.alloc_size || e.length > e.alloc_size - e.offset)) r.Fail();
-    }
-    std::string ticket = r.Str();
-    if (!r.done()) return Result::Failed("malformed cuda_ipc describe reply");
+    CudaDescribeReply described;
+    LDD_RETURN_IF_ERROR(DecodeCudaDescribeReply(reply, chunk, &described));
+    const std::vector<CudaRegionShare>& entries = described.regions;
+    const std::string& ticket = described.ticket;
     // Descriptors, against the ticket, on our own Unix connection.
     std::vector<int> fds;
     if (!ticket.empty()) {
@@ -213,7 +180,7 @@ Result CudaEndpoint::Prepare(const std::vector<uint64_t>& region_ids, Deadline d
 
     std::unique_lock<std::shared_mutex> lock(mu_);
     if (closed_) return Result::LinkFailed("cuda_ipc path closed");
-    for (const Entry& e : entries) {
+    for (const CudaRegionShare& e : entries) {
       RemoteRegion region;
       region.share = e.share;
       region.length = e.length;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gpu/gpu_api.h"
+#include "transport/cuda/cuda_describe.h"
 #include "transport/transport.h"
 
 namespace lldd {
@@ -17,12 +18,6 @@ namespace lldd {
 class CudaTransport;
 
 // How the peer shares a region (on the wire).
-enum class CudaShare : uint8_t {
-  kNone = 0,    // not reachable here (user host memory): fallback
-  kVmm = 1,     // fd of a VMM handle
-  kIpc = 2,     // legacy IPC handle bytes
-  kMemfd = 3,   // host memfd, mapped and registered with CUDA here
-};
 
 constexpr int kRevokeWaitMs = kPeerRevokeWaitMs;  // transport/endpoint.h
 
