@@ -198,6 +198,13 @@ class LlmDataDist {
   // The port this instance listens on (useful after listening on port 0);
   // 0 for a client or before Initialize.
   uint16_t GetListenPort() const;
+  // AllocateCache for a layer built on this library that needs caches of
+  // its own (the Python module's key directory): the id is
+  // kLibraryCacheIdBase or above, never one of the user ids AllocateCache
+  // and RegisterKvCache hand out (1, 2, 3, ... as the original's), so a
+  // peer naming a user cache id never reaches it. DeallocateCache frees it.
+  static constexpr int64_t kLibraryCacheIdBase = int64_t{1} << 62;
+  Status AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache);
   // The data path a linked cluster uses ("tcp", "shm", ...); "" if not
   // linked. The string is static.
   const char* GetLinkTransport(uint64_t remote_cluster_id) const;

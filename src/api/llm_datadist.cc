@@ -81,6 +81,10 @@ Status LlmDataDist::AllocateCache(const CacheDesc& cache_desc, Cache& cache) {
   return impl_->Run("AllocateCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache); });
 }
 
+Status LlmDataDist::AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache) {
+  return impl_->Run("AllocateLibraryCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache, true); });
+}
+
 Status LlmDataDist::DeallocateCache(int64_t cache_id) {
   return impl_->Run("DeallocateCache", [&] { return impl_->engine.DeallocateCache(cache_id); });
 }

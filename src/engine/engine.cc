@@ -142,10 +142,10 @@ const char* Engine::LinkTransport(uint64_t remote_cluster_id) {
   return link->primary_path();
 }
 
-Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache) {
+Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Allocate(desc, &cache);
+  return caches_.Allocate(desc, &cache, library);
 }
 
 Result Engine::DeallocateCache(int64_t cache_id) {

@@ -19,6 +19,7 @@
 #define LLM_DATADIST_SRC_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,7 +52,7 @@ class Engine {
   Result Unlink(const std::vector<llm_datadist::ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms,
                 bool force);
 
-  Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache);
+  Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library = false);
   Result DeallocateCache(int64_t cache_id);
   Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
   Result UnregisterKvCache(int64_t cache_id);
@@ -91,6 +92,10 @@ class Engine {
   // engine_links.cc
   Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
   Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
+  // Both sides linked to each other at once and the peer's link is the one
+  // kept: waits for it to be accepted here, and holds it.
+  Result AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline);
+  void EndDial(uint64_t remote_cluster_id);
   // A new link object wired to this engine (control channel, join dialer).
   LinkPtr MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
                    const std::shared_ptr<Socket>& control_socket);
@@ -139,6 +144,10 @@ class Engine {
 
   std::mutex links_mu_;
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
+  // Mutual linking: clusters a LinkOne is dialing now (count of calls), and
+  // a signal for a LinkOne waiting for the peer's link to arrive.
+  std::map<uint64_t, int> dialing_;
+  std::condition_variable links_cv_;
 };
 
 }  // namespace lldd

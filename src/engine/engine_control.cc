@@ -99,6 +99,9 @@ void Engine::HandleControl(const std::weak_ptr<lldd::Link>& weak, MsgType type, 
       return respond({LLM_SUCCESS, EncodeCacheInfo({id, cache->ToRemoteDesc()})});
     }
     case MsgType::kUnlink: {
+      // Both sides linked to each other and we still hold it: only the
+      // peer's hold goes (reply 1); the link ends with the second unlink.
+      if (meta.size() == 1 && meta[0] == 1 && link->held()) return respond({LLM_SUCCESS, {1}});
       LDD_LOG(Info) << "cluster " << link->remote_cluster_id() << " unlinked from cluster " << cluster_id_;
       RemoveLink(link);
       for (const auto& path : link->paths()) path.endpoint->Close();

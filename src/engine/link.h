@@ -72,6 +72,12 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   // from another instance that claims the same cluster id.
   void set_remote_instance(uint64_t id) { remote_instance_ = id; }
   uint64_t remote_instance() const { return remote_instance_; }
+  // Whether this side's application linked it (LinkLlmClusters made it, or
+  // adopted the peer's link when both linked to each other). A link both
+  // sides hold stays until both have unlinked it.
+  bool held() const { return held_.load(); }
+  void set_held(bool held) { held_.store(held); }
+  bool ReleaseHold() { return held_.exchange(false); }
 
   void set_control(std::shared_ptr<ControlChannel> control) { control_ = std::move(control); }
   ControlChannel& control() { return *control_; }
@@ -106,6 +112,7 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   const Spawner spawner_;
   Address address_;
   uint64_t remote_instance_ = 0;
+  std::atomic<bool> held_{false};
   std::shared_ptr<ControlChannel> control_;
   std::vector<LinkPath> paths_;
 
