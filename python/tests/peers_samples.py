@@ -212,6 +212,7 @@ def async_prompt(chan, port, decoder_port):
         BlocksCacheKey(DECODER_CLUSTER_ID, 0), range(0, 1), range(0, 1))])
     assert task.get_results() == [LLMStatusCode.LLM_PARAM_INVALID] and refuse.asked == [0]
     chan.sync("refused")
+    chan.sync("checked")
     sync = _Releases(True)
     task = cm.transfer_cache_async(cache, sync, [TransferWithCacheKeyConfig(
         BlocksCacheKey(DECODER_CLUSTER_ID, 0), range(0, 1), range(0, 1))])
@@ -235,6 +236,7 @@ def async_decoder(chan, port, decoder_port):
     chan.sync("register end")
     chan.sync("refused")
     assert not tensor.any() and not tensor2.any(), "a refused layer was sent"
+    chan.sync("checked")
     chan.sync("transfer cache end")
     assert torch.equal(tensor, _values(0)) and torch.equal(tensor2, _values(1)), "layer 0 differs"
     chan.sync("unlinked")

@@ -50,6 +50,13 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
     link->Close("handshake failed");
     return;
   }
+  {
+    // Only now may a LinkOne of ours adopt it (AdoptPeerLink): a request
+    // sent before the HELLO_ACK would reach the peer inside its handshake.
+    std::lock_guard<std::mutex> lock(links_mu_);
+    link->set_answered();
+  }
+  links_cv_.notify_all();
   LDD_LOG(Info) << "cluster " << cluster_id_ << " accepted link from cluster " << hello.cluster_id << " at " << peer
                 << " over " << link->primary_path();
   RunControl(link);

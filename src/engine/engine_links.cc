@@ -141,12 +141,9 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
     // the same peer is either seen here or sees our dial (AcceptControl).
     if (!existing) ++dialing_[remote];
   }
-  if (existing && !existing->held()) {
-    // The peer linked to us: one link serves both ways, so linking back
-    // succeeds and holds it (the vendor's samples link both ways at once).
-    existing->set_held(true);
-    return Result::Ok();
-  }
+  // The peer linked to us: one link serves both ways, so linking back
+  // succeeds and holds it (the vendor's samples link both ways at once).
+  if (existing && !existing->held()) return AdoptPeerLink(remote, deadline);
   // A link that still looks alive may belong to a peer that just died or
   // restarted (its connection's end not seen yet): ask it before refusing.
   if (existing) {
@@ -223,7 +220,7 @@ Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline) {
   LinkPtr link;
   auto arrived = [&] {
     auto it = links_.find(remote_cluster_id);
-    if (it != links_.end() && !it->second->closed()) link = it->second;
+    if (it != links_.end() && !it->second->closed() && it->second->answered()) link = it->second;
     return link != nullptr || stopping_;
   };
   while (!arrived()) {
@@ -306,9 +303,9 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
       return refuse(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("this instance already has ", links_.size(), " links, the maximum"));
     if (it != links_.end()) replaced = it->second;
+    link->set_answered(false);
     links_[hello.cluster_id] = link;
   }
-  links_cv_.notify_all();
   if (replaced) LDD_LOG(Info) << "cluster " << hello.cluster_id << " re-linked from " << peer << "; old link dropped";
   EnableKeepAlive(socket->fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
   *out = link;

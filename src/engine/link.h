@@ -78,6 +78,9 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   bool held() const { return held_.load(); }
   void set_held(bool held) { held_.store(held); }
   bool ReleaseHold() { return held_.exchange(false); }
+  // An accepted link is answered once its HELLO_ACK is sent.
+  bool answered() const { return answered_.load(); }
+  void set_answered(bool answered = true) { answered_.store(answered); }
 
   void set_control(std::shared_ptr<ControlChannel> control) { control_ = std::move(control); }
   ControlChannel& control() { return *control_; }
@@ -113,6 +116,7 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   Address address_;
   uint64_t remote_instance_ = 0;
   std::atomic<bool> held_{false};
+  std::atomic<bool> answered_{true};
   std::shared_ptr<ControlChannel> control_;
   std::vector<LinkPath> paths_;
 
