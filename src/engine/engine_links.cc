@@ -249,6 +249,26 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     *why = Msg("cluster id ", cluster_id_, " is this instance's own");
     return llm_datadist::LLM_LINK_FAILED;
   }
+  {
+    // Both sides link to each other and ours is kept (see below): refused
+    // before any data path is made, since closing a UCX endpoint by force
+    // can take down lanes the kept link shares with it.
+    LinkPtr held;
+    {
+      std::lock_guard<std::mutex> lock(links_mu_);
+      if (dialing_.count(hello.cluster_id) != 0 && hello.cluster_id > cluster_id_) {
+        *why = Msg("cluster ", cluster_id_, " is linking to cluster ", hello.cluster_id,
+                   " at the same moment; the lower cluster id's link is kept");
+        return llm_datadist::LLM_ALREADY_LINK;
+      }
+      auto it = links_.find(hello.cluster_id);
+      if (it != links_.end() && !it->second->closed() && it->second->held()) held = it->second;
+    }
+    if (held && !LinkIsStale(held, hello)) {
+      *why = Msg("cluster ", cluster_id_, " has linked to cluster ", hello.cluster_id, " already");
+      return llm_datadist::LLM_ALREADY_LINK;
+    }
+  }
   std::vector<TransportSet::Choice> chosen;
   Result r = transports_.Choose(options_.backend, hello.transport, hello.offers, &chosen);
   if (!r.ok()) {
