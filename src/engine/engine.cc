@@ -161,6 +161,15 @@ Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::v
   return caches_.Register(desc, addrs, &cache_id);
 }
 
+Result Engine::LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  auto cache = caches_.Find(cache_id);
+  if (!cache) return Result(llm_datadist::LLM_KV_CACHE_NOT_EXIST, Msg("no local cache ", cache_id));
+  *desc = cache->desc;
+  return Result::Ok();
+}
+
 Result Engine::UnregisterKvCache(int64_t cache_id) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());

@@ -56,6 +56,8 @@ class Engine {
   Result DeallocateCache(int64_t cache_id);
   Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
   Result UnregisterKvCache(int64_t cache_id);
+  // The description of a local cache (LLM_KV_CACHE_NOT_EXIST if unknown).
+  Result LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc);
 
   // A remote <-> local transfer, described the way the API calls do.
   struct TransferSpec {
