@@ -252,6 +252,10 @@ class LlmDataDist {
   // peer naming a user cache id never reaches it. DeallocateCache frees it.
   static constexpr int64_t kLibraryCacheIdBase = int64_t{1} << 62;
   Status AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache);
+  // RegisterKvCache with an id from the same range (the Python module's
+  // staging for swap_blocks and cache-to-blocks pulls); UnregisterKvCache
+  // forgets it.
+  Status RegisterLibraryCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
   // The data path a linked cluster uses ("tcp", "shm", ...); "" if not
   // linked. The string is static.
   const char* GetLinkTransport(uint64_t remote_cluster_id) const;

@@ -14,7 +14,9 @@ from llm_datadist.status import LLMStatusCode, handle_llm_status, raise_if_false
 @contextmanager
 def registered(engine, placement, num_tensors, shape, addrs, what, dtype=DataType.DT_UINT8):
     """A cache id over `addrs` for the duration of the with-block."""
-    st, cache_id = engine.register(int(placement), num_tensors, dtype.value, list(shape), list(addrs))
+    # A library id: staging never takes a user cache id (those go 1, 2, ...
+    # as the vendor's, whatever the module does in between).
+    st, cache_id = engine.register_library(int(placement), num_tensors, dtype.value, list(shape), list(addrs))
     handle_llm_status(st, what, "registering staging memory")
     try:
         yield cache_id

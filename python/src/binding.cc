@@ -125,6 +125,12 @@ class Engine {
     Status st = Get().RegisterKvCache(ToDesc(placement, num_tensors, dt, shape), addrs, RegisterCfg{}, id);
     return {st, id};
   }
+  std::pair<Status, int64_t> RegisterLibrary(uint32_t placement, uint32_t num_tensors, int32_t dt,
+                                             const std::vector<int64_t>& shape, const std::vector<uint64_t>& addrs) {
+    int64_t id = -1;
+    Status st = Get().RegisterLibraryCache(ToDesc(placement, num_tensors, dt, shape), addrs, id);
+    return {st, id};
+  }
   Status Unregister(int64_t id) { return Get().UnregisterKvCache(id); }
 
   Status PullCache(uint64_t cluster, int64_t src_id, uint32_t src_batch, int64_t dst_id, uint32_t dst_batch, int64_t size,
@@ -182,6 +188,7 @@ PYBIND11_MODULE(_llm_datadist, m) {
       .def("allocate_library", &Engine::AllocateLibrary, Release())
       .def("deallocate", &Engine::Deallocate, Release())
       .def("register", &Engine::Register, Release())
+      .def("register_library", &Engine::RegisterLibrary, Release())
       .def("unregister", &Engine::Unregister, Release())
       .def("pull_cache", &Engine::PullCache, Release())
       .def("pull_blocks", &Engine::PullBlocks, Release())

@@ -130,6 +130,12 @@ Status LlmDataDist::PushKvCacheLayerwise(const Cache& src_cache, const std::vect
   });
 }
 
+Status LlmDataDist::RegisterLibraryCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs,
+                                         int64_t& cache_id) {
+  return impl_->Run("RegisterLibraryCache",
+                    [&] { return impl_->engine.RegisterKvCache(cache_desc, addrs, cache_id, true); });
+}
+
 Status LlmDataDist::AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache) {
   return impl_->Run("AllocateLibraryCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache, true); });
 }

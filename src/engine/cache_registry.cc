@@ -63,7 +63,8 @@ Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride) {
 }
 
 Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
-                               int64_t* cache_id) {
+                               int64_t* cache_id,
+                               bool library) {
   auto cache = std::make_shared<LocalCache>();
   LDD_RETURN_IF_ERROR(ComputeLayout(desc, &cache->layout));
   if (addrs.size() != desc.num_tensors)
@@ -83,7 +84,7 @@ Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::v
                                       " but addrs[0] is ", MemoryKindName(cache->kind), "; one cache is one kind"));
   for (uint64_t a : addrs) cache->addrs.push_back(static_cast<uintptr_t>(a));
   LDD_RETURN_IF_ERROR(AddRegions(*cache, 0));
-  *cache_id = Insert(cache);
+  *cache_id = Insert(cache, library);
   return Result::Ok();
 }
 

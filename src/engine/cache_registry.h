@@ -45,7 +45,8 @@ class CacheRegistry {
   // `library`: the id comes from LlmDataDist::kLibraryCacheIdBase upwards
   // (a cache a layer above keeps for itself), not from the user ids 1, 2, ...
   Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache, bool library = false);
-  Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
+  Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id,
+                  bool library = false);
   // Called with a removed cache's regions once no new access can start,
   // before waiting for accesses in flight: it must make peers that reach
   // the memory directly (shared mappings) stop doing so.

@@ -155,10 +155,10 @@ Result Engine::DeallocateCache(int64_t cache_id) {
 }
 
 Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
-                               int64_t& cache_id) {
+                               int64_t& cache_id, bool library) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Register(desc, addrs, &cache_id);
+  return caches_.Register(desc, addrs, &cache_id, library);
 }
 
 Result Engine::LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc) {

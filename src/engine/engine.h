@@ -54,7 +54,8 @@ class Engine {
 
   Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library = false);
   Result DeallocateCache(int64_t cache_id);
-  Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
+  Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id,
+                         bool library = false);
   Result UnregisterKvCache(int64_t cache_id);
   // The description of a local cache (LLM_KV_CACHE_NOT_EXIST if unknown).
   Result LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc);
