@@ -515,9 +515,12 @@ class CacheManager:
                    kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
         if isinstance(src_cache_key, BlocksCacheKey):
             raise_if_false(len(src) > 0, "src_blocks can not be empty.")
-        else:
-            raise_if_false(len(src) == 0,
-                           "src_blocks should be empty when src_cache_key is not instance of BlocksCacheKey.")
+        elif isinstance(src_cache_key, CacheKey) and src:
+            raise LLMException("src_blocks should be empty when src_cache_key is not instance of BlocksCacheKey.",
+                               status_code=LLMStatusCode.LLM_PARAM_INVALID)
+        elif not src:
+            # The vendor's cache-to-blocks pull. (Ours also takes a
+            # CacheKeyByIdAndIndex with src_blocks: a blocks cache by id.)
             release = self._with_key(src_cache_key, False, lambda cl, cid, b: self._pull_row_into_blocks(
                 cl, cid, b, dst_cache, dst, ext), "[pull_blocks]")
             self._release_key(src_cache_key, release, "[pull_blocks]")
