@@ -106,10 +106,12 @@ TEST_P(MutualLinkTest, BothLinkAndUnlinkAtOnce) {
 
 INSTANTIATE_TEST_SUITE_P(DataPaths, MutualLinkTest,
                          ::testing::Values(Case{"tcp", 31, 32}, Case{"tcp", 34, 33}, Case{"shm", 35, 36},
-                                           Case{"shm", 38, 37}),
-                         // Not over UCX yet: there the peer's pulls time out after a few
-                         // rounds of mutual link + mutual unlink (one-sided rounds pass),
-                         // cause not found; see the issue 18 closing note.
+                                           Case{"shm", 38, 37}
+#ifdef LLM_DATADIST_TEST_UCX
+                                           ,
+                                           Case{"ucx", 39, 40}, Case{"ucx", 42, 41}
+#endif
+                                           ),
                          Name);
 
 }  // namespace

@@ -97,8 +97,11 @@ class Engine {
   Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
   // Both sides linked to each other at once and the peer's link is the one
   // kept: waits for it to be accepted here, and holds it.
-  Result AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline);
+  // `being_accepted`: a HELLO of the peer is being accepted here; give up
+  // if that ends without a link.
+  Result AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool being_accepted = false);
   void EndDial(uint64_t remote_cluster_id);
+  void EndAccept(uint64_t remote_cluster_id);
   // A new link object wired to this engine (control channel, join dialer).
   LinkPtr MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
                    const std::shared_ptr<Socket>& control_socket);
@@ -150,6 +153,7 @@ class Engine {
   // Mutual linking: clusters a LinkOne is dialing now (count of calls), and
   // a signal for a LinkOne waiting for the peer's link to arrive.
   std::map<uint64_t, int> dialing_;
+  std::map<uint64_t, int> accepting_;  // HELLOs being accepted now, by cluster
   std::condition_variable links_cv_;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <optional>
 
 #include "common/logging.h"
 #include "common/random.h"
@@ -130,6 +131,7 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
     return Result::ParamInvalid(Msg("cluster id ", cluster_id_, " is this instance's own"));
   const uint64_t remote = cluster.remote_cluster_id;
   LinkPtr existing;
+  bool accepting = false;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(remote);
@@ -138,9 +140,12 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
       return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("already ", links_.size(), " links, the maximum"));
     // The check and the mark are one step, so that a link arriving from
-    // the same peer is either seen here or sees our dial (AcceptControl).
-    if (!existing) ++dialing_[remote];
+    // the same peer is either seen here or sees our dial (AcceptControl);
+    // one being accepted right now is waited for rather than raced.
+    if (!existing && accepting_.count(remote) != 0) accepting = true;
+    if (!existing && !accepting) ++dialing_[remote];
   }
+  if (accepting) return AdoptPeerLink(remote, deadline, true);
   // The peer linked to us: one link serves both ways, so linking back
   // succeeds and holds it (the vendor's samples link both ways at once).
   if (existing && !existing->held()) return AdoptPeerLink(remote, deadline);
@@ -215,13 +220,16 @@ Result Engine::LinkOne(const ClusterInfo& cluster, Deadline deadline) {
   return Result::Ok();
 }
 
-Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline) {
+Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool being_accepted) {
   std::unique_lock<std::mutex> lock(links_mu_);
   LinkPtr link;
   auto arrived = [&] {
     auto it = links_.find(remote_cluster_id);
-    if (it != links_.end() && !it->second->closed() && it->second->answered()) link = it->second;
-    return link != nullptr || stopping_;
+    const bool there = it != links_.end() && !it->second->closed();
+    if (there && it->second->answered()) link = it->second;
+    // An accept we waited for that ended without a link: nothing to wait for.
+    const bool gave_up = being_accepted && !there && accepting_.count(remote_cluster_id) == 0;
+    return link != nullptr || stopping_ || gave_up;
   };
   while (!arrived()) {
     if (deadline.Expired()) break;
@@ -237,6 +245,15 @@ Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline) {
   return Result::Ok();
 }
 
+void Engine::EndAccept(uint64_t remote_cluster_id) {
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = accepting_.find(remote_cluster_id);
+    if (it != accepting_.end() && --it->second == 0) accepting_.erase(it);
+  }
+  links_cv_.notify_all();
+}
+
 void Engine::EndDial(uint64_t remote_cluster_id) {
   std::lock_guard<std::mutex> lock(links_mu_);
   auto it = dialing_.find(remote_cluster_id);
@@ -249,6 +266,15 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     *why = Msg("cluster id ", cluster_id_, " is this instance's own");
     return llm_datadist::LLM_LINK_FAILED;
   }
+  // While this runs, a LinkOne of ours to the same cluster waits for it
+  // instead of dialing (LinkOne, AdoptPeerLink).
+  struct AcceptGuard {
+    Engine* engine;
+    uint64_t remote;
+    AcceptGuard(Engine* e, uint64_t r) : engine(e), remote(r) {}
+    ~AcceptGuard() { engine->EndAccept(remote); }
+  };
+  std::optional<AcceptGuard> accept_guard;
   {
     // Both sides link to each other and ours is kept (see below): refused
     // before any data path is made, since closing a UCX endpoint by force
@@ -263,7 +289,9 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
       }
       auto it = links_.find(hello.cluster_id);
       if (it != links_.end() && !it->second->closed() && it->second->held()) held = it->second;
+      ++accepting_[hello.cluster_id];
     }
+    accept_guard.emplace(this, hello.cluster_id);
     if (held && !LinkIsStale(held, hello)) {
       *why = Msg("cluster ", cluster_id_, " has linked to cluster ", hello.cluster_id, " already");
       return llm_datadist::LLM_ALREADY_LINK;
