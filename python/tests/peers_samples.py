@@ -248,8 +248,8 @@ def async_decoder(chan, port, decoder_port):
 
 # --- hixl_transfer_backend_sample.py: both link to each other at once ---
 
-def mutual_prompt(chan, port, decoder_port, rounds=1):
-    datadist = _server(LLMRole.PROMPT, PROMPT_CLUSTER_ID, port, "hixl")
+def mutual_prompt(chan, port, decoder_port, rounds=1, transfer_backend="hixl"):
+    datadist = _server(LLMRole.PROMPT, PROMPT_CLUSTER_ID, port, transfer_backend)
     cm = datadist.cache_manager
     tensor, tensor2 = torch.ones(BLOCKS_NUM, KV_SHAPE), torch.ones(BLOCKS_NUM, KV_SHAPE)
     cache = cm.register_blocks_cache(_desc(), [int(tensor.data_ptr()), int(tensor2.data_ptr())],
@@ -271,8 +271,8 @@ def mutual_prompt(chan, port, decoder_port, rounds=1):
     datadist.finalize()
 
 
-def mutual_decoder(chan, port, decoder_port, rounds=1):
-    datadist = _server(LLMRole.DECODER, DECODER_CLUSTER_ID, decoder_port, "hixl")
+def mutual_decoder(chan, port, decoder_port, rounds=1, transfer_backend="hixl"):
+    datadist = _server(LLMRole.DECODER, DECODER_CLUSTER_ID, decoder_port, transfer_backend)
     cm = datadist.cache_manager
     tensor, tensor2 = torch.zeros(BLOCKS_NUM, KV_SHAPE), torch.zeros(BLOCKS_NUM, KV_SHAPE)
     cache = cm.register_blocks_cache(_desc(), [int(tensor.data_ptr()), int(tensor2.data_ptr())],

@@ -51,6 +51,7 @@ def test_transfer_cache_async_sample():
     run_roles([("peers_samples:async_prompt", kw), ("peers_samples:async_decoder", kw)])
 
 
-def test_hixl_transfer_backend_sample_mutual_link_200_times():
-    kw = {"port": free_port(), "decoder_port": free_port(), "rounds": 200}
+@pytest.mark.parametrize("backend,rounds", [("hixl", 200), ("tcp", 30)])
+def test_hixl_transfer_backend_sample_mutual_link(backend, rounds):
+    kw = {"port": free_port(), "decoder_port": free_port(), "rounds": rounds, "transfer_backend": backend}
     run_roles([("peers_samples:mutual_prompt", kw), ("peers_samples:mutual_decoder", kw)], timeout=240)
