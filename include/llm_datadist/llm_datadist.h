@@ -40,6 +40,7 @@
 #define LLM_DATADIST_LLM_DATADIST_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -273,6 +274,63 @@ class LlmDataDist {
   // The port this instance listens on (useful after listening on port 0);
   // 0 for a client or before Initialize.
   uint16_t GetListenPort() const;
+  // Layer-wise asynchronous push: the KV cache of layer i travels while the
+  // model computes layer i+1. PushKvCacheLayerwise returns at once with a
+  // task; the task's own thread, for each layer of `src_cache` in order
+  // (num_tensors / tensor_num_per_layer layers), calls `layer_ready(i)`,
+  // which returns true once layer i is computed (false: it never will be),
+  // then pushes layer i to every destination whose source range holds it.
+  // Destinations are independent: one that fails gets its status and no
+  // more layers, the others go on. `layer_ready` returning false stops the
+  // task: no later layer is sent, and every destination not yet complete
+  // gets LLM_PARAM_INVALID (the vendor's Python status for it). Finalize
+  // (and the destructor) stop running tasks before the next layer and wait
+  // for them, including a layer_ready call in progress.
+  struct LayerwiseDestination {
+    CacheIndex dst_cache_index;                      // cluster, cache, batch (0 for blocks)
+    std::pair<int32_t, int32_t> src_layer_range{-1, -1};  // inclusive; {-1, -1}: every layer
+    std::pair<int32_t, int32_t> dst_layer_range{-1, -1};  // same length; {-1, -1}: as the source
+    uint32_t src_batch_index = 0;                     // contiguous caches (PushKvCache)
+    std::vector<uint64_t> src_blocks;                 // non-empty: paged caches (PushKvBlocks)
+    std::vector<uint64_t> dst_blocks;
+  };
+  using LayerReadyFn = std::function<bool(uint32_t layer_index)>;
+  class LayerwiseTask {
+   public:
+    // Waits up to `timeout_in_millis` (-1: until the end). Returns
+    // LLM_TIMEOUT while the task still runs, else LLM_SUCCESS if every
+    // destination got all its layers, else the first destination's
+    // failure. `results`, if given, gets one status per destination in
+    // order (LLM_TIMEOUT for each while the task runs).
+    Status Wait(int32_t timeout_in_millis = -1, std::vector<Status>* results = nullptr) const;
+    // Whether the task has ended (Wait then returns at once).
+    bool Done() const;
+    struct State;
+    explicit LayerwiseTask(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+   private:
+    std::shared_ptr<State> state_;
+  };
+  // Returns LLM_PARAM_INVALID (no task started) for an empty destination
+  // list, a missing layer_ready, a tensor_num_per_layer that does not
+  // divide the cache's tensors, or a layer range outside the cache;
+  // LLM_KV_CACHE_NOT_EXIST for an unknown src_cache. Errors of the pushes
+  // themselves arrive per destination (see PushKvCache, PushKvBlocks).
+  Status PushKvCacheLayerwise(const Cache& src_cache, const std::vector<LayerwiseDestination>& destinations,
+                              LayerReadyFn layer_ready, std::shared_ptr<LayerwiseTask>& task,
+                              uint8_t tensor_num_per_layer = 2U);
+
+  // AllocateCache for a layer built on this library that needs caches of
+  // its own (the Python module's key directory): the id is
+  // kLibraryCacheIdBase or above, never one of the user ids AllocateCache
+  // and RegisterKvCache hand out (1, 2, 3, ... as the original's), so a
+  // peer naming a user cache id never reaches it. DeallocateCache frees it.
+  static constexpr int64_t kLibraryCacheIdBase = int64_t{1} << 62;
+  Status AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache);
+  // RegisterKvCache with an id from the same range (the Python module's
+  // staging for swap_blocks and cache-to-blocks pulls); UnregisterKvCache
+  // forgets it.
+  Status RegisterLibraryCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
   // The data path a linked cluster uses ("tcp", "shm", ...); "" if not
   // linked. The string is static.
   const char* GetLinkTransport(uint64_t remote_cluster_id) const;

@@ -11,9 +11,15 @@ using Status = ge::Status;
 
 constexpr Status LLM_SUCCESS = 0x0U;
 constexpr Status LLM_FAILED = 0xFFFFFFFFU;
+// Every code of the original's llm_error_codes.h, with its value (0x5010B000 + n);
+// some are only returned by parts of the original we do not have (prompt
+// caching, request queues), and are here so that code naming them compiles.
 constexpr Status LLM_WAIT_PROC_TIMEOUT = 0x5010B001U;
 constexpr Status LLM_KV_CACHE_NOT_EXIST = 0x5010B002U;
+constexpr Status LLM_REPEAT_REQUEST = 0x5010B003U;
+constexpr Status LLM_REQUEST_ALREADY_COMPLETED = 0x5010B004U;
 constexpr Status LLM_PARAM_INVALID = 0x5010B005U;
+constexpr Status LLM_ENGINE_FINALIZED = 0x5010B006U;
 constexpr Status LLM_NOT_YET_LINK = 0x5010B007U;
 constexpr Status LLM_ALREADY_LINK = 0x5010B008U;
 constexpr Status LLM_LINK_FAILED = 0x5010B009U;
@@ -22,6 +28,15 @@ constexpr Status LLM_NOTIFY_PROMPT_UNLINK_FAILED = 0x5010B00BU;
 constexpr Status LLM_CLUSTER_NUM_EXCEED_LIMIT = 0x5010B00CU;
 constexpr Status LLM_PROCESSING_LINK = 0x5010B00DU;
 constexpr Status LLM_DEVICE_OUT_OF_MEMORY = 0x5010B00EU;
+constexpr Status LLM_PREFIX_ALREADY_EXIST = 0x5010B00FU;
+constexpr Status LLM_PREFIX_NOT_EXIST = 0x5010B010U;
+constexpr Status LLM_SEQ_LEN_OVER_LIMIT = 0x5010B011U;
+constexpr Status LLM_NO_FREE_BLOCK = 0x5010B012U;
+constexpr Status LLM_BLOCKS_OUT_OF_MEMORY = 0x5010B013U;
+constexpr Status LLM_CACHE_INCOMPATIBLE = 0x5010B014U;
+constexpr Status LLM_CACHE_KEY_ALREADY_EXIST = 0x5010B015U;
+constexpr Status LLM_COPY_CACHE_FAILED = 0x5010B016U;
+constexpr Status LLM_CACHE_ID_ALREADY_EXIST = 0x5010B017U;
 constexpr Status LLM_EXIST_LINK = 0x5010B018U;
 constexpr Status LLM_FEATURE_NOT_ENABLED = 0x5010B019U;
 constexpr Status LLM_TIMEOUT = 0x5010B01AU;

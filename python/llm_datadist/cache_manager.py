@@ -3,11 +3,13 @@
 Cache keys. The C++ API names a peer's cache by its id only; the vendor's
 Python API also names it by key (BlocksCacheKey(cluster_id, model_id),
 CacheKey(cluster_id, req_id, ...)). Each instance therefore publishes a small
-*key directory*: a library-allocated cache (always the instance's first
-cache, id 1) holding its key -> (cache id, batch) table. A peer resolves a
-key by pulling that table over the link with the ordinary PullKvCache (into
-its own scratch cache, id 2), so nothing beyond the public C++ API is used and
-keys registered after a link are visible too. A torn read (the owner updating
+*key directory*: a library-allocated cache holding its key -> (cache id,
+batch) table. A peer resolves a key by pulling that table over the link with
+the ordinary PullKvCache (into its own scratch cache), so keys registered
+after a link are visible too. These caches come from AllocateLibraryCache
+(ids from LlmDataDist::kLibraryCacheIdBase, in a fixed order, so a peer knows
+them): user cache ids start at 1 as the vendor's, and a peer naming a user
+cache id never reaches them. A torn read (the owner updating
 the table during the pull) fails the table's CRC and is read again.
 
 Releases. As the vendor's, a cache allocated with CacheKeys is held by its id
@@ -16,8 +18,8 @@ every key is gone too (a registered cache is the caller's memory:
 unregister_cache ends it at once, keys and all). A key goes by
 remove_cache_key on the owner, or by a successful pull_cache by that key: the
 puller then pushes a release note (the key's generation) into the owner's
-*release inbox* (cache id 3, one row per directory slot; id 4 is the puller's
-one-row staging cache). The owner acts on notes at its next cache_manager
+*release inbox* (the third library cache, one row per directory slot; the
+fourth is the puller's one-row staging cache). The owner acts on notes at its next cache_manager
 call, so a key may still resolve, and its memory stay, until then.
 """
 import logging
@@ -27,9 +29,10 @@ import time
 import zlib
 from typing import Dict, List, Optional, Tuple, Union
 
+from llm_datadist import staging, transfer_async
 from llm_datadist.data_type import DataType
 from llm_datadist.llm_types import (BlocksCacheKey, Cache, CacheDesc, CacheKey, CacheKeyByIdAndIndex, MemInfo,
-                                    Placement)
+                                    Memtype, Placement)
 from llm_datadist.status import LLMException, LLMStatusCode, handle_llm_status, raise_if_false
 
 _log = logging.getLogger("llm_datadist")
@@ -37,8 +40,9 @@ _log = logging.getLogger("llm_datadist")
 _NUM_TENSORS_PER_LAYER = 2
 _INVALID_ID = 2**64 - 1
 
-DIRECTORY_CACHE_ID = 1
-INBOX_CACHE_ID = 3
+from llm_datadist import _llm_datadist as _native_ids
+DIRECTORY_CACHE_ID = _native_ids.library_cache_id_base
+INBOX_CACHE_ID = _native_ids.library_cache_id_base + 2
 _DIR_MAGIC = 0x324B4559534C4444  # "DDLSYEK2"
 _DIR_BYTES = 256 * 1024
 _DIR_HEAD = struct.Struct("<QQII")           # magic, seq, count, crc
@@ -59,16 +63,27 @@ def _addr_of(obj):
         return obj, None, None
     if hasattr(obj, "data_ptr") and hasattr(obj, "is_contiguous"):  # torch.Tensor
         raise_if_false(obj.is_contiguous(), "a registered tensor must be contiguous")
-        if getattr(obj, "device", None) is not None and obj.device.type != "cpu":
-            raise LLMException(f"tensor on {obj.device} cannot be registered: this build has host memory only",
+        device = getattr(obj, "device", None)
+        if device is not None and device.type not in ("cpu", "cuda"):
+            raise LLMException(f"tensor on {device} cannot be registered (cpu or cuda only)",
                                status_code=LLMStatusCode.LLM_PARAM_INVALID)
+        # A CUDA tensor's pointer is GPU memory: the C++ side registers it as
+        # such (placement DEVICE) where the build has CUDA, else refuses it.
         return int(obj.data_ptr()), obj, obj.numel() * obj.element_size()
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is not None:  # CuPy, Numba and other CUDA arrays
+        raise_if_false(cai.get("strides") is None, "a registered CUDA array must be C-contiguous")
+        raise_if_false(not cai["data"][1], "a registered CUDA array must be writable")
+        import math
+        nbytes = math.prod(cai["shape"]) * int(cai["typestr"][2:])
+        return int(cai["data"][0]), obj, nbytes
     ai = getattr(obj, "__array_interface__", None)
     if ai is not None:  # numpy.ndarray and friends
         raise_if_false(obj.flags["C_CONTIGUOUS"], "a registered array must be C-contiguous")
         raise_if_false(not ai["data"][1], "a registered array must be writable")
         return int(ai["data"][0]), obj, obj.nbytes
-    raise TypeError(f"addrs must be int, torch.Tensor or numpy.ndarray, not {type(obj).__name__}")
+    raise TypeError(f"addrs must be int, torch.Tensor, numpy.ndarray or a __cuda_array_interface__ object, "
+                    f"not {type(obj).__name__}")
 
 
 def _ext(src_layer_range, dst_layer_range, tensor_num_per_layer):
@@ -120,12 +135,13 @@ class _Directory:
         ids, views = [], []
         for what, shape in (("key directory", [1, _DIR_BYTES]), ("key directory scratch", [1, _DIR_BYTES]),
                             ("release inbox", [_DIR_MAX, _NOTE.size]), ("release staging", [1, _NOTE.size])):
-            st, cache_id, addrs = engine.allocate(int(Placement.HOST), 1, DataType.DT_UINT8.value, shape)
+            st, cache_id, addrs = engine.allocate_library(int(Placement.HOST), 1, DataType.DT_UINT8.value, shape)
             handle_llm_status(st, f"[init] {what}")
             ids.append(cache_id)
             views.append(native.memory_view(addrs[0], shape[0] * shape[1]))
         raise_if_false(ids[0] == DIRECTORY_CACHE_ID and ids[2] == INBOX_CACHE_ID,
-                       f"key directory and inbox got cache ids {ids[0]} and {ids[2]}, expected 1 and 3",
+                       f"key directory and inbox got cache ids {ids[0]} and {ids[2]}, expected "
+                       f"{DIRECTORY_CACHE_ID} and {INBOX_CACHE_ID}",
                        status_code=LLMStatusCode.LLM_FAILED)
         self._mem, self._scratch, self._inbox, self._note = views
         self._scratch_id, self._note_id = ids[1], ids[3]
@@ -355,6 +371,10 @@ class CacheManager:
         ints, owners = [], []
         need = cache_desc.size
         for a in addrs:
+            on_gpu = getattr(getattr(a, "device", None), "type", None) == "cuda" or hasattr(
+                a, "__cuda_array_interface__")
+            raise_if_false(not on_gpu or cache_desc.placement == Placement.DEVICE,
+                           "GPU memory must be registered with placement DEVICE")
             addr, owner, nbytes = _addr_of(a)
             raise_if_false(addr != 0, "addr can not be zero.")
             if nbytes is not None:
@@ -465,12 +485,24 @@ class CacheManager:
                    kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
         release = self._with_key(cache_key, False, lambda cl, cid, b: self._engine.pull_cache(
             cl, cid, b, cache.cache_id, batch_index, size, ext), "[pull_cache]")
+        self._release_key(cache_key, release, "[pull_cache]")
+
+    def _release_key(self, cache_key, release, what):
         if release is not None:
             # As the vendor's: a pull by CacheKey uses the key up.
             st = self._directory.send_release(cache_key.cluster_id, *release)
             if st != LLMStatusCode.LLM_SUCCESS:
-                _log.warning("[pull_cache] pulled, but could not release key %s on cluster %d (status %s)",
-                             cache_key, cache_key.cluster_id, st)
+                _log.warning("%s pulled, but could not release key %s on cluster %d (status %s)",
+                             what, cache_key, cache_key.cluster_id, st)
+
+    def _pull_row_into_blocks(self, cluster, cache_id, batch, dst_cache, dst_blocks, ext):
+        """The vendor's cache-to-blocks pull: batch `batch` of each tensor of
+        a peer's contiguous cache, cut into blocks of dst_cache's block size,
+        lands in dst_blocks in order (the row must be exactly
+        len(dst_blocks) blocks). Staged through host memory registered
+        twice, as one row for the pull and as blocks for the local copy, so
+        that any placement of dst_cache works."""
+        return staging.RowToBlocks(self._engine, dst_cache, dst_blocks, ext).run(cluster, cache_id, batch)
 
     def pull_blocks(self, src_cache_key: Union[CacheKey, CacheKeyByIdAndIndex, BlocksCacheKey], dst_cache: Cache,
                     src_blocks: Union[Tuple[int], List[int]] = (), dst_blocks: Union[Tuple[int], List[int]] = (),
@@ -481,11 +513,18 @@ class CacheManager:
         raise_if_false(len(dst) > 0, "dst_blocks can not be empty.")
         ext = _ext(kwargs.get("src_layer_range"), kwargs.get("dst_layer_range"),
                    kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
-        if not isinstance(src_cache_key, BlocksCacheKey) and not src:
-            # The vendor's cache-to-blocks pull: the key's batch goes into
-            # dst_blocks. Ours pulls it as rows: src_blocks = the key's batch.
-            raise LLMException("pull_blocks from a contiguous cache key is not supported; use pull_cache",
-                               status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+        if isinstance(src_cache_key, BlocksCacheKey):
+            raise_if_false(len(src) > 0, "src_blocks can not be empty.")
+        elif isinstance(src_cache_key, CacheKey) and src:
+            raise LLMException("src_blocks should be empty when src_cache_key is not instance of BlocksCacheKey.",
+                               status_code=LLMStatusCode.LLM_PARAM_INVALID)
+        elif not src:
+            # The vendor's cache-to-blocks pull. (Ours also takes a
+            # CacheKeyByIdAndIndex with src_blocks: a blocks cache by id.)
+            release = self._with_key(src_cache_key, False, lambda cl, cid, b: self._pull_row_into_blocks(
+                cl, cid, b, dst_cache, dst, ext), "[pull_blocks]")
+            self._release_key(src_cache_key, release, "[pull_blocks]")
+            return
         self._with_key(src_cache_key, True, lambda cl, cid, b: self._engine.pull_blocks(
             cl, cid, dst_cache.cache_id, src, dst, ext), "[pull_blocks]")
 
@@ -543,8 +582,68 @@ class CacheManager:
         handle_llm_status(st, "[copy_blocks]", f"cache id is:{cache.cache_id}")
 
     def remap_registered_memory(self, mem_infos: Union[MemInfo, list]) -> None:
-        raise LLMException("remap_registered_memory is not supported (no device memory faults on host memory)",
-                           status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+        """The vendor's re-registers device memory with the NIC after a
+        memory fault (UCE) moved its physical pages. Every data path here
+        addresses registered memory by virtual address, so after the
+        application has restored the memory there is nothing to re-map: this
+        checks the arguments as the vendor's does, and that each range lies
+        in a registered cache."""
+        self._check()
+        raise_if_false(isinstance(mem_infos, (list, MemInfo)),
+                       f"mem_infos type only support list of MemInfo or MemInfo, but got {type(mem_infos)}.")
+        infos = mem_infos if isinstance(mem_infos, list) else [mem_infos]
+        with self._lock:
+            spans = [(a, a + c.cache_desc.size) for c in self._caches.values() if c._is_registered
+                     for a in c.tensor_addrs]
+        for i, m in enumerate(infos):
+            raise_if_false(isinstance(m, MemInfo), f"mem_infos[{i}] type only support MemInfo, but got {type(m)}.")
+            raise_if_false(m.mem_type == Memtype.MEM_TYPE_DEVICE,
+                           f"check mem_info.mem_type failed, only support Memtype.MEM_TYPE_DEVICE, index={i}.")
+            raise_if_false(m.addr != 0, f"check mem_info.addr failed, addr can not be zero, index={i}.")
+            raise_if_false(m.size > 0, f"check mem_info.size failed, size must be > 0, index={i}.")
+            raise_if_false(any(lo <= m.addr and m.addr + m.size <= hi for lo, hi in spans),
+                           f"mem_infos[{i}] (addr {m.addr:#x}, size {m.size}) is not inside a registered cache")
+
+    def swap_blocks(self, src_cache: Cache, dst_cache: Cache, src_to_dst: Dict[int, int]) -> None:
+        """Copies blocks between a host and a device cache (either may be a
+        Cache.create_cpu_cache cache), or between two host caches (ours; the
+        vendor's allows only host <-> device): block s of src_cache into
+        block src_to_dst[s] of dst_cache, for every tensor."""
+        self._check()
+        if not isinstance(src_cache, Cache) or not isinstance(dst_cache, Cache):
+            raise TypeError("src_cache and dst_cache should be Cache")
+        if not isinstance(src_to_dst, dict):
+            raise TypeError("src_to_dst should be dict")
+        raise_if_false(src_cache.is_blocks_cache, "param check failed, src cache should be blocks cache.")
+        raise_if_false(dst_cache.is_blocks_cache, "param check failed, dst cache should be blocks cache.")
+        sd, dd = src_cache.cache_desc, dst_cache.cache_desc
+        src_block, dst_block = sd.size // sd.batch_size, dd.size // dd.batch_size
+        raise_if_false(src_block == dst_block,
+                       f"src block size:{src_block} and dst block size:{dst_block} must be equal")
+        raise_if_false(sd.num_tensors == dd.num_tensors,
+                       f"src num_tensors:{sd.num_tensors} and dst num_tensors:{dd.num_tensors} must be equal")
+        raise_if_false(len(src_to_dst) > 0, "src_to_dst can not be empty.")
+        for s, d in src_to_dst.items():
+            for v, name in ((s, "src_block_index"), (d, "dst_block_index")):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise TypeError("src_to_dst should map int to int")
+            raise_if_false(0 <= s < sd.batch_size, f"src_block_index:{s} must be in [0, {sd.batch_size})")
+            raise_if_false(0 <= d < dd.batch_size, f"dst_block_index:{d} must be in [0, {dd.batch_size})")
+        raise_if_false(sd.placement == Placement.HOST or dd.placement == Placement.HOST,
+                       f"swap src placement:{sd.placement} to dst placement:{dd.placement} is not support")
+        st = staging.swap_blocks(self._engine, src_cache, dst_cache, src_to_dst)
+        handle_llm_status(st, "[swap_blocks]", "swap blocks failed")
+
+    def transfer_cache_async(self, src_cache: Cache, layer_synchronizer, transfer_configs,
+                             src_block_indices=None, dst_block_indices=None, dst_block_memory_size=None):
+        """Sends src_cache layer by layer to each destination of
+        transfer_configs, each layer as soon as layer_synchronizer releases
+        it; returns a CacheTask at once. See transfer_async.py."""
+        self._check()
+        if not isinstance(src_cache, Cache):
+            raise TypeError("src_cache should be Cache")
+        return transfer_async.start(self, src_cache, layer_synchronizer, transfer_configs, src_block_indices,
+                                    dst_block_indices, dst_block_memory_size)
 
     def set_is_call_linked(self):
         pass

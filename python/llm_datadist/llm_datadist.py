@@ -366,7 +366,9 @@ class LLMDataDist:
         self._check_is_cache_mgr_mode("unlink")
         with self._link_lock:
             comm = self._comms.pop(comm_id, None)
-        raise_if_true(comm is None, f"unknown comm_id {comm_id}")
+        # As the vendor's: a comm id never linked (or unlinked already).
+        raise_if_true(comm is None, f"[unlink] comm_id {comm_id} is not linked",
+                      status_code=LLMStatusCode.LLM_NOT_YET_LINK)
         comm.cancel.set()
         if comm.thread is not None:
             comm.thread.join(timeout=10)

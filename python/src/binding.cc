@@ -154,11 +154,26 @@ class Engine {
     std::vector<uint64_t> addrs(cache.tensor_addrs.begin(), cache.tensor_addrs.end());
     return {st, cache.cache_id, addrs};
   }
+  // The Python module's own caches (key directory, release inbox): ids from
+  // LlmDataDist::kLibraryCacheIdBase, so user cache ids start at 1.
+  std::tuple<Status, int64_t, std::vector<uint64_t>> AllocateLibrary(uint32_t placement, uint32_t num_tensors, int32_t dt,
+                                                                     const std::vector<int64_t>& shape) {
+    Cache cache;
+    Status st = Get().AllocateLibraryCache(ToDesc(placement, num_tensors, dt, shape), cache);
+    std::vector<uint64_t> addrs(cache.tensor_addrs.begin(), cache.tensor_addrs.end());
+    return {st, cache.cache_id, addrs};
+  }
   Status Deallocate(int64_t id) { return Get().DeallocateCache(id); }
   std::pair<Status, int64_t> Register(uint32_t placement, uint32_t num_tensors, int32_t dt, const std::vector<int64_t>& shape,
                                       const std::vector<uint64_t>& addrs) {
     int64_t id = -1;
     Status st = Get().RegisterKvCache(ToDesc(placement, num_tensors, dt, shape), addrs, RegisterCfg{}, id);
+    return {st, id};
+  }
+  std::pair<Status, int64_t> RegisterLibrary(uint32_t placement, uint32_t num_tensors, int32_t dt,
+                                             const std::vector<int64_t>& shape, const std::vector<uint64_t>& addrs) {
+    int64_t id = -1;
+    Status st = Get().RegisterLibraryCache(ToDesc(placement, num_tensors, dt, shape), addrs, id);
     return {st, id};
   }
   Status Unregister(int64_t id) { return Get().UnregisterKvCache(id); }
@@ -216,8 +231,10 @@ PYBIND11_MODULE(_llm_datadist, m) {
       .def("link", &Engine::Link, Release())
       .def("unlink", &Engine::Unlink, Release())
       .def("allocate", &Engine::Allocate, Release())
+      .def("allocate_library", &Engine::AllocateLibrary, Release())
       .def("deallocate", &Engine::Deallocate, Release())
       .def("register", &Engine::Register, Release())
+      .def("register_library", &Engine::RegisterLibrary, Release())
       .def("unregister", &Engine::Unregister, Release())
       .def("pull_cache", &Engine::PullCache, Release())
       .def("pull_blocks", &Engine::PullBlocks, Release())
@@ -245,7 +262,10 @@ PYBIND11_MODULE(_llm_datadist, m) {
   codes["LLM_FAILED"] = LLM_FAILED;
   codes["LLM_WAIT_PROC_TIMEOUT"] = LLM_WAIT_PROC_TIMEOUT;
   codes["LLM_KV_CACHE_NOT_EXIST"] = LLM_KV_CACHE_NOT_EXIST;
+  codes["LLM_REPEAT_REQUEST"] = LLM_REPEAT_REQUEST;
+  codes["LLM_REQUEST_ALREADY_COMPLETED"] = LLM_REQUEST_ALREADY_COMPLETED;
   codes["LLM_PARAM_INVALID"] = LLM_PARAM_INVALID;
+  codes["LLM_ENGINE_FINALIZED"] = LLM_ENGINE_FINALIZED;
   codes["LLM_NOT_YET_LINK"] = LLM_NOT_YET_LINK;
   codes["LLM_ALREADY_LINK"] = LLM_ALREADY_LINK;
   codes["LLM_LINK_FAILED"] = LLM_LINK_FAILED;
@@ -254,12 +274,22 @@ PYBIND11_MODULE(_llm_datadist, m) {
   codes["LLM_CLUSTER_NUM_EXCEED_LIMIT"] = LLM_CLUSTER_NUM_EXCEED_LIMIT;
   codes["LLM_PROCESSING_LINK"] = LLM_PROCESSING_LINK;
   codes["LLM_DEVICE_OUT_OF_MEMORY"] = LLM_DEVICE_OUT_OF_MEMORY;
+  codes["LLM_PREFIX_ALREADY_EXIST"] = LLM_PREFIX_ALREADY_EXIST;
+  codes["LLM_PREFIX_NOT_EXIST"] = LLM_PREFIX_NOT_EXIST;
+  codes["LLM_SEQ_LEN_OVER_LIMIT"] = LLM_SEQ_LEN_OVER_LIMIT;
+  codes["LLM_NO_FREE_BLOCK"] = LLM_NO_FREE_BLOCK;
+  codes["LLM_BLOCKS_OUT_OF_MEMORY"] = LLM_BLOCKS_OUT_OF_MEMORY;
+  codes["LLM_CACHE_INCOMPATIBLE"] = LLM_CACHE_INCOMPATIBLE;
+  codes["LLM_CACHE_KEY_ALREADY_EXIST"] = LLM_CACHE_KEY_ALREADY_EXIST;
+  codes["LLM_COPY_CACHE_FAILED"] = LLM_COPY_CACHE_FAILED;
+  codes["LLM_CACHE_ID_ALREADY_EXIST"] = LLM_CACHE_ID_ALREADY_EXIST;
   codes["LLM_EXIST_LINK"] = LLM_EXIST_LINK;
   codes["LLM_FEATURE_NOT_ENABLED"] = LLM_FEATURE_NOT_ENABLED;
   codes["LLM_TIMEOUT"] = LLM_TIMEOUT;
   codes["LLM_LINK_BUSY"] = LLM_LINK_BUSY;
   codes["LLM_OUT_OF_MEMORY"] = LLM_OUT_OF_MEMORY;
   m.attr("status_codes") = codes;
+  m.attr("library_cache_id_base") = LlmDataDist::kLibraryCacheIdBase;
 
   py::dict opts;
   opts["OPTION_LISTEN_IP_INFO"] = OPTION_LISTEN_IP_INFO;

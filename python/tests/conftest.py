@@ -53,9 +53,10 @@ def _child(fn_name, chan_conn, result_q, kwargs):
     marker = kwargs.pop("exit_marker", None)
     if marker:
         _check_finalized_at_exit(marker)
-    import peers
+    import importlib
+    module, _, fn = fn_name.rpartition(":")  # "module:function", or a function of peers
     try:
-        getattr(peers, fn_name)(Chan(chan_conn), **kwargs)
+        getattr(importlib.import_module(module or "peers"), fn)(Chan(chan_conn), **kwargs)
         result_q.put((fn_name, "ok", ""))
     except BaseException:  # noqa: B902 - report everything to the parent
         result_q.put((fn_name, "error", traceback.format_exc()))

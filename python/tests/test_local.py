@@ -237,3 +237,58 @@ def test_a_forked_child_gets_an_error_and_exits_without_hanging(datadist):
         "10: the parent's instance answered; 11: wrong status or reason; 12: the exit path raised")
     # The parent's instance still works.
     cm.allocate_cache(CacheDesc(1, [4, 8], DataType.DT_FLOAT, Placement.HOST))
+
+
+def test_every_vendor_status_code_with_its_value():
+    # The vendor's LLMStatusCode members (hicann/hixl status.py), 0x5010B000 + n.
+    vendor = ["WAIT_PROCESS_TIMEOUT", "KV_CACHE_NOT_EXIST", "REPEAT_REQUEST", "REQUEST_ALREADY_COMPLETED",
+              "PARAM_INVALID", "ENGINE_FINALIZED", "NOT_YET_LINK", "ALREADY_LINK", "LINK_FAILED", "UNLINK_FAILED",
+              "NOTIFY_PROMPT_UNLINK_FAILED", "CLUSTER_NUM_EXCEED_LIMIT", "PROCESSING_LINK", "DEVICE_OUT_OF_MEMORY",
+              "PREFIX_ALREADY_EXIST", "PREFIX_NOT_EXIST", "SEQ_LENOVERLIMIT", "NO_FREE_BLOCK",
+              "BLOCKS_OUT_OF_MEMORY"]
+    for n, name in enumerate(vendor, 1):
+        assert LLMStatusCode["LLM_" + name] == 0x5010B000 + n, name
+    for name, value in (("EXIST_LINK", 0x18), ("FEATURE_NOT_ENABLED", 0x19), ("TIMEOUT", 0x1A), ("LINK_BUSY", 0x1B),
+                        ("OUT_OF_MEMORY", 0x1C)):
+        assert LLMStatusCode["LLM_" + name] == 0x5010B000 + value, name
+    assert LLMStatusCode.LLM_DEVICE_MEM_ERROR == 507053 and LLMStatusCode.LLM_SUSPECT_REMOTE_ERROR == 507057
+    assert LLMStatusCode.LLM_UNKNOWN_ERROR == -1
+
+
+def test_unlink_of_a_comm_id_never_linked_is_not_yet_link(datadist):
+    cfg = LLMConfig()
+    cfg.device_id = 0
+    cfg.enable_cache_manager = True
+    dd = datadist(options=cfg.generate_options())
+    with pytest.raises(LLMException) as e:
+        dd.unlink(12345)
+    assert e.value.status_code == LLMStatusCode.LLM_NOT_YET_LINK
+
+
+def test_user_cache_ids_start_at_1_and_cpu_caches_swap(datadist):
+    from llm_datadist import Cache, MemInfo, Memtype
+    dd = datadist()
+    cm = dd.cache_manager
+    desc = CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.DEVICE)
+    dev = cm.allocate_blocks_cache(desc)
+    assert dev.cache_id == 1
+    for i, t in enumerate(dev.tensors()):
+        t.copy_(torch.arange(32, dtype=torch.float).reshape(4, 8) + 100 * i)
+    host = [torch.zeros(4, 8) for _ in range(2)]
+    cpu = Cache.create_cpu_cache(CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.HOST),
+                                 [t.data_ptr() for t in host])
+    cm.swap_blocks(dev, cpu, {3: 0, 1: 2})
+    for i, t in enumerate(dev.tensors()):
+        assert torch.equal(host[i][0], t[3]) and torch.equal(host[i][2], t[1])
+        assert not host[i][1].any() and not host[i][3].any()
+    with pytest.raises(LLMException):  # block sizes differ
+        cm.swap_blocks(dev, Cache.create_cpu_cache(CacheDesc(2, [8, 4], DataType.DT_FLOAT, Placement.HOST),
+                                                   [t.data_ptr() for t in host]), {0: 0})
+    with pytest.raises(LLMException):  # device to device: not a swap
+        cm.swap_blocks(dev, dev, {0: 1})
+    regs = [torch.zeros(4, 8) for _ in range(2)]
+    reg = cm.register_blocks_cache(desc, regs)
+    assert reg.cache_id == 2
+    cm.remap_registered_memory(MemInfo(Memtype.MEM_TYPE_DEVICE, regs[0].data_ptr() + 4, 16))
+    with pytest.raises(LLMException):
+        cm.remap_registered_memory([MemInfo(Memtype.MEM_TYPE_DEVICE, regs[0].data_ptr(), 10**6)])

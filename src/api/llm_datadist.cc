@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 
+#include "api/layerwise_task.h"
 #include "common/last_error.h"
 #include "engine/engine.h"
 
@@ -38,8 +40,39 @@ class LlmDataDist::Impl {
     return Report(api, call());
   }
 
+  ~Impl() { StopTasks(); }
+
+  // Layer-wise tasks call the public API of their instance: each is
+  // stopped and joined before the engine goes (Finalize, destructor).
+  void AddTask(std::shared_ptr<LlmDataDist::LayerwiseTask::State> task) {
+    std::lock_guard<std::mutex> lock(tasks_mu);
+    std::vector<std::shared_ptr<LlmDataDist::LayerwiseTask::State>> running;
+    for (auto& t : tasks) {
+      std::unique_lock<std::mutex> state_lock(t->mu);
+      const bool done = t->done;
+      state_lock.unlock();
+      if (done) {
+        if (t->thread.joinable()) t->thread.join();
+      } else {
+        running.push_back(std::move(t));
+      }
+    }
+    running.push_back(std::move(task));
+    tasks = std::move(running);
+  }
+  void StopTasks() {
+    std::vector<std::shared_ptr<LlmDataDist::LayerwiseTask::State>> all;
+    {
+      std::lock_guard<std::mutex> lock(tasks_mu);
+      all.swap(tasks);
+    }
+    for (auto& t : all) lldd::StopLayerwise(*t);
+  }
+
   lldd::Engine engine;
   std::atomic<pid_t> initialized_in{0};
+  std::mutex tasks_mu;
+  std::vector<std::shared_ptr<LlmDataDist::LayerwiseTask::State>> tasks;
 };
 
 LlmDataDist::LlmDataDist(uint64_t cluster_id, LlmRole role) : impl_(new Impl(cluster_id, role)) {}
@@ -58,6 +91,7 @@ Status LlmDataDist::Initialize(const std::map<AscendString, AscendString>& optio
 
 void LlmDataDist::Finalize() {
   if (impl_->ForkedAway()) return;
+  impl_->StopTasks();
   impl_->engine.Finalize();
   impl_->initialized_in = 0;
 }
@@ -79,6 +113,31 @@ Status LlmDataDist::UnlinkLlmClusters(const std::vector<ClusterInfo>& clusters, 
 
 Status LlmDataDist::AllocateCache(const CacheDesc& cache_desc, Cache& cache) {
   return impl_->Run("AllocateCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache); });
+}
+
+Status LlmDataDist::PushKvCacheLayerwise(const Cache& src_cache, const std::vector<LayerwiseDestination>& destinations,
+                                         LayerReadyFn layer_ready, std::shared_ptr<LayerwiseTask>& task,
+                                         uint8_t tensor_num_per_layer) {
+  return impl_->Run("PushKvCacheLayerwise", [&]() -> lldd::Result {
+    CacheDesc desc;
+    LDD_RETURN_IF_ERROR(impl_->engine.LocalCacheDesc(src_cache.cache_id, &desc));
+    std::shared_ptr<LayerwiseTask::State> state;
+    LDD_RETURN_IF_ERROR(lldd::StartLayerwise(this, src_cache.cache_id, desc, destinations, std::move(layer_ready),
+                                             tensor_num_per_layer, &state));
+    impl_->AddTask(state);
+    task = std::make_shared<LayerwiseTask>(std::move(state));
+    return lldd::Result::Ok();
+  });
+}
+
+Status LlmDataDist::RegisterLibraryCache(const CacheDesc& cache_desc, const std::vector<uint64_t>& addrs,
+                                         int64_t& cache_id) {
+  return impl_->Run("RegisterLibraryCache",
+                    [&] { return impl_->engine.RegisterKvCache(cache_desc, addrs, cache_id, true); });
+}
+
+Status LlmDataDist::AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache) {
+  return impl_->Run("AllocateLibraryCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache, true); });
 }
 
 Status LlmDataDist::DeallocateCache(int64_t cache_id) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "llm_datadist/llm_datadist.h"
 #include "memory/allocator.h"
 
 namespace lldd {
@@ -18,14 +19,14 @@ RemoteDesc LocalCache::ToRemoteDesc() const {
   return d;
 }
 
-int64_t CacheRegistry::Insert(std::shared_ptr<LocalCache> cache) {
+int64_t CacheRegistry::Insert(std::shared_ptr<LocalCache> cache, bool library) {
   std::lock_guard<std::mutex> lock(mu_);
-  cache->id = next_id_++;
+  cache->id = library ? llm_datadist::LlmDataDist::kLibraryCacheIdBase + next_library_id_++ : next_id_++;
   caches_[cache->id] = cache;
   return cache->id;
 }
 
-Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* out) {
+Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* out, bool library) {
   auto cache = std::make_shared<LocalCache>();
   LDD_RETURN_IF_ERROR(ComputeLayout(desc, &cache->layout));
   cache->desc = desc;
@@ -42,7 +43,7 @@ Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist
   LDD_RETURN_IF_ERROR(AddRegions(*cache, stride));
   out->cache_desc = desc;
   out->tensor_addrs = cache->addrs;
-  out->cache_id = Insert(cache);
+  out->cache_id = Insert(cache, library);
   return Result::Ok();
 }
 
@@ -62,7 +63,8 @@ Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride) {
 }
 
 Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
-                               int64_t* cache_id) {
+                               int64_t* cache_id,
+                               bool library) {
   auto cache = std::make_shared<LocalCache>();
   LDD_RETURN_IF_ERROR(ComputeLayout(desc, &cache->layout));
   if (addrs.size() != desc.num_tensors)
@@ -82,7 +84,7 @@ Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::v
                                       " but addrs[0] is ", MemoryKindName(cache->kind), "; one cache is one kind"));
   for (uint64_t a : addrs) cache->addrs.push_back(static_cast<uintptr_t>(a));
   LDD_RETURN_IF_ERROR(AddRegions(*cache, 0));
-  *cache_id = Insert(cache);
+  *cache_id = Insert(cache, library);
   return Result::Ok();
 }
 

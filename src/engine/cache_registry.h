@@ -42,8 +42,11 @@ class CacheRegistry {
   explicit CacheRegistry(RegionTable& regions) : regions_(regions) {}
   // `device_id` is OPTION_DEVICE_ID, for caches placed on the device.
   void set_device_id(int32_t device_id) { device_id_ = device_id; }
-  Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache);
-  Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id);
+  // `library`: the id comes from LlmDataDist::kLibraryCacheIdBase upwards
+  // (a cache a layer above keeps for itself), not from the user ids 1, 2, ...
+  Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache, bool library = false);
+  Result Register(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t* cache_id,
+                  bool library = false);
   // Called with a removed cache's regions (their memory kind, and whether
   // the library allocated them) once no new access can start, before
   // waiting for accesses in flight: it must make peers that reach the
@@ -66,7 +69,7 @@ class CacheRegistry {
   size_t size() const;
 
  private:
-  int64_t Insert(std::shared_ptr<LocalCache> cache);
+  int64_t Insert(std::shared_ptr<LocalCache> cache, bool library = false);
   // Adds a region per tensor; on failure removes those already added.
   Result AddRegions(LocalCache& cache, uint64_t stride);
 
@@ -75,6 +78,7 @@ class CacheRegistry {
   std::map<int64_t, std::shared_ptr<LocalCache>> caches_;
   std::vector<std::shared_ptr<LocalCache>> quarantine_;
   int64_t next_id_ = 1;
+  int64_t next_library_id_ = 0;  // added to kLibraryCacheIdBase
   int32_t device_id_ = 0;
 };
 

@@ -202,10 +202,10 @@ const char* Engine::LinkTransport(uint64_t remote_cluster_id) {
   return link->primary_path();
 }
 
-Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache) {
+Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Allocate(desc, &cache);
+  return caches_.Allocate(desc, &cache, library);
 }
 
 Result Engine::DeallocateCache(int64_t cache_id) {
@@ -217,10 +217,19 @@ Result Engine::DeallocateCache(int64_t cache_id) {
 }
 
 Result Engine::RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs,
-                               int64_t& cache_id) {
+                               int64_t& cache_id, bool library) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return caches_.Register(desc, addrs, &cache_id);
+  return caches_.Register(desc, addrs, &cache_id, library);
+}
+
+Result Engine::LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  auto cache = caches_.Find(cache_id);
+  if (!cache) return Result(llm_datadist::LLM_KV_CACHE_NOT_EXIST, Msg("no local cache ", cache_id));
+  *desc = cache->desc;
+  return Result::Ok();
 }
 
 Result Engine::UnregisterKvCache(int64_t cache_id) {

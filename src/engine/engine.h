@@ -20,6 +20,7 @@
 #define LLM_DATADIST_SRC_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,10 +56,13 @@ class Engine {
   Result Unlink(const std::vector<llm_datadist::ClusterInfo>& clusters, std::vector<Status>& rets, int32_t timeout_ms,
                 bool force);
 
-  Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache);
+  Result AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library = false);
   Result DeallocateCache(int64_t cache_id);
-  Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id);
+  Result RegisterKvCache(const llm_datadist::CacheDesc& desc, const std::vector<uint64_t>& addrs, int64_t& cache_id,
+                         bool library = false);
   Result UnregisterKvCache(int64_t cache_id);
+  // The description of a local cache (LLM_KV_CACHE_NOT_EXIST if unknown).
+  Result LocalCacheDesc(int64_t cache_id, llm_datadist::CacheDesc* desc);
 
   // A remote <-> local transfer, described the way the API calls do.
   struct TransferSpec {
@@ -100,6 +104,13 @@ class Engine {
   // engine_links.cc
   Result LinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline);
   Result UnlinkOne(const llm_datadist::ClusterInfo& cluster, Deadline deadline, bool force);
+  // Both sides linked to each other at once and the peer's link is the one
+  // kept: waits for it to be accepted here, and holds it.
+  // `being_accepted`: a HELLO of the peer is being accepted here; give up
+  // if that ends without a link.
+  Result AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool being_accepted = false);
+  void EndDial(uint64_t remote_cluster_id);
+  void EndAccept(uint64_t remote_cluster_id);
   // A new link object wired to this engine (control channel, join dialer).
   LinkPtr MakeLink(uint64_t remote_cluster_id, bool initiator, uint64_t link_id, uint64_t link_secret,
                    const std::shared_ptr<Socket>& control_socket);
@@ -165,6 +176,11 @@ class Engine {
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
 
   std::unique_ptr<Directory> directory_;  // with llm.Directory; changed only under lifecycle_mu_
+  // Mutual linking: clusters a LinkOne is dialing now (count of calls), and
+  // a signal for a LinkOne waiting for the peer's link to arrive.
+  std::map<uint64_t, int> dialing_;
+  std::map<uint64_t, int> accepting_;  // HELLOs being accepted now, by cluster
+  std::condition_variable links_cv_;
 };
 
 }  // namespace lldd

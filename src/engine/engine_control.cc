@@ -54,6 +54,13 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
   }
   metrics_.Peer(hello.cluster_id, true);
   metrics_.links_accepted.fetch_add(1, std::memory_order_relaxed);
+  {
+    // Only now may a LinkOne of ours adopt it (AdoptPeerLink): a request
+    // sent before the HELLO_ACK would reach the peer inside its handshake.
+    std::lock_guard<std::mutex> lock(links_mu_);
+    link->set_answered();
+  }
+  links_cv_.notify_all();
   LDD_LOG(Info) << "cluster " << cluster_id_ << " accepted link from cluster " << hello.cluster_id << " at " << peer
                 << " over " << link->primary_path();
   RunControl(link);
@@ -103,6 +110,9 @@ void Engine::HandleControl(const std::weak_ptr<lldd::Link>& weak, MsgType type, 
       return respond({LLM_SUCCESS, EncodeCacheInfo({id, cache->ToRemoteDesc()})});
     }
     case MsgType::kUnlink: {
+      // Both sides linked to each other and we still hold it: only the
+      // peer's hold goes (reply 1); the link ends with the second unlink.
+      if (meta.size() == 1 && meta[0] == 1 && link->held()) return respond({LLM_SUCCESS, {1}});
       LDD_LOG(Info) << "cluster " << link->remote_cluster_id() << " unlinked from cluster " << cluster_id_;
       RemoveLink(link);
       for (const auto& path : link->paths()) path.endpoint->Close();

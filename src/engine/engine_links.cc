@@ -1,6 +1,9 @@
 // The link table: linking to a server, accepting a link, unlinking, and
 // telling a stale link (its peer restarted) from a live duplicate.
+#include <algorithm>
+#include <chrono>
 #include <future>
+#include <optional>
 
 #include "common/logging.h"
 #include "common/random.h"
@@ -131,22 +134,40 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
   if (local_host.empty()) local_host = options_.local_device_ip;
   if (cluster.remote_cluster_id == cluster_id_)
     return Result::ParamInvalid(Msg("cluster id ", cluster_id_, " is this instance's own"));
+  const uint64_t remote = cluster.remote_cluster_id;
   LinkPtr existing;
+  bool accepting = false;
   {
     std::lock_guard<std::mutex> lock(links_mu_);
-    auto it = links_.find(cluster.remote_cluster_id);
+    auto it = links_.find(remote);
     if (it != links_.end() && !it->second->closed()) existing = it->second;
     if (it == links_.end() && !HasRoomLocked())
       return Result(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("already ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
+    // The check and the mark are one step, so that a link arriving from
+    // the same peer is either seen here or sees our dial (AcceptControl);
+    // one being accepted right now is waited for rather than raced.
+    if (!existing && accepting_.count(remote) != 0) accepting = true;
+    if (!existing && !accepting) ++dialing_[remote];
   }
+  if (accepting) return AdoptPeerLink(remote, deadline, true);
+  // The peer linked to us: one link serves both ways, so linking back
+  // succeeds and holds it (the vendor's samples link both ways at once).
+  if (existing && !existing->held()) return AdoptPeerLink(remote, deadline);
   // A link that still looks alive may belong to a peer that just died or
   // restarted (its connection's end not seen yet): ask it before refusing.
   if (existing) {
     if (PeerAnswers(existing, deadline.Earlier(Deadline::AfterMillis(500))))
-      return Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
+      return Result::AlreadyLink(Msg("cluster ", remote, " is already linked"));
     existing->MarkBroken("the peer stopped answering");
+    std::lock_guard<std::mutex> lock(links_mu_);
+    ++dialing_[remote];
   }
+  struct DialGuard {
+    Engine* engine;
+    uint64_t remote;
+    ~DialGuard() { engine->EndDial(remote); }
+  } dial_guard{this, remote};
 
   Socket s;
   Result r = Connect(host, port, local_host, deadline, &s);
@@ -166,6 +187,9 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
   if (ack.cluster_id != 0 && ack.cluster_id != cluster.remote_cluster_id)
     return Result::LinkFailed(Msg("the server at ", host, ":", port, " is cluster ", ack.cluster_id, ", not ",
                                   cluster.remote_cluster_id));
+  // The peer is linking to us at the same moment (or holds its link to us
+  // already), and its link is the one both keep.
+  if (r.code() == llm_datadist::LLM_ALREADY_LINK) return AdoptPeerLink(remote, deadline);
   if (!r.ok()) return r.code() == llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT ? r : Result::LinkFailed(r.message());
   EnableKeepAlive(s.fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
   std::vector<TransportSet::Choice> chosen;
@@ -193,6 +217,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
                        : Result::AlreadyLink(Msg("cluster ", cluster.remote_cluster_id, " is already linked"));
     }
     if (it != links_.end()) it->second->Close("replaced by a new link");
+    link->set_held(true);
     links_[cluster.remote_cluster_id] = link;
   }
   metrics_.Peer(cluster.remote_cluster_id, true);
@@ -203,11 +228,82 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
   return Result::Ok();
 }
 
+Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool being_accepted) {
+  std::unique_lock<std::mutex> lock(links_mu_);
+  LinkPtr link;
+  auto arrived = [&] {
+    auto it = links_.find(remote_cluster_id);
+    const bool there = it != links_.end() && !it->second->closed();
+    if (there && it->second->answered()) link = it->second;
+    // An accept we waited for that ended without a link: nothing to wait for.
+    const bool gave_up = being_accepted && !there && accepting_.count(remote_cluster_id) == 0;
+    return link != nullptr || stopping_ || gave_up;
+  };
+  while (!arrived()) {
+    if (deadline.Expired()) break;
+    links_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, deadline.RemainingMillis())));
+  }
+  if (!link)
+    return Result::LinkFailed(Msg("cluster ", remote_cluster_id, " answered that it links to us, but its link did "
+                                  "not arrive in time"));
+  link->set_held(true);
+  LDD_LOG(Info) << "cluster " << cluster_id_ << " and cluster " << remote_cluster_id
+                << " linked to each other; both use the link cluster " << std::min(cluster_id_, remote_cluster_id)
+                << " made";
+  return Result::Ok();
+}
+
+void Engine::EndAccept(uint64_t remote_cluster_id) {
+  {
+    std::lock_guard<std::mutex> lock(links_mu_);
+    auto it = accepting_.find(remote_cluster_id);
+    if (it != accepting_.end() && --it->second == 0) accepting_.erase(it);
+  }
+  links_cv_.notify_all();
+}
+
+void Engine::EndDial(uint64_t remote_cluster_id) {
+  std::lock_guard<std::mutex> lock(links_mu_);
+  auto it = dialing_.find(remote_cluster_id);
+  if (it != dialing_.end() && --it->second == 0) dialing_.erase(it);
+}
+
 Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello& hello, const std::string& peer,
                              LinkPtr* out, std::string* why, std::vector<TransportOffer>* paths) {
   if (hello.cluster_id == cluster_id_) {
     *why = Msg("cluster id ", cluster_id_, " is this instance's own");
     return llm_datadist::LLM_LINK_FAILED;
+  }
+  // While this runs, a LinkOne of ours to the same cluster waits for it
+  // instead of dialing (LinkOne, AdoptPeerLink).
+  struct AcceptGuard {
+    Engine* engine;
+    uint64_t remote;
+    AcceptGuard(Engine* e, uint64_t r) : engine(e), remote(r) {}
+    ~AcceptGuard() { engine->EndAccept(remote); }
+  };
+  std::optional<AcceptGuard> accept_guard;
+  {
+    // Both sides link to each other and ours is kept (see below): refused
+    // before any data path is made, since closing a UCX endpoint by force
+    // can take down lanes the kept link shares with it.
+    LinkPtr held;
+    {
+      std::lock_guard<std::mutex> lock(links_mu_);
+      if (dialing_.count(hello.cluster_id) != 0 && hello.cluster_id > cluster_id_) {
+        *why = Msg("cluster ", cluster_id_, " is linking to cluster ", hello.cluster_id,
+                   " at the same moment; the lower cluster id's link is kept");
+        return llm_datadist::LLM_ALREADY_LINK;
+      }
+      auto it = links_.find(hello.cluster_id);
+      if (it != links_.end() && !it->second->closed() && it->second->held()) held = it->second;
+      ++accepting_[hello.cluster_id];
+    }
+    accept_guard.emplace(this, hello.cluster_id);
+    if (held && !LinkIsStale(held, hello)) {
+      *why = Msg("cluster ", cluster_id_, " has linked to cluster ", hello.cluster_id, " already");
+      return llm_datadist::LLM_ALREADY_LINK;
+    }
   }
   std::vector<TransportSet::Choice> chosen;
   Result r = transports_.Choose(options_.backend, hello.transport, hello.offers, &chosen);
@@ -245,13 +341,25 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     std::lock_guard<std::mutex> lock(links_mu_);
     auto it = links_.find(hello.cluster_id);
     if (stopping_) return refuse(llm_datadist::LLM_LINK_FAILED, "instance is finalizing");
-    if (it != links_.end() && !it->second->closed())
+    // Both sides link to each other (the vendor's samples do): one link is
+    // kept, ours if we hold a live one, else the lower cluster id's; the
+    // refused side adopts it (AdoptPeerLink) on LLM_ALREADY_LINK.
+    const bool live = it != links_.end() && !it->second->closed();
+    if (live && it->second->held())
+      return refuse(llm_datadist::LLM_ALREADY_LINK,
+                    Msg("cluster ", cluster_id_, " has linked to cluster ", hello.cluster_id, " already"));
+    if (live)
       return refuse(llm_datadist::LLM_LINK_FAILED,
                     Msg("cluster ", hello.cluster_id, " is already linked (duplicate cluster id?)"));
+    if (dialing_.count(hello.cluster_id) != 0 && hello.cluster_id > cluster_id_)
+      return refuse(llm_datadist::LLM_ALREADY_LINK,
+                    Msg("cluster ", cluster_id_, " is linking to cluster ", hello.cluster_id,
+                        " at the same moment; the lower cluster id's link is kept"));
     if (it == links_.end() && !HasRoomLocked())
       return refuse(llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT,
                     Msg("this instance already has ", links_.size(), " links, the maximum (", kOptionMaxLinks, ")"));
     if (it != links_.end()) replaced = it->second;
+    link->set_answered(false);
     links_[hello.cluster_id] = link;
   }
   if (replaced) LDD_LOG(Info) << "cluster " << hello.cluster_id << " re-linked from " << peer << "; old link dropped";
@@ -345,11 +453,26 @@ Result Engine::UnlinkOne(const ClusterInfo& cluster, Deadline deadline, bool for
     link = it->second;
   }
   if (!force && !link->closed()) {
+    // Our hold goes first, so that two unlinks crossing each other both
+    // tear the link down (each finds the other side no longer holding).
+    const bool held = link->ReleaseHold();
     Reply reply;
-    Result r = link->control().Call(MsgType::kUnlink, {}, deadline, &reply);
-    if (!r.ok())
+    Result r = link->control().Call(MsgType::kUnlink, {static_cast<uint8_t>(held ? 1 : 0)}, deadline, &reply);
+    if (!r.ok()) {
+      bool gone = link->closed();
+      {
+        std::lock_guard<std::mutex> lock(links_mu_);
+        auto it = links_.find(cluster.remote_cluster_id);
+        gone = gone || it == links_.end() || it->second != link;
+      }
+      if (gone) return Result::Ok();  // the peer's own unlink tore it down meanwhile
+      link->set_held(held);
       return Result::UnlinkFailed(Msg("the peer did not confirm the unlink (", r.message(),
                                       "); unlink with force_flag=true to drop the local end"));
+    }
+    // The peer linked to us too and still holds the link: it stays, for
+    // the peer, until the peer unlinks it as well.
+    if (reply.meta.size() == 1 && reply.meta[0] == 1) return Result::Ok();
   }
   RemoveLink(link);
   link->Close("unlinked");

@@ -76,6 +76,15 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   // cluster id (0 otherwise): its entry's removal ends this link.
   void set_listed_instance(uint64_t id) { listed_instance_ = id; }
   uint64_t listed_instance() const { return listed_instance_; }
+  // Whether this side's application linked it (LinkLlmClusters made it, or
+  // adopted the peer's link when both linked to each other). A link both
+  // sides hold stays until both have unlinked it.
+  bool held() const { return held_.load(); }
+  void set_held(bool held) { held_.store(held); }
+  bool ReleaseHold() { return held_.exchange(false); }
+  // An accepted link is answered once its HELLO_ACK is sent.
+  bool answered() const { return answered_.load(); }
+  void set_answered(bool answered = true) { answered_.store(answered); }
 
   void set_control(std::shared_ptr<ControlChannel> control) { control_ = std::move(control); }
   ControlChannel& control() { return *control_; }
@@ -119,6 +128,8 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   Address address_;
   uint64_t remote_instance_ = 0;
   uint64_t listed_instance_ = 0;
+  std::atomic<bool> held_{false};
+  std::atomic<bool> answered_{true};
   std::shared_ptr<ControlChannel> control_;
   std::vector<LinkPath> paths_;
 
