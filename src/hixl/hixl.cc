@@ -1,0 +1,111 @@
+// hixl::Hixl: a thin shell over HixlEngine that turns Results into the
+// HIXL status codes, logging every failure with its reason.
+#include "hixl/hixl.h"
+
+#include "common/last_error.h"
+#include "common/logging.h"
+#include "hixl/hixl_engine.h"
+
+namespace hixl {
+namespace {
+
+using lldd::Result;
+
+Status ToStatus(const Result& r) {
+  switch (r.code()) {
+    case llm_datadist::LLM_SUCCESS: return SUCCESS;
+    case llm_datadist::LLM_PARAM_INVALID: return PARAM_INVALID;
+    case llm_datadist::LLM_TIMEOUT: return TIMEOUT;
+    case llm_datadist::LLM_NOT_YET_LINK: return NOT_CONNECTED;
+    case llm_datadist::LLM_ALREADY_LINK: return ALREADY_CONNECTED;
+    case llm_datadist::LLM_OUT_OF_MEMORY:
+    case llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT: return RESOURCE_EXHAUSTED;
+    case llm_datadist::LLM_FEATURE_NOT_ENABLED: return UNSUPPORTED;
+    default: return FAILED;
+  }
+}
+
+Status Report(const char* api, const Result& r) {
+  (void)lldd::ReportResult(api, r);  // the log line and the thread's last error
+  return ToStatus(r);
+}
+
+// A method this library does not implement yet: says so, every time.
+Status NotYet(const char* api) {
+  return Report(api, Result::FeatureNotEnabled(lldd::Msg("Hixl::", api, " is not implemented by this library yet")));
+}
+
+}  // namespace
+
+class Hixl::HixlImpl {
+ public:
+  lldd::hixl_impl::HixlEngine engine;
+};
+
+Hixl::Hixl() : impl_(std::make_unique<HixlImpl>()) {}
+Hixl::~Hixl() = default;
+
+Status Hixl::Initialize(const AscendString& local_engine, const std::map<AscendString, AscendString>& options) {
+  return Report("Initialize", impl_->engine.Initialize(local_engine.GetString(), options));
+}
+
+void Hixl::Finalize() { impl_->engine.Finalize(); }
+
+Status Hixl::RegisterMem(const MemDesc& mem, MemType type, MemHandle& mem_handle) {
+  int64_t id = 0;
+  Result r = impl_->engine.RegisterMem(mem.addr, mem.len, type, &id);
+  if (r.ok()) mem_handle = reinterpret_cast<MemHandle>(static_cast<uintptr_t>(id));
+  return Report("RegisterMem", r);
+}
+
+Status Hixl::DeregisterMem(MemHandle mem_handle) {
+  if (mem_handle == nullptr) return Report("DeregisterMem", Result::ParamInvalid("mem_handle is null"));
+  return Report("DeregisterMem",
+                impl_->engine.DeregisterMem(static_cast<int64_t>(reinterpret_cast<uintptr_t>(mem_handle))));
+}
+
+Status Hixl::Connect(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return Report("Connect", impl_->engine.Connect(remote_engine.GetString(), timeout_in_millis));
+}
+
+Status Hixl::Disconnect(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return Report("Disconnect", impl_->engine.Disconnect(remote_engine.GetString(), timeout_in_millis));
+}
+
+Status Hixl::ConnectAsync(const AscendString&, int32_t) { return NotYet("ConnectAsync"); }
+Status Hixl::DisconnectAsync(const AscendString&, int32_t) { return NotYet("DisconnectAsync"); }
+Status Hixl::GetAsyncConnectStatus(const AscendString&, AsyncConnectStatus&) { return NotYet("GetAsyncConnectStatus"); }
+Status Hixl::GetAsyncConnectStatus(std::map<AscendString, AsyncConnectStatus>&) {
+  return NotYet("GetAsyncConnectStatus");
+}
+
+Status Hixl::TransferSync(const AscendString& remote_engine, TransferOp operation,
+                          const std::vector<TransferOpDesc>& op_descs, int32_t timeout_in_millis) {
+  return Report("TransferSync",
+                impl_->engine.TransferSync(remote_engine.GetString(), operation, op_descs, timeout_in_millis));
+}
+
+Status Hixl::TransferAsync(const AscendString&, TransferOp, const std::vector<TransferOpDesc>&, const TransferArgs&,
+                           TransferReq&) {
+  return NotYet("TransferAsync");
+}
+Status Hixl::GetTransferStatus(const TransferReq&, TransferStatus&) { return NotYet("GetTransferStatus"); }
+Status Hixl::GetTransferStatus(const GetTransferStatusArgs&, std::vector<TransferResult>&) {
+  return NotYet("GetTransferStatus");
+}
+Status Hixl::SendNotify(const AscendString&, const NotifyDesc&, int32_t) { return NotYet("SendNotify"); }
+Status Hixl::GetNotifies(std::vector<NotifyDesc>&) { return NotYet("GetNotifies"); }
+
+Status Hixl::GetCapability(FeatureType feature_type, int32_t& value) {
+  switch (feature_type) {
+    case AUTO_CONNECT:  // OPTION_AUTO_CONNECT: transfers connect on first use
+      value = FEATURE_SUPPORTED;
+      break;
+    default:  // CLIENT_SERVER_COMM (the vendor's HixlCS API) and unknown ones
+      value = FEATURE_NOT_SUPPORTED;
+      break;
+  }
+  return SUCCESS;
+}
+
+}  // namespace hixl

@@ -1,0 +1,300 @@
+#include "hixl/hixl_engine.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/logging.h"
+#include "common/random.h"
+#include "hixl/hixl_options.h"
+
+namespace lldd::hixl_impl {
+namespace {
+
+using llm_datadist::LLM_SUCCESS;
+using ::hixl::TransferOpDesc;
+
+Result NotInitialized() { return Result::Failed("Hixl is not initialized (call Initialize first)"); }
+
+}  // namespace
+
+Result HixlEngine::CheckInitialized() const { return engine_ ? Result::Ok() : NotInitialized(); }
+
+Result HixlEngine::Initialize(const std::string& local_engine, const OptionMap& options) {
+  std::unique_lock<std::shared_mutex> lock(life_mu_);
+  if (engine_) return Result::Failed("already initialized; call Finalize before initializing again");
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(local_engine, &name));
+  HixlOptions parsed;
+  LDD_RETURN_IF_ERROR(ParseHixlOptions(options, &parsed));
+  if (name.listens()) parsed.engine[llm_datadist::OPTION_LISTEN_IP_INFO] = name.canonical.c_str();
+  // A client-only engine cannot be dialled, so its id only has to differ
+  // from every other engine's: a random one (never 0).
+  const uint64_t cluster_id = name.listens() ? ClusterIdOf(name.canonical) : (RandomU64() | 1);
+  auto engine = std::make_unique<Engine>(cluster_id, llm_datadist::LlmRole::kMix);
+  engine->SetFrontEndHandler(kFrontEndName, [this](uint64_t, const std::vector<uint8_t>& request,
+                                                   std::vector<uint8_t>* reply) { return ServeFrontEnd(request, reply); });
+  Result r = engine->Initialize(parsed.engine);
+  if (!r.ok()) return r.WithContext(Msg("engine ", name.canonical));
+  engine_ = std::move(engine);
+  self_ = name;
+  auto_connect_ = parsed.auto_connect;
+  LDD_LOG(Info) << "hixl engine " << name.canonical << (name.listens() ? " listening" : " (client only)") << ";"
+                << parsed.summary;
+  return Result::Ok();
+}
+
+void HixlEngine::Finalize() {
+  std::unique_lock<std::shared_mutex> lock(life_mu_);
+  if (!engine_) return;
+  engine_->Finalize();
+  engine_.reset();
+  {
+    std::lock_guard<std::mutex> peers_lock(peers_mu_);
+    peers_.clear();
+  }
+  std::lock_guard<std::mutex> regs_lock(regs_mu_);
+  local_.Clear();
+}
+
+Result HixlEngine::ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+  if (request.size() != 1 || request[0] != kListMemRequest) return Result::ParamInvalid("unknown hixl request");
+  std::lock_guard<std::mutex> lock(regs_mu_);
+  *reply = EncodeMemList(local_.All());
+  return Result::Ok();
+}
+
+Result HixlEngine::RegisterMem(uint64_t addr, uint64_t len, ::hixl::MemType type, int64_t* handle) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (type != ::hixl::MEM_DEVICE && type != ::hixl::MEM_HOST)
+    return Result::ParamInvalid(Msg("memory type ", static_cast<int>(type), " is neither MEM_DEVICE nor MEM_HOST"));
+  if (addr == 0) return Result::ParamInvalid("mem.addr is null");
+  if (len == 0) return Result::ParamInvalid("mem.len is 0");
+  if (len > static_cast<uint64_t>(INT64_MAX)) return Result::ParamInvalid(Msg("mem.len ", len, " is too large"));
+  // One registration at a time, so that the same range twice gives one handle.
+  std::lock_guard<std::mutex> regs_lock(regs_mu_);
+  if (const MemEntry* e = local_.FindExact(addr, len)) {
+    *handle = e->cache_id;
+    return Result::Ok();
+  }
+  llm_datadist::CacheDesc desc;
+  desc.placement = type == ::hixl::MEM_DEVICE ? llm_datadist::CachePlacement::kDevice : llm_datadist::CachePlacement::kHost;
+  desc.num_tensors = 1;
+  desc.data_type = llm_datadist::DT_UINT8;
+  desc.shape = {1, static_cast<int64_t>(len)};
+  int64_t cache_id = 0;
+  LDD_RETURN_IF_ERROR(engine_->RegisterKvCache(desc, {addr}, cache_id));
+  auto cache = engine_->FindCache(cache_id);
+  if (!cache || cache->region_ids.size() != 1) {
+    (void)engine_->UnregisterKvCache(cache_id);
+    return Result::Failed("the registration vanished while it was made");
+  }
+  MemEntry e{addr, len, cache->region_ids[0], static_cast<uint32_t>(cache->kind), cache_id};
+  Result r = local_.Add(e);
+  if (!r.ok()) {
+    (void)engine_->UnregisterKvCache(cache_id);
+    return r;
+  }
+  *handle = cache_id;
+  return Result::Ok();
+}
+
+Result HixlEngine::DeregisterMem(int64_t handle) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  {
+    std::lock_guard<std::mutex> regs_lock(regs_mu_);
+    // Not ours (or deregistered already): nothing to do, as documented.
+    if (!local_.RemoveByCache(handle)) return Result::Ok();
+  }
+  // Waits for transfers that use the memory and revokes peers' mappings.
+  return engine_->UnregisterKvCache(handle);
+}
+
+Result HixlEngine::Connect(const std::string& remote_engine, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  return ConnectLocked(remote_engine, Deadline::AfterMillis(timeout_ms));
+}
+
+Result HixlEngine::ConnectLocked(const std::string& remote_engine, Deadline deadline) {
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
+  if (!name.listens())
+    return Result::ParamInvalid(Msg("engine '", remote_engine, "' has no port: a client-only engine cannot be connected to"));
+  if (name.canonical == self_.canonical) return Result::ParamInvalid(Msg("'", remote_engine, "' is this engine itself"));
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    if (peers_.count(name.canonical)) return Result::AlreadyLink(Msg("already connected to ", name.canonical));
+  }
+  auto peer = std::make_shared<Peer>();
+  peer->name = name;
+  peer->cluster_id = ClusterIdOf(name.canonical);
+  llm_datadist::ClusterInfo cluster;
+  cluster.remote_cluster_id = peer->cluster_id;
+  llm_datadist::IpInfo ip;
+  ip.ip = name.host.c_str();
+  ip.port = name.port;
+  cluster.remote_ip_infos.push_back(ip);
+  std::vector<Status> rets;
+  const int32_t left_ms = static_cast<int32_t>(std::clamp<int64_t>(deadline.RemainingMillis(), 1, INT32_MAX));
+  Result r = engine_->Link({cluster}, rets, left_ms);
+  if (r.code() == llm_datadist::LLM_ALREADY_LINK) {
+    // The peer dialled us first (it is a server too): share its link.
+    peer->borrowed = true;
+  } else if (!r.ok()) {
+    return r.WithContext(Msg("connect to ", name.canonical));
+  }
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  if (!peers_.emplace(name.canonical, peer).second) {
+    // A concurrent Connect to the same engine won; ours is a duplicate.
+    return Result::AlreadyLink(Msg("already connected to ", name.canonical));
+  }
+  return Result::Ok();
+}
+
+Result HixlEngine::Disconnect(const std::string& remote_engine, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
+  PeerPtr peer;
+  {
+    std::lock_guard<std::mutex> peers_lock(peers_mu_);
+    auto it = peers_.find(name.canonical);
+    if (it == peers_.end()) return Result::NotYetLink(Msg("not connected to ", name.canonical));
+    peer = it->second;
+    peers_.erase(it);
+  }
+  if (peer->borrowed) return Result::Ok();
+  llm_datadist::ClusterInfo cluster;
+  cluster.remote_cluster_id = peer->cluster_id;
+  std::vector<Status> rets;
+  Result r = engine_->Unlink({cluster}, rets, timeout_ms, false);
+  if (r.ok() || r.code() == llm_datadist::LLM_NOT_YET_LINK) return Result::Ok();
+  // The peer did not confirm (gone or hung): drop our end anyway, so that
+  // a later Connect starts afresh, and say so.
+  (void)engine_->Unlink({cluster}, rets, timeout_ms, true);
+  return r.WithContext(Msg("disconnect from ", name.canonical));
+}
+
+Result HixlEngine::FindPeer(const std::string& remote_engine, Deadline deadline, PeerPtr* peer) {
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    {
+      std::lock_guard<std::mutex> lock(peers_mu_);
+      auto it = peers_.find(name.canonical);
+      if (it != peers_.end()) {
+        *peer = it->second;
+        return Result::Ok();
+      }
+    }
+    if (!auto_connect_ || attempt > 0) break;
+    Result r = ConnectLocked(remote_engine, deadline);
+    if (!r.ok() && r.code() != llm_datadist::LLM_ALREADY_LINK) return r;
+  }
+  return Result::NotYetLink(Msg("not connected to ", name.canonical, " (call Connect first)"));
+}
+
+Result HixlEngine::FetchPeerMemory(Peer& peer, Deadline deadline) {
+  std::vector<uint8_t> reply;
+  Result r = engine_->CallFrontEnd(peer.cluster_id, kFrontEndName, {kListMemRequest}, deadline, &reply);
+  if (!r.ok()) return r.WithContext(Msg("asking ", peer.name.canonical, " for its registered memory"));
+  std::vector<MemEntry> entries;
+  if (!DecodeMemList(reply, &entries).ok())
+    return Result::LinkFailed(Msg(peer.name.canonical, " described its memory malformedly"));
+  peer.memory.Clear();
+  for (const MemEntry& e : entries) LDD_RETURN_IF_ERROR(peer.memory.Add(e));
+  return Result::Ok();
+}
+
+Result HixlEngine::ResolveRemote(Peer& peer, const std::vector<TransferOpDesc>& descs, Deadline deadline,
+                                 std::vector<MemEntry>* out) {
+  std::lock_guard<std::mutex> lock(peer.mu);
+  out->assign(descs.size(), MemEntry{});
+  bool fetched = false;
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const MemEntry* e = peer.memory.Find(descs[i].remote_addr, descs[i].len);
+    if (e == nullptr && !fetched) {
+      // Unknown so far: the peer may have registered it since we asked.
+      LDD_RETURN_IF_ERROR(FetchPeerMemory(peer, deadline));
+      fetched = true;
+      i = static_cast<size_t>(-1);  // entries may have changed: start over
+      continue;
+    }
+    if (e == nullptr)
+      return Result::ParamInvalid(Msg("op_descs[", i, "]: remote range [0x", std::hex, descs[i].remote_addr, ", +0x",
+                                      descs[i].len, std::dec, ") is not inside memory ", peer.name.canonical,
+                                      " registered"));
+    (*out)[i] = *e;
+  }
+  return Result::Ok();
+}
+
+Result HixlEngine::ResolveLocal(const std::vector<TransferOpDesc>& descs, std::vector<MemEntry>* out) {
+  std::lock_guard<std::mutex> lock(regs_mu_);
+  out->assign(descs.size(), MemEntry{});
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const MemEntry* e = local_.Find(descs[i].local_addr, descs[i].len);
+    if (e == nullptr)
+      return Result::ParamInvalid(Msg("op_descs[", i, "]: local range [0x", std::hex, descs[i].local_addr, ", +0x",
+                                      descs[i].len, std::dec, ") is not inside memory registered here"));
+    (*out)[i] = *e;
+  }
+  return Result::Ok();
+}
+
+Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
+                                const std::vector<TransferOpDesc>& descs, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (op != ::hixl::READ && op != ::hixl::WRITE)
+    return Result::ParamInvalid(Msg("operation ", static_cast<int>(op), " is neither READ nor WRITE"));
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  if (descs.empty()) return Result::ParamInvalid("op_descs is empty");
+  for (size_t i = 0; i < descs.size(); ++i)
+    if (descs[i].len == 0) return Result::ParamInvalid(Msg("op_descs[", i, "].len is 0"));
+  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
+  PeerPtr peer;
+  LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &peer));
+  std::vector<MemEntry> local;
+  LDD_RETURN_IF_ERROR(ResolveLocal(descs, &local));
+  std::vector<MemEntry> remote;
+  LDD_RETURN_IF_ERROR(ResolveRemote(*peer, descs, deadline, &remote));
+
+  // One engine transfer per pair of memory kinds (each picks its path).
+  std::map<std::pair<uint32_t, uint32_t>, Engine::OpsTransfer> groups;
+  for (size_t i = 0; i < descs.size(); ++i) {
+    Engine::OpsTransfer& t = groups[{local[i].kind, remote[i].kind}];
+    t.remote_cluster_id = peer->cluster_id;
+    t.push = op == ::hixl::WRITE;
+    t.local_kind = local[i].kind;
+    t.remote_kind = remote[i].kind;
+    t.local_region_ids.push_back(local[i].region_id);
+    t.remote_region_ids.push_back(remote[i].region_id);
+    t.ops.push_back({reinterpret_cast<uint8_t*>(descs[i].local_addr), remote[i].region_id,
+                     descs[i].remote_addr - remote[i].addr, descs[i].len});
+  }
+  for (auto& [kinds, t] : groups) {
+    // Region ids once each (a lease per id).
+    std::set<uint64_t> l(t.local_region_ids.begin(), t.local_region_ids.end());
+    std::set<uint64_t> r(t.remote_region_ids.begin(), t.remote_region_ids.end());
+    t.local_region_ids.assign(l.begin(), l.end());
+    t.remote_region_ids.assign(r.begin(), r.end());
+    Result done = engine_->TransferOps(t, deadline);
+    if (done.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) {
+      // The peer deregistered that memory since we last asked.
+      std::lock_guard<std::mutex> peer_lock(peer->mu);
+      (void)FetchPeerMemory(*peer, deadline);
+      return Result::ParamInvalid(Msg("remote memory of ", peer->name.canonical, " is no longer registered: ",
+                                      done.message()));
+    }
+    if (!done.ok()) return done.WithContext(Msg(op == ::hixl::READ ? "read from " : "write to ", peer->name.canonical));
+  }
+  return Result::Ok();
+}
+
+}  // namespace lldd::hixl_impl

@@ -1,0 +1,83 @@
+// The HIXL front end on our engine: engine names become cluster ids and
+// links, registrations become one-tensor caches (so their regions live in
+// the engine's region table and every transport reaches them), and
+// addresses become (region id, offset) ops for the engine's data paths.
+//
+// A connected peer's registrations are fetched over the link's control
+// channel (front end "hixl") when an address is not yet known, so memory
+// the peer registers after Connect is reachable. The peer's region table
+// checks every range again on its side.
+//
+// Thread-safe; Initialize and Finalize exclude every other call.
+#ifndef LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
+#define LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "hixl/engine_name.h"
+#include "hixl/hixl_types.h"
+#include "hixl/mem_map.h"
+
+namespace lldd::hixl_impl {
+
+// The front-end name on the wire, and its one request.
+constexpr const char kFrontEndName[] = "hixl";
+constexpr uint8_t kListMemRequest = 1;
+
+class HixlEngine {
+ public:
+  ~HixlEngine() { Finalize(); }
+
+  Result Initialize(const std::string& local_engine, const OptionMap& options);
+  void Finalize();
+  Result RegisterMem(uint64_t addr, uint64_t len, ::hixl::MemType type, int64_t* handle);
+  Result DeregisterMem(int64_t handle);
+  Result Connect(const std::string& remote_engine, int32_t timeout_ms);
+  Result Disconnect(const std::string& remote_engine, int32_t timeout_ms);
+  Result TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
+                      const std::vector<::hixl::TransferOpDesc>& descs, int32_t timeout_ms);
+
+ private:
+  struct Peer {
+    EngineName name;
+    uint64_t cluster_id = 0;
+    // The link was made by the peer dialling us: Disconnect forgets it
+    // here without unlinking the peer's link.
+    bool borrowed = false;
+    std::mutex mu;
+    MemMap memory;  // the peer's registrations, as last fetched
+  };
+  using PeerPtr = std::shared_ptr<Peer>;
+
+  Result CheckInitialized() const;
+  Result ConnectLocked(const std::string& remote_engine, Deadline deadline);
+  Result FindPeer(const std::string& remote_engine, Deadline deadline, PeerPtr* peer);
+  Result FetchPeerMemory(Peer& peer, Deadline deadline);
+  // The registration holding each remote range, fetching the peer's list
+  // again once if one is not known.
+  Result ResolveRemote(Peer& peer, const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline,
+                       std::vector<MemEntry>* out);
+  Result ResolveLocal(const std::vector<::hixl::TransferOpDesc>& descs, std::vector<MemEntry>* out);
+  Result ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
+
+  mutable std::shared_mutex life_mu_;
+  std::unique_ptr<Engine> engine_;
+  EngineName self_;
+  bool auto_connect_ = false;
+
+  std::mutex regs_mu_;
+  MemMap local_;
+
+  std::mutex peers_mu_;
+  std::map<std::string, PeerPtr> peers_;  // by canonical name
+};
+
+}  // namespace lldd::hixl_impl
+
+#endif  // LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
