@@ -8,6 +8,11 @@
 
 #include <cstddef>
 #include <cstdint>
+// Code written against the vendor's headers gets std::cout/std::cerr from
+// them (the vendor's own examples use std::cerr without including
+// <iostream>), so ours provide them too.
+#include <iostream>
+#include <string>
 
 #include "llm_datadist/ge_types.h"
 
