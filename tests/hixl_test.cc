@@ -297,10 +297,13 @@ TEST(HixlTest, ErrorStatuses) {
     EXPECT_EQ(e.GetTransferStatus(GetTransferStatusArgs{}, results), UNSUPPORTED);
     EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{"a", "b"}), UNSUPPORTED);
     EXPECT_EQ(e.GetNotifies(notifies), UNSUPPORTED);
-    EXPECT_EQ(e.ConnectAsync("127.0.0.1:1"), UNSUPPORTED);
-    EXPECT_EQ(e.DisconnectAsync("127.0.0.1:1"), UNSUPPORTED);
-    EXPECT_EQ(e.GetAsyncConnectStatus("127.0.0.1:1", acs), UNSUPPORTED);
-    EXPECT_EQ(e.GetAsyncConnectStatus(all), UNSUPPORTED);
+    EXPECT_EQ(e.ConnectAsync("127.0.0.1:1", 0), PARAM_INVALID);
+    EXPECT_EQ(e.DisconnectAsync("127.0.0.1:1", -1), PARAM_INVALID);
+    EXPECT_EQ(e.ConnectAsync("nonsense"), PARAM_INVALID);
+    EXPECT_EQ(e.GetAsyncConnectStatus("127.0.0.1:2", acs), SUCCESS);
+    EXPECT_EQ(acs, AsyncConnectStatus::NOT_CONNECT);
+    EXPECT_EQ(e.GetAsyncConnectStatus(all), SUCCESS);
+    EXPECT_TRUE(all.empty());
     e.Finalize();
     e.Finalize();  // twice is harmless
   }
@@ -334,6 +337,57 @@ TEST(HixlTest, ConnectTwiceAndAutoConnect) {
   ASSERT_EQ(automatic.engine.TransferSync(server.name().c_str(), READ, {{automatic.at(0), remote, kLen}}, kTimeoutMs),
             SUCCESS);
   EXPECT_EQ(FirstPatternMismatch(automatic.buf.get(), kLen, 61), -1);
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+AsyncConnectStatus WaitWhileBusy(Hixl& e, const std::string& remote) {
+  AsyncConnectStatus st = AsyncConnectStatus::CONNECT_PENDING;
+  for (int i = 0; i < 3000; ++i) {
+    EXPECT_EQ(e.GetAsyncConnectStatus(remote.c_str(), st), SUCCESS);
+    if (st != AsyncConnectStatus::CONNECT_PENDING && st != AsyncConnectStatus::CONNECTING &&
+        st != AsyncConnectStatus::DISCONNECT_PENDING && st != AsyncConnectStatus::DISCONNECTING)
+      break;
+    usleep(5000);
+  }
+  return st;
+}
+
+// ConnectAsync/DisconnectAsync to a server process: the states end where
+// they should, a connection made so carries transfers, a refused one
+// reports CONNECT_FAILED, and a full queue is RESOURCE_EXHAUSTED.
+TEST(HixlTest, AsyncConnectAndDisconnect) {
+  constexpr size_t kLen = 8192;
+  HixlPeer server;
+  const uint64_t remote = server.Register(kLen, 81);
+  ASSERT_NE(remote, 0u);
+  Client client(kLen);
+  ASSERT_EQ(client.engine.ConnectAsync(server.name().c_str(), kTimeoutMs), SUCCESS);
+  EXPECT_EQ(WaitWhileBusy(client.engine, server.name()), AsyncConnectStatus::CONNECTED);
+  ASSERT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {{client.at(0), remote, kLen}}, kTimeoutMs), SUCCESS);
+  EXPECT_EQ(FirstPatternMismatch(client.buf.get(), kLen, 81), -1);
+  std::map<AscendString, AsyncConnectStatus> all;
+  ASSERT_EQ(client.engine.GetAsyncConnectStatus(all), SUCCESS);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all.begin()->second, AsyncConnectStatus::CONNECTED);
+  // Connect, disconnect, connect again, queued back to back: run in order.
+  ASSERT_EQ(client.engine.DisconnectAsync(server.name().c_str(), kTimeoutMs), SUCCESS);
+  ASSERT_EQ(client.engine.ConnectAsync(server.name().c_str(), kTimeoutMs), SUCCESS);
+  ASSERT_EQ(client.engine.DisconnectAsync(server.name().c_str(), kTimeoutMs), SUCCESS);
+  EXPECT_EQ(WaitWhileBusy(client.engine, server.name()), AsyncConnectStatus::NOT_CONNECT);
+  EXPECT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {{client.at(0), remote, kLen}}, kTimeoutMs),
+            NOT_CONNECTED);
+  // Nobody listens there.
+  ASSERT_EQ(client.engine.ConnectAsync("127.0.0.1:1", 500), SUCCESS);
+  EXPECT_EQ(WaitWhileBusy(client.engine, "127.0.0.1:1"), AsyncConnectStatus::CONNECT_FAILED);
+  // A queue of one task, one thread: the second task cannot wait.
+  Hixl small;
+  ASSERT_EQ(small.Initialize("127.0.0.1", {{OPTION_GLOBAL_RESOURCE_CONFIG,
+                                            R"({"connect_pool.thread_num": "1", "connect_pool.task_queue_capacity": "1"})"}}),
+            SUCCESS);
+  Status last = SUCCESS;
+  for (int i = 0; i < 8 && last == SUCCESS; ++i) last = small.ConnectAsync(server.name().c_str(), kTimeoutMs);
+  EXPECT_EQ(last, RESOURCE_EXHAUSTED);
+  small.Finalize();  // drops what is queued, waits for what runs
   EXPECT_EQ(server.Stop(), 0);
 }
 

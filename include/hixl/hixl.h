@@ -13,9 +13,8 @@
 // byte moves. Memory registered after Connect is reachable too.
 //
 // What this library does not implement yet answers UNSUPPORTED with a
-// message in the log (see README, "HIXL"): at present ConnectAsync,
-// DisconnectAsync, GetAsyncConnectStatus, TransferAsync, GetTransferStatus,
-// SendNotify and GetNotifies.
+// message in the log (see README, "HIXL"): at present TransferAsync,
+// GetTransferStatus, SendNotify and GetNotifies.
 //
 // Thread safety: every method may be called from several threads at once,
 // except Initialize and Finalize.
@@ -53,6 +52,11 @@ class ASCEND_FUNC_VISIBILITY Hixl {
 
   Status Connect(const AscendString& remote_engine, int32_t timeout_in_millis = 1000);
   Status Disconnect(const AscendString& remote_engine, int32_t timeout_in_millis = 1000);
+  // Queued on a pool of GlobalResourceConfig connect_pool.thread_num
+  // threads (default 2) and task_queue_capacity tasks (default 128; full:
+  // RESOURCE_EXHAUSTED); tasks for one remote run in order.
+  // GetAsyncConnectStatus gives the state of the latest task per remote
+  // (NOT_CONNECT for one never named).
   Status ConnectAsync(const AscendString& remote_engine, int32_t timeout_in_millis = 1000);
   Status DisconnectAsync(const AscendString& remote_engine, int32_t timeout_in_millis = 1000);
   Status GetAsyncConnectStatus(const AscendString& remote_engine, AsyncConnectStatus& status);

@@ -72,11 +72,26 @@ Status Hixl::Disconnect(const AscendString& remote_engine, int32_t timeout_in_mi
   return Report("Disconnect", impl_->engine.Disconnect(remote_engine.GetString(), timeout_in_millis));
 }
 
-Status Hixl::ConnectAsync(const AscendString&, int32_t) { return NotYet("ConnectAsync"); }
-Status Hixl::DisconnectAsync(const AscendString&, int32_t) { return NotYet("DisconnectAsync"); }
-Status Hixl::GetAsyncConnectStatus(const AscendString&, AsyncConnectStatus&) { return NotYet("GetAsyncConnectStatus"); }
-Status Hixl::GetAsyncConnectStatus(std::map<AscendString, AsyncConnectStatus>&) {
-  return NotYet("GetAsyncConnectStatus");
+Status Hixl::ConnectAsync(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return Report("ConnectAsync", impl_->engine.ConnectAsync(remote_engine.GetString(), timeout_in_millis));
+}
+
+Status Hixl::DisconnectAsync(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return Report("DisconnectAsync", impl_->engine.DisconnectAsync(remote_engine.GetString(), timeout_in_millis));
+}
+
+Status Hixl::GetAsyncConnectStatus(const AscendString& remote_engine, AsyncConnectStatus& status) {
+  return Report("GetAsyncConnectStatus", impl_->engine.AsyncStatus(remote_engine.GetString(), &status));
+}
+
+Status Hixl::GetAsyncConnectStatus(std::map<AscendString, AsyncConnectStatus>& statuses) {
+  std::map<std::string, AsyncConnectStatus> all;
+  Result r = impl_->engine.AsyncStatuses(&all);
+  if (r.ok()) {
+    statuses.clear();
+    for (const auto& [name, status] : all) statuses[AscendString(name.c_str())] = status;
+  }
+  return Report("GetAsyncConnectStatus", r);
 }
 
 Status Hixl::TransferSync(const AscendString& remote_engine, TransferOp operation,

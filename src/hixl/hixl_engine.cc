@@ -38,14 +38,25 @@ Result HixlEngine::Initialize(const std::string& local_engine, const OptionMap& 
   engine_ = std::move(engine);
   self_ = name;
   auto_connect_ = parsed.auto_connect;
+  connect_pool_ = std::make_unique<ConnectPool>(parsed.connect_threads, parsed.connect_queue);
   LDD_LOG(Info) << "hixl engine " << name.canonical << (name.listens() ? " listening" : " (client only)") << ";"
                 << parsed.summary;
   return Result::Ok();
 }
 
 void HixlEngine::Finalize() {
+  // Before the lock: running connection tasks take it shared.
+  {
+    std::shared_lock<std::shared_mutex> lock(life_mu_);
+    if (connect_pool_) connect_pool_->Stop([this](const std::string& key) { SetAsyncStatus(key, ::hixl::AsyncConnectStatus::NOT_CONNECT); });
+  }
   std::unique_lock<std::shared_mutex> lock(life_mu_);
   if (!engine_) return;
+  connect_pool_.reset();
+  {
+    std::lock_guard<std::mutex> async_lock(async_mu_);
+    async_.clear();
+  }
   engine_->Finalize();
   engine_.reset();
   {
@@ -178,6 +189,65 @@ Result HixlEngine::Disconnect(const std::string& remote_engine, int32_t timeout_
   // a later Connect starts afresh, and say so.
   (void)engine_->Unlink({cluster}, rets, timeout_ms, true);
   return r.WithContext(Msg("disconnect from ", name.canonical));
+}
+
+void HixlEngine::SetAsyncStatus(const std::string& canonical, ::hixl::AsyncConnectStatus status) {
+  std::lock_guard<std::mutex> lock(async_mu_);
+  async_[canonical] = status;
+}
+
+Result HixlEngine::QueueConnectTask(const std::string& remote_engine, int32_t timeout_ms, bool connect) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
+  using S = ::hixl::AsyncConnectStatus;
+  const std::string key = name.canonical;
+  std::lock_guard<std::mutex> async_lock(async_mu_);  // the queued state is set before the task can run
+  auto task = [this, key, timeout_ms, connect] {
+    SetAsyncStatus(key, connect ? S::CONNECTING : S::DISCONNECTING);
+    if (connect) {
+      Result r = Connect(key, timeout_ms);
+      SetAsyncStatus(key, r.ok() || r.code() == llm_datadist::LLM_ALREADY_LINK ? S::CONNECTED : S::CONNECT_FAILED);
+      if (!r.ok()) LDD_LOG(Warn) << "ConnectAsync to " << key << ": " << r.message();
+    } else {
+      // Whatever the peer says, our end is gone afterwards.
+      Result r = Disconnect(key, timeout_ms);
+      SetAsyncStatus(key, S::NOT_CONNECT);
+      if (!r.ok()) LDD_LOG(Warn) << "DisconnectAsync from " << key << ": " << r.message();
+    }
+  };
+  LDD_RETURN_IF_ERROR(connect_pool_->Submit(key, std::move(task)));
+  async_[key] = connect ? S::CONNECT_PENDING : S::DISCONNECT_PENDING;
+  return Result::Ok();
+}
+
+Result HixlEngine::ConnectAsync(const std::string& remote_engine, int32_t timeout_ms) {
+  return QueueConnectTask(remote_engine, timeout_ms, true);
+}
+
+Result HixlEngine::DisconnectAsync(const std::string& remote_engine, int32_t timeout_ms) {
+  return QueueConnectTask(remote_engine, timeout_ms, false);
+}
+
+Result HixlEngine::AsyncStatus(const std::string& remote_engine, ::hixl::AsyncConnectStatus* status) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  EngineName name;
+  LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
+  std::lock_guard<std::mutex> async_lock(async_mu_);
+  auto it = async_.find(name.canonical);
+  *status = it == async_.end() ? ::hixl::AsyncConnectStatus::NOT_CONNECT : it->second;
+  return Result::Ok();
+}
+
+Result HixlEngine::AsyncStatuses(std::map<std::string, ::hixl::AsyncConnectStatus>* statuses) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  std::lock_guard<std::mutex> async_lock(async_mu_);
+  *statuses = async_;
+  return Result::Ok();
 }
 
 Result HixlEngine::FindPeer(const std::string& remote_engine, Deadline deadline, PeerPtr* peer) {

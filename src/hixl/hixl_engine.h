@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "hixl/connect_pool.h"
 #include "hixl/engine_name.h"
 #include "hixl/hixl_types.h"
 #include "hixl/mem_map.h"
@@ -40,6 +41,11 @@ class HixlEngine {
   Result DeregisterMem(int64_t handle);
   Result Connect(const std::string& remote_engine, int32_t timeout_ms);
   Result Disconnect(const std::string& remote_engine, int32_t timeout_ms);
+  // Queued on the connection pool; their state is AsyncStatus().
+  Result ConnectAsync(const std::string& remote_engine, int32_t timeout_ms);
+  Result DisconnectAsync(const std::string& remote_engine, int32_t timeout_ms);
+  Result AsyncStatus(const std::string& remote_engine, ::hixl::AsyncConnectStatus* status);
+  Result AsyncStatuses(std::map<std::string, ::hixl::AsyncConnectStatus>* statuses);
   Result TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
                       const std::vector<::hixl::TransferOpDesc>& descs, int32_t timeout_ms);
 
@@ -56,6 +62,8 @@ class HixlEngine {
   using PeerPtr = std::shared_ptr<Peer>;
 
   Result CheckInitialized() const;
+  Result QueueConnectTask(const std::string& remote_engine, int32_t timeout_ms, bool connect);
+  void SetAsyncStatus(const std::string& canonical, ::hixl::AsyncConnectStatus status);
   Result ConnectLocked(const std::string& remote_engine, Deadline deadline);
   Result FindPeer(const std::string& remote_engine, Deadline deadline, PeerPtr* peer);
   Result FetchPeerMemory(Peer& peer, Deadline deadline);
@@ -73,6 +81,10 @@ class HixlEngine {
 
   std::mutex regs_mu_;
   MemMap local_;
+
+  std::unique_ptr<ConnectPool> connect_pool_;
+  std::mutex async_mu_;
+  std::map<std::string, ::hixl::AsyncConnectStatus> async_;  // latest task's state, by canonical name
 
   std::mutex peers_mu_;
   std::map<std::string, PeerPtr> peers_;  // by canonical name

@@ -112,6 +112,10 @@ Result ParseGlobalConfig(const std::string& value, HixlOptions* out) {
   if (j.contains("channel_pool.high_waterline") != j.contains("channel_pool.low_waterline") ||
       (j.contains("channel_pool.high_waterline") && !(low < high)))
     return Invalid(key, value, "channel_pool.low_waterline and high_waterline go together, low below high");
+  if (j.contains("connect_pool.thread_num") && JsonInt(j["connect_pool.thread_num"], 1, 64, &n))
+    out->connect_threads = static_cast<uint32_t>(n);
+  if (j.contains("connect_pool.task_queue_capacity") && JsonInt(j["connect_pool.task_queue_capacity"], 1, 65535, &n))
+    out->connect_queue = static_cast<uint32_t>(n);
   if (protocols.empty()) return Result::Ok();
   bool same_host = false;
   bool rdma = false;

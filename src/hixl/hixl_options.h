@@ -22,6 +22,9 @@ namespace lldd::hixl_impl {
 struct HixlOptions {
   OptionMap engine;           // for Engine::Initialize (listen address added by the caller)
   bool auto_connect = false;  // OPTION_AUTO_CONNECT=1: transfers connect on first use
+  // ConnectAsync/DisconnectAsync workers (GlobalResourceConfig connect_pool.*).
+  uint32_t connect_threads = 2;
+  uint32_t connect_queue = 128;
   std::string summary;        // what was chosen, for the log
 };
 
