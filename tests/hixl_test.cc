@@ -292,9 +292,11 @@ TEST(HixlTest, ErrorStatuses) {
     std::vector<NotifyDesc> notifies;
     AsyncConnectStatus acs{};
     std::map<AscendString, AsyncConnectStatus> all;
-    EXPECT_EQ(e.TransferAsync("127.0.0.1:1", READ, {op}, TransferArgs{}, req), UNSUPPORTED);
-    EXPECT_EQ(e.GetTransferStatus(req, ts), UNSUPPORTED);
-    EXPECT_EQ(e.GetTransferStatus(GetTransferStatusArgs{}, results), UNSUPPORTED);
+    EXPECT_EQ(e.TransferAsync("127.0.0.1:1", READ, {op}, TransferArgs{}, req), NOT_CONNECTED);
+    EXPECT_EQ(e.GetTransferStatus(req, ts), PARAM_INVALID);
+    EXPECT_EQ(e.GetTransferStatus(reinterpret_cast<TransferReq>(uintptr_t{77}), ts), PARAM_INVALID);
+    EXPECT_EQ(e.GetTransferStatus(GetTransferStatusArgs{}, results), SUCCESS);
+    EXPECT_TRUE(results.empty());
     EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{"a", "b"}), UNSUPPORTED);
     EXPECT_EQ(e.GetNotifies(notifies), UNSUPPORTED);
     EXPECT_EQ(e.ConnectAsync("127.0.0.1:1", 0), PARAM_INVALID);

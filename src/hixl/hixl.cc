@@ -100,13 +100,23 @@ Status Hixl::TransferSync(const AscendString& remote_engine, TransferOp operatio
                 impl_->engine.TransferSync(remote_engine.GetString(), operation, op_descs, timeout_in_millis));
 }
 
-Status Hixl::TransferAsync(const AscendString&, TransferOp, const std::vector<TransferOpDesc>&, const TransferArgs&,
-                           TransferReq&) {
-  return NotYet("TransferAsync");
+Status Hixl::TransferAsync(const AscendString& remote_engine, TransferOp operation,
+                           const std::vector<TransferOpDesc>& op_descs, const TransferArgs& optional_args,
+                           TransferReq& req) {
+  uint64_t id = 0;
+  Result r = impl_->engine.TransferAsync(remote_engine.GetString(), operation, op_descs, optional_args.user_data, &id);
+  if (r.ok()) req = reinterpret_cast<TransferReq>(static_cast<uintptr_t>(id));
+  return Report("TransferAsync", r);
 }
-Status Hixl::GetTransferStatus(const TransferReq&, TransferStatus&) { return NotYet("GetTransferStatus"); }
-Status Hixl::GetTransferStatus(const GetTransferStatusArgs&, std::vector<TransferResult>&) {
-  return NotYet("GetTransferStatus");
+
+Status Hixl::GetTransferStatus(const TransferReq& req, TransferStatus& status) {
+  if (req == nullptr) return Report("GetTransferStatus", Result::ParamInvalid("req is null"));
+  return Report("GetTransferStatus",
+                impl_->engine.TransferStatusOf(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(req)), &status));
+}
+
+Status Hixl::GetTransferStatus(const GetTransferStatusArgs& args, std::vector<TransferResult>& results) {
+  return Report("GetTransferStatus", impl_->engine.TransferStatuses(args, &results));
 }
 Status Hixl::SendNotify(const AscendString&, const NotifyDesc&, int32_t) { return NotYet("SendNotify"); }
 Status Hixl::GetNotifies(std::vector<NotifyDesc>&) { return NotYet("GetNotifies"); }

@@ -13,6 +13,11 @@ namespace {
 using llm_datadist::LLM_SUCCESS;
 using ::hixl::TransferOpDesc;
 
+// Workers of TransferAsync: each runs one request's transfer at a time
+// (itself striped over the link's connections by the data path).
+constexpr uint32_t kAsyncThreads = 4;
+constexpr size_t kMaxAsyncRequests = 65536;
+
 Result NotInitialized() { return Result::Failed("Hixl is not initialized (call Initialize first)"); }
 
 }  // namespace
@@ -39,6 +44,8 @@ Result HixlEngine::Initialize(const std::string& local_engine, const OptionMap& 
   self_ = name;
   auto_connect_ = parsed.auto_connect;
   connect_pool_ = std::make_unique<ConnectPool>(parsed.connect_threads, parsed.connect_queue);
+  async_transfers_ = std::make_unique<AsyncTransfers>(kAsyncThreads, kMaxAsyncRequests);
+  async_timeout_ms_ = parsed.async_timeout_ms;
   LDD_LOG(Info) << "hixl engine " << name.canonical << (name.listens() ? " listening" : " (client only)") << ";"
                 << parsed.summary;
   return Result::Ok();
@@ -48,16 +55,20 @@ void HixlEngine::Finalize() {
   // Before the lock: running connection tasks take it shared.
   {
     std::shared_lock<std::shared_mutex> lock(life_mu_);
-    if (connect_pool_) connect_pool_->Stop([this](const std::string& key) { SetAsyncStatus(key, ::hixl::AsyncConnectStatus::NOT_CONNECT); });
+    if (connect_pool_)
+      connect_pool_->Stop([this](const std::string& key) { SetAsyncStatus(key, ::hixl::AsyncConnectStatus::NOT_CONNECT); });
   }
   std::unique_lock<std::shared_mutex> lock(life_mu_);
   if (!engine_) return;
   connect_pool_.reset();
+  // Closing the links first makes running requests fail at once.
+  engine_->Finalize();
+  async_transfers_->Stop();
+  async_transfers_.reset();
   {
     std::lock_guard<std::mutex> async_lock(async_mu_);
     async_.clear();
   }
-  engine_->Finalize();
   engine_.reset();
   {
     std::lock_guard<std::mutex> peers_lock(peers_mu_);
@@ -179,6 +190,7 @@ Result HixlEngine::Disconnect(const std::string& remote_engine, int32_t timeout_
     peer = it->second;
     peers_.erase(it);
   }
+  async_transfers_->FailPeer(name.canonical);
   if (peer->borrowed) return Result::Ok();
   llm_datadist::ClusterInfo cluster;
   cluster.remote_cluster_id = peer->cluster_id;
@@ -317,30 +329,24 @@ Result HixlEngine::ResolveLocal(const std::vector<TransferOpDesc>& descs, std::v
   return Result::Ok();
 }
 
-Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
-                                const std::vector<TransferOpDesc>& descs, int32_t timeout_ms) {
-  std::shared_lock<std::shared_mutex> lock(life_mu_);
-  LDD_RETURN_IF_ERROR(CheckInitialized());
+Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
+                            const std::vector<TransferOpDesc>& descs, Deadline deadline, Plan* plan) {
   if (op != ::hixl::READ && op != ::hixl::WRITE)
     return Result::ParamInvalid(Msg("operation ", static_cast<int>(op), " is neither READ nor WRITE"));
-  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
   if (descs.empty()) return Result::ParamInvalid("op_descs is empty");
   for (size_t i = 0; i < descs.size(); ++i)
     if (descs[i].len == 0) return Result::ParamInvalid(Msg("op_descs[", i, "].len is 0"));
-  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
-  PeerPtr peer;
-  LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &peer));
+  LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &plan->peer));
   std::vector<MemEntry> local;
   LDD_RETURN_IF_ERROR(ResolveLocal(descs, &local));
   std::vector<MemEntry> remote;
-  LDD_RETURN_IF_ERROR(ResolveRemote(*peer, descs, deadline, &remote));
-
-  // One engine transfer per pair of memory kinds (each picks its path).
+  LDD_RETURN_IF_ERROR(ResolveRemote(*plan->peer, descs, deadline, &remote));
+  plan->write = op == ::hixl::WRITE;
   std::map<std::pair<uint32_t, uint32_t>, Engine::OpsTransfer> groups;
   for (size_t i = 0; i < descs.size(); ++i) {
     Engine::OpsTransfer& t = groups[{local[i].kind, remote[i].kind}];
-    t.remote_cluster_id = peer->cluster_id;
-    t.push = op == ::hixl::WRITE;
+    t.remote_cluster_id = plan->peer->cluster_id;
+    t.push = plan->write;
     t.local_kind = local[i].kind;
     t.remote_kind = remote[i].kind;
     t.local_region_ids.push_back(local[i].region_id);
@@ -354,16 +360,61 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
     std::set<uint64_t> r(t.remote_region_ids.begin(), t.remote_region_ids.end());
     t.local_region_ids.assign(l.begin(), l.end());
     t.remote_region_ids.assign(r.begin(), r.end());
+    plan->groups.push_back(std::move(t));
+  }
+  return Result::Ok();
+}
+
+Result HixlEngine::RunPlan(const Plan& plan, Deadline deadline) {
+  Peer& peer = *plan.peer;
+  for (const Engine::OpsTransfer& t : plan.groups) {
     Result done = engine_->TransferOps(t, deadline);
     if (done.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) {
       // The peer deregistered that memory since we last asked.
-      std::lock_guard<std::mutex> peer_lock(peer->mu);
-      (void)FetchPeerMemory(*peer, deadline);
-      return Result::ParamInvalid(Msg("remote memory of ", peer->name.canonical, " is no longer registered: ",
+      std::lock_guard<std::mutex> peer_lock(peer.mu);
+      (void)FetchPeerMemory(peer, deadline);
+      return Result::ParamInvalid(Msg("remote memory of ", peer.name.canonical, " is no longer registered: ",
                                       done.message()));
     }
-    if (!done.ok()) return done.WithContext(Msg(op == ::hixl::READ ? "read from " : "write to ", peer->name.canonical));
+    if (!done.ok()) return done.WithContext(Msg(plan.write ? "write to " : "read from ", peer.name.canonical));
   }
+  return Result::Ok();
+}
+
+Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
+                                const std::vector<TransferOpDesc>& descs, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
+  Plan plan;
+  LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
+  return RunPlan(plan, deadline);
+}
+
+Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
+                                 const std::vector<TransferOpDesc>& descs, const void* user_data, uint64_t* req) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  const Deadline deadline = Deadline::AfterMillis(async_timeout_ms_);
+  auto plan = std::make_shared<Plan>();
+  LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, plan.get()));
+  // Runs on the pool; Finalize stops the pool before the engine goes.
+  return async_transfers_->Submit(plan->peer->name.canonical, user_data, deadline,
+                                  [this, plan](Deadline d) { return RunPlan(*plan, d); }, req);
+}
+
+Result HixlEngine::TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  return async_transfers_->Status(req, status);
+}
+
+Result HixlEngine::TransferStatuses(const ::hixl::GetTransferStatusArgs& args,
+                                    std::vector<::hixl::TransferResult>* results) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  async_transfers_->Query(args, results);
   return Result::Ok();
 }
 

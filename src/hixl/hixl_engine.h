@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "hixl/async_transfers.h"
 #include "hixl/connect_pool.h"
 #include "hixl/engine_name.h"
 #include "hixl/hixl_types.h"
@@ -48,6 +49,12 @@ class HixlEngine {
   Result AsyncStatuses(std::map<std::string, ::hixl::AsyncConnectStatus>* statuses);
   Result TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
                       const std::vector<::hixl::TransferOpDesc>& descs, int32_t timeout_ms);
+  // Checked and resolved here (so a bad range fails at once); moved by the
+  // request pool before the llm.HixlAsyncTimeoutMs deadline.
+  Result TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
+                       const std::vector<::hixl::TransferOpDesc>& descs, const void* user_data, uint64_t* req);
+  Result TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status);
+  Result TransferStatuses(const ::hixl::GetTransferStatusArgs& args, std::vector<::hixl::TransferResult>* results);
 
  private:
   struct Peer {
@@ -72,6 +79,15 @@ class HixlEngine {
   Result ResolveRemote(Peer& peer, const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline,
                        std::vector<MemEntry>* out);
   Result ResolveLocal(const std::vector<::hixl::TransferOpDesc>& descs, std::vector<MemEntry>* out);
+  // A checked transfer: one engine transfer per pair of memory kinds.
+  struct Plan {
+    PeerPtr peer;
+    bool write = false;
+    std::vector<Engine::OpsTransfer> groups;
+  };
+  Result MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
+                  const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline, Plan* plan);
+  Result RunPlan(const Plan& plan, Deadline deadline);
   Result ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
 
   mutable std::shared_mutex life_mu_;
@@ -83,6 +99,8 @@ class HixlEngine {
   MemMap local_;
 
   std::unique_ptr<ConnectPool> connect_pool_;
+  std::unique_ptr<AsyncTransfers> async_transfers_;
+  int64_t async_timeout_ms_ = 0;
   std::mutex async_mu_;
   std::map<std::string, ::hixl::AsyncConnectStatus> async_;  // latest task's state, by canonical name
 

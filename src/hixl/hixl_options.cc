@@ -147,7 +147,10 @@ Result ParseHixlOptions(const OptionMap& options, HixlOptions* out) {
     const std::string key = k.GetString();
     const std::string value = v.GetString();
     int64_t n = 0;
-    if (key.rfind("llm.", 0) == 0) {
+    if (key == kOptionAsyncTimeout) {
+      if (!ParseInt(value, 1, INT32_MAX, &n)) return Invalid(key, value, "must be a positive number of milliseconds");
+      o.async_timeout_ms = n;
+    } else if (key.rfind("llm.", 0) == 0) {
       o.engine[k] = v;  // the engine checks its own options
     } else if (key == ::hixl::OPTION_ENABLE_USE_FABRIC_MEM) {
       LDD_RETURN_IF_ERROR(ParseFlag(key, value, &fabric));

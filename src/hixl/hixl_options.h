@@ -19,12 +19,19 @@
 
 namespace lldd::hixl_impl {
 
+// Ours: the deadline of each TransferAsync request, in milliseconds from
+// its submission (the vendor's API has none: its user disconnects a peer
+// whose requests take too long; ours also end as TIMEOUT by themselves).
+constexpr const char kOptionAsyncTimeout[] = "llm.HixlAsyncTimeoutMs";
+constexpr int64_t kDefaultAsyncTimeoutMs = 60000;
+
 struct HixlOptions {
   OptionMap engine;           // for Engine::Initialize (listen address added by the caller)
   bool auto_connect = false;  // OPTION_AUTO_CONNECT=1: transfers connect on first use
   // ConnectAsync/DisconnectAsync workers (GlobalResourceConfig connect_pool.*).
   uint32_t connect_threads = 2;
   uint32_t connect_queue = 128;
+  int64_t async_timeout_ms = kDefaultAsyncTimeoutMs;
   std::string summary;        // what was chosen, for the log
 };
 
