@@ -72,6 +72,7 @@ void HixlEngine::Finalize() {
   engine_.reset();
   {
     std::lock_guard<std::mutex> peers_lock(peers_mu_);
+    for (auto& [name, peer] : peers_) peer->gone = true;
     peers_.clear();
   }
   std::lock_guard<std::mutex> regs_lock(regs_mu_);
@@ -166,7 +167,12 @@ Result HixlEngine::ConnectLocked(const std::string& remote_engine, Deadline dead
     // The peer dialled us first (it is a server too): share its link.
     peer->borrowed = true;
   } else if (!r.ok()) {
-    return r.WithContext(Msg("connect to ", name.canonical));
+    // Two servers connecting to each other at the same moment: the peer
+    // may refuse our link because its own one to us just arrived here.
+    // If that one answers, it is our connection too.
+    if (r.code() == llm_datadist::LLM_TIMEOUT || !FetchPeerMemory(*peer, deadline).ok())
+      return r.WithContext(Msg("connect to ", name.canonical));
+    peer->borrowed = true;
   }
   std::lock_guard<std::mutex> lock(peers_mu_);
   if (!peers_.emplace(name.canonical, peer).second) {
@@ -190,6 +196,7 @@ Result HixlEngine::Disconnect(const std::string& remote_engine, int32_t timeout_
     peer = it->second;
     peers_.erase(it);
   }
+  peer->gone = true;
   async_transfers_->FailPeer(name.canonical);
   if (peer->borrowed) return Result::Ok();
   llm_datadist::ClusterInfo cluster;
@@ -281,6 +288,23 @@ Result HixlEngine::FindPeer(const std::string& remote_engine, Deadline deadline,
   return Result::NotYetLink(Msg("not connected to ", name.canonical, " (call Connect first)"));
 }
 
+Result HixlEngine::WithRelink(Peer& peer, Deadline deadline, const std::function<Result()>& step) {
+  Result r = step();
+  if (r.code() != llm_datadist::LLM_LINK_FAILED || peer.gone || deadline.Expired()) return r;
+  llm_datadist::ClusterInfo cluster;
+  cluster.remote_cluster_id = peer.cluster_id;
+  llm_datadist::IpInfo ip;
+  ip.ip = peer.name.host.c_str();
+  ip.port = peer.name.port;
+  cluster.remote_ip_infos.push_back(ip);
+  std::vector<Status> rets;
+  const int32_t left_ms = static_cast<int32_t>(std::clamp<int64_t>(deadline.RemainingMillis(), 1, INT32_MAX));
+  Result linked = engine_->Link({cluster}, rets, left_ms);
+  if (!linked.ok() && linked.code() != llm_datadist::LLM_ALREADY_LINK) return r;  // the first reason says more
+  LDD_LOG(Info) << "hixl: the link to " << peer.name.canonical << " was replaced";
+  return step();
+}
+
 Result HixlEngine::FetchPeerMemory(Peer& peer, Deadline deadline) {
   std::vector<uint8_t> reply;
   Result r = engine_->CallFrontEnd(peer.cluster_id, kFrontEndName, {kListMemRequest}, deadline, &reply);
@@ -302,7 +326,7 @@ Result HixlEngine::ResolveRemote(Peer& peer, const std::vector<TransferOpDesc>& 
     const MemEntry* e = peer.memory.Find(descs[i].remote_addr, descs[i].len);
     if (e == nullptr && !fetched) {
       // Unknown so far: the peer may have registered it since we asked.
-      LDD_RETURN_IF_ERROR(FetchPeerMemory(peer, deadline));
+      LDD_RETURN_IF_ERROR(WithRelink(peer, deadline, [&] { return FetchPeerMemory(peer, deadline); }));
       fetched = true;
       i = static_cast<size_t>(-1);  // entries may have changed: start over
       continue;
@@ -389,7 +413,7 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
   const Deadline deadline = Deadline::AfterMillis(timeout_ms);
   Plan plan;
   LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
-  return RunPlan(plan, deadline);
+  return WithRelink(*plan.peer, deadline, [&] { return RunPlan(plan, deadline); });
 }
 
 Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
@@ -401,7 +425,12 @@ Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::Trans
   LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, plan.get()));
   // Runs on the pool; Finalize stops the pool before the engine goes.
   return async_transfers_->Submit(plan->peer->name.canonical, user_data, deadline,
-                                  [this, plan](Deadline d) { return RunPlan(*plan, d); }, req);
+                                  [this, plan](Deadline d) {
+                                    Result r = WithRelink(*plan->peer, d, [&] { return RunPlan(*plan, d); });
+                                    if (!r.ok()) LDD_LOG(Warn) << "TransferAsync: " << r.message();
+                                    return r;
+                                  },
+                                  req);
 }
 
 Result HixlEngine::TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status) {

@@ -12,6 +12,8 @@
 #ifndef LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
 #define LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +65,7 @@ class HixlEngine {
     // The link was made by the peer dialling us: Disconnect forgets it
     // here without unlinking the peer's link.
     bool borrowed = false;
+    std::atomic<bool> gone{false};  // disconnected: never linked again
     std::mutex mu;
     MemMap memory;  // the peer's registrations, as last fetched
   };
@@ -88,6 +91,11 @@ class HixlEngine {
   Result MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
                   const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline, Plan* plan);
   Result RunPlan(const Plan& plan, Deadline deadline);
+  // `step`, and once more over a fresh link if the link under a connected
+  // peer failed (two engines that connect to each other at the same moment
+  // can each close the link the other kept; the connection stays, the link
+  // under it is replaced).
+  Result WithRelink(Peer& peer, Deadline deadline, const std::function<Result()>& step);
   Result ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
 
   mutable std::shared_mutex life_mu_;
