@@ -222,6 +222,44 @@ TEST_P(HixlAsyncTest, DisconnectEndsOutstandingRequests) {
   }
 }
 
+// SendNotify right after 64 asynchronous writes, without waiting for them:
+// when the peer sees the notification, every written byte is there.
+// Notifications arrive in the order sent; 4096 unconsumed per connection.
+TEST_P(HixlAsyncTest, NotifyFollowsEarlierTransfers) {
+  constexpr size_t kOps = 64;
+  constexpr size_t kOp = 64 * 1024;
+  HixlPeer server(PeerOptions());
+  const uint64_t dst = server.Register(kOps * kOp, 151);
+  ASSERT_NE(dst, 0u);
+  Client client(kOps * kOp, ClientOptions());
+  FillHixlPattern(client.buf.get(), kOps * kOp, 152);
+  ASSERT_EQ(client.engine.Connect(server.name().c_str(), kTimeoutMs), SUCCESS);
+  for (size_t i = 0; i < kOps; ++i) {
+    TransferReq req = nullptr;
+    ASSERT_EQ(client.engine.TransferAsync(server.name().c_str(), WRITE, {{client.at(i * kOp), dst + i * kOp, kOp}}, {},
+                                          req),
+              SUCCESS);
+  }
+  ASSERT_EQ(client.engine.SendNotify(server.name().c_str(), NotifyDesc{"cache_ready", "block_0"}, kTimeoutMs), SUCCESS);
+  EXPECT_EQ(server.Command("await_notifies 1 " + std::to_string(dst) + " " + std::to_string(kOps * kOp) + " 152"),
+            "ok cache_ready=block_0 data ok");
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(client.engine.SendNotify(server.name().c_str(), NotifyDesc{"n", std::to_string(i).c_str()}), SUCCESS);
+  EXPECT_EQ(server.Command("await_notifies 5 0 0 0"), "ok n=0,n=1,n=2,n=3,n=4 data ok");
+  // The receiver's limit.
+  Status st = SUCCESS;
+  int sent = 0;
+  while (st == SUCCESS && sent <= 4096) {
+    st = client.engine.SendNotify(server.name().c_str(), NotifyDesc{"x", ""});
+    sent += st == SUCCESS;
+  }
+  EXPECT_EQ(sent, 4096);
+  EXPECT_EQ(st, NOTIFY_FAILED);
+  const std::string all = server.Command("await_notifies 4096 0 0 0");
+  EXPECT_EQ(all.size(), std::string("ok ").size() + 4096 * std::string("x=,").size() - 1 + std::string(" data ok").size());
+  EXPECT_EQ(client.engine.SendNotify(server.name().c_str(), NotifyDesc{"again", "1"}), SUCCESS);  // consumed: room again
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, HixlAsyncTest, ::testing::Values("tcp", "shm"),
                          [](const auto& info) { return info.param; });
 

@@ -136,6 +136,27 @@ int ServeHixlCommands(const std::map<std::string, std::string>& options, int in,
       cmd >> addr >> len >> seed >> first;
       const int64_t bad = FirstPatternMismatch(reinterpret_cast<const uint8_t*>(addr), len, seed, first);
       answer = bad < 0 ? "ok" : "mismatch at " + std::to_string(bad);
+    } else if (verb == "await_notifies") {
+      // Waits for N notifications, then at once checks [addr, addr + len)
+      // against the pattern (what the notifications announce must have
+      // landed already); answers "ok NAME=MSG,... data ok|mismatch".
+      size_t want = 0;
+      uint64_t addr = 0;
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> want >> addr >> len >> seed;
+      std::vector<hixl::NotifyDesc> got;
+      for (int i = 0; i < 10000 && got.size() < want; ++i) {
+        std::vector<hixl::NotifyDesc> more;
+        if (engine.GetNotifies(more) != hixl::SUCCESS) break;
+        got.insert(got.end(), more.begin(), more.end());
+        if (got.size() < want) usleep(1000);
+      }
+      const bool data_ok = len == 0 || FirstPatternMismatch(reinterpret_cast<const uint8_t*>(addr), len, seed) < 0;
+      answer = "ok ";
+      for (size_t i = 0; i < got.size(); ++i)
+        answer += (i ? "," : "") + std::string(got[i].name.GetString()) + "=" + got[i].notify_msg.GetString();
+      answer += data_ok ? " data ok" : " data mismatch";
     } else if (verb == "dereg") {
       uintptr_t handle = 0;
       cmd >> handle;

@@ -297,8 +297,11 @@ TEST(HixlTest, ErrorStatuses) {
     EXPECT_EQ(e.GetTransferStatus(reinterpret_cast<TransferReq>(uintptr_t{77}), ts), PARAM_INVALID);
     EXPECT_EQ(e.GetTransferStatus(GetTransferStatusArgs{}, results), SUCCESS);
     EXPECT_TRUE(results.empty());
-    EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{"a", "b"}), UNSUPPORTED);
-    EXPECT_EQ(e.GetNotifies(notifies), UNSUPPORTED);
+    EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{"a", "b"}), NOT_CONNECTED);
+    EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{"a", "b"}, 0), PARAM_INVALID);
+    EXPECT_EQ(e.SendNotify("127.0.0.1:1", NotifyDesc{std::string(1025, 'x').c_str(), "b"}), PARAM_INVALID);
+    EXPECT_EQ(e.GetNotifies(notifies), SUCCESS);
+    EXPECT_TRUE(notifies.empty());
     EXPECT_EQ(e.ConnectAsync("127.0.0.1:1", 0), PARAM_INVALID);
     EXPECT_EQ(e.DisconnectAsync("127.0.0.1:1", -1), PARAM_INVALID);
     EXPECT_EQ(e.ConnectAsync("nonsense"), PARAM_INVALID);

@@ -12,10 +12,6 @@
 // local range inside one of ours, else the call is PARAM_INVALID and no
 // byte moves. Memory registered after Connect is reachable too.
 //
-// What this library does not implement yet answers UNSUPPORTED with a
-// message in the log (see README, "HIXL"): at present TransferAsync,
-// GetTransferStatus, SendNotify and GetNotifies.
-//
 // Thread safety: every method may be called from several threads at once,
 // except Initialize and Finalize.
 #ifndef LLM_DATADIST_INCLUDE_HIXL_HIXL_H_
@@ -67,12 +63,23 @@ class ASCEND_FUNC_VISIBILITY Hixl {
   // may hold part of the data, but no byte lands after the call returns.
   Status TransferSync(const AscendString& remote_engine, TransferOp operation,
                       const std::vector<TransferOpDesc>& op_descs, int32_t timeout_in_millis = 1000);
+  // Checked at once (out-of-region: PARAM_INVALID), then moved by a pool of
+  // worker threads before the request's deadline (our option
+  // llm.HixlAsyncTimeoutMs, default 60000 ms): TIMEOUT after it, with no
+  // byte landing later. Disconnect, Finalize or a dead peer end outstanding
+  // requests as FAILED. A finished request is reported once (either
+  // GetTransferStatus), then its handle is released.
   Status TransferAsync(const AscendString& remote_engine, TransferOp operation,
                        const std::vector<TransferOpDesc>& op_descs, const TransferArgs& optional_args,
                        TransferReq& req);
   Status GetTransferStatus(const TransferReq& req, TransferStatus& status);
   Status GetTransferStatus(const GetTransferStatusArgs& args, std::vector<TransferResult>& results);
 
+  // A small named message (name and notify_msg of at most 1024 characters)
+  // to a connected engine, delivered after every transfer to it that was
+  // started before; the receiver keeps at most 4096 unconsumed ones per
+  // connection (beyond: NOTIFY_FAILED). GetNotifies takes every received
+  // one, in arrival order.
   Status SendNotify(const AscendString& remote_engine, const NotifyDesc& notify, int32_t timeout_in_millis = 1000);
   Status GetNotifies(std::vector<NotifyDesc>& notifies);
 

@@ -28,6 +28,7 @@ Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, De
   req->id = next_id_++;
   requests_[req->id] = req;
   queue_.push_back(req);
+  unfinished_[peer].insert(req->id);
   cv_.notify_one();
   *id = req->id;
   return Result::Ok();
@@ -47,6 +48,7 @@ void AsyncTransfers::Work() {
     req->run = nullptr;  // what it captured (leases, op lists) goes now
     lock.lock();
     req->status = StatusOf(r);
+    Finished(*req);
   }
 }
 
@@ -83,11 +85,30 @@ void AsyncTransfers::FailPeer(const std::string& peer) {
     if ((*it)->peer == peer) {
       (*it)->status = TransferStatus::FAILED;
       (*it)->run = nullptr;
+      Finished(**it);
       it = queue_.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+void AsyncTransfers::Finished(const Request& req) {
+  auto it = unfinished_.find(req.peer);
+  if (it == unfinished_.end()) return;
+  it->second.erase(req.id);
+  if (it->second.empty()) unfinished_.erase(it);
+  finished_.notify_all();
+}
+
+Result AsyncTransfers::WaitPeer(const std::string& peer, Deadline deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t last = next_id_ - 1;  // requests submitted later do not count
+  const bool done = finished_.wait_until(lock, deadline.when(), [&] {
+    auto it = unfinished_.find(peer);
+    return it == unfinished_.end() || *it->second.begin() > last;
+  });
+  return done ? Result::Ok() : Result::Timeout(Msg("earlier requests to ", peer, " did not finish in time"));
 }
 
 void AsyncTransfers::Stop() {
@@ -97,6 +118,7 @@ void AsyncTransfers::Stop() {
     for (auto& req : queue_) {
       req->status = TransferStatus::FAILED;
       req->run = nullptr;
+      Finished(*req);
     }
     queue_.clear();
     cv_.notify_all();

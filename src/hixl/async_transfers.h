@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +39,9 @@ class AsyncTransfers {
   Result Status(uint64_t id, ::hixl::TransferStatus* status);
   void Query(const ::hixl::GetTransferStatusArgs& args, std::vector<::hixl::TransferResult>* results);
   void FailPeer(const std::string& peer);
+  // Waits until every request of `peer` submitted so far has finished
+  // (TIMEOUT if the deadline comes first): what SendNotify orders after.
+  Result WaitPeer(const std::string& peer, Deadline deadline);
   // Fails what is queued and waits for what runs; later Submits fail.
   void Stop();
 
@@ -52,6 +56,7 @@ class AsyncTransfers {
   };
   using RequestPtr = std::shared_ptr<Request>;
   void Work();
+  void Finished(const Request& req);  // with mu_ held
   static ::hixl::TransferStatus StatusOf(const Result& r);
 
   const size_t max_requests_;
@@ -59,6 +64,8 @@ class AsyncTransfers {
   std::condition_variable cv_;
   std::map<uint64_t, RequestPtr> requests_;  // every unreleased handle
   std::deque<RequestPtr> queue_;             // not yet started
+  std::map<std::string, std::set<uint64_t>> unfinished_;  // WAITING request ids per peer
+  std::condition_variable finished_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
   std::vector<std::thread> threads_;

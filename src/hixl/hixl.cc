@@ -30,11 +30,6 @@ Status Report(const char* api, const Result& r) {
   return ToStatus(r);
 }
 
-// A method this library does not implement yet: says so, every time.
-Status NotYet(const char* api) {
-  return Report(api, Result::FeatureNotEnabled(lldd::Msg("Hixl::", api, " is not implemented by this library yet")));
-}
-
 }  // namespace
 
 class Hixl::HixlImpl {
@@ -118,8 +113,26 @@ Status Hixl::GetTransferStatus(const TransferReq& req, TransferStatus& status) {
 Status Hixl::GetTransferStatus(const GetTransferStatusArgs& args, std::vector<TransferResult>& results) {
   return Report("GetTransferStatus", impl_->engine.TransferStatuses(args, &results));
 }
-Status Hixl::SendNotify(const AscendString&, const NotifyDesc&, int32_t) { return NotYet("SendNotify"); }
-Status Hixl::GetNotifies(std::vector<NotifyDesc>&) { return NotYet("GetNotifies"); }
+Status Hixl::SendNotify(const AscendString& remote_engine, const NotifyDesc& notify, int32_t timeout_in_millis) {
+  const Result r = impl_->engine.SendNotify(remote_engine.GetString(),
+                                            {std::string(notify.name.GetString(), notify.name.GetLength()),
+                                             std::string(notify.notify_msg.GetString(), notify.notify_msg.GetLength())}, timeout_in_millis);
+  const Status st = Report("SendNotify", r);
+  // A notification that did not arrive for another reason than the
+  // caller's arguments, the connection or the time: NOTIFY_FAILED.
+  return st == FAILED || st == RESOURCE_EXHAUSTED || st == UNSUPPORTED ? NOTIFY_FAILED : st;
+}
+
+Status Hixl::GetNotifies(std::vector<NotifyDesc>& notifies) {
+  std::vector<lldd::hixl_impl::Notification> got;
+  const Result r = impl_->engine.GetNotifies(&got);
+  if (r.ok()) {
+    notifies.clear();
+    for (const auto& n : got) notifies.push_back({AscendString(n.name.c_str(), n.name.size()),
+                                                  AscendString(n.message.c_str(), n.message.size())});
+  }
+  return Report("GetNotifies", r);
+}
 
 Status Hixl::GetCapability(FeatureType feature_type, int32_t& value) {
   switch (feature_type) {

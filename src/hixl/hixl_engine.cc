@@ -5,6 +5,7 @@
 
 #include "common/logging.h"
 #include "common/random.h"
+#include "common/wire.h"
 #include "hixl/hixl_options.h"
 
 namespace lldd::hixl_impl {
@@ -36,8 +37,8 @@ Result HixlEngine::Initialize(const std::string& local_engine, const OptionMap& 
   // from every other engine's: a random one (never 0).
   const uint64_t cluster_id = name.listens() ? ClusterIdOf(name.canonical) : (RandomU64() | 1);
   auto engine = std::make_unique<Engine>(cluster_id, llm_datadist::LlmRole::kMix);
-  engine->SetFrontEndHandler(kFrontEndName, [this](uint64_t, const std::vector<uint8_t>& request,
-                                                   std::vector<uint8_t>* reply) { return ServeFrontEnd(request, reply); });
+  engine->SetFrontEndHandler(kFrontEndName, [this](uint64_t from, const std::vector<uint8_t>& request,
+                                                   std::vector<uint8_t>* reply) { return ServeFrontEnd(from, request, reply); });
   Result r = engine->Initialize(parsed.engine);
   if (!r.ok()) return r.WithContext(Msg("engine ", name.canonical));
   engine_ = std::move(engine);
@@ -75,15 +76,72 @@ void HixlEngine::Finalize() {
     for (auto& [name, peer] : peers_) peer->gone = true;
     peers_.clear();
   }
+  {
+    std::lock_guard<std::mutex> notify_lock(notify_mu_);
+    notifies_.clear();
+    pending_notifies_.clear();
+  }
   std::lock_guard<std::mutex> regs_lock(regs_mu_);
   local_.Clear();
 }
 
-Result HixlEngine::ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply) {
+Result HixlEngine::ServeFrontEnd(uint64_t remote_cluster_id, const std::vector<uint8_t>& request,
+                                 std::vector<uint8_t>* reply) {
+  if (!request.empty() && request[0] == kNotifyRequest) return ReceiveNotify(remote_cluster_id, request);
   if (request.size() != 1 || request[0] != kListMemRequest) return Result::ParamInvalid("unknown hixl request");
   std::lock_guard<std::mutex> lock(regs_mu_);
   *reply = EncodeMemList(local_.All());
   return Result::Ok();
+}
+
+Result HixlEngine::ReceiveNotify(uint64_t remote_cluster_id, const std::vector<uint8_t>& request) {
+  WireReader r(request);
+  (void)r.U8();
+  Notification n;
+  n.name = r.Str(kMaxNotifyText);
+  n.message = r.Str(kMaxNotifyText);
+  if (!r.done()) return Result::ParamInvalid("malformed notification");
+  std::lock_guard<std::mutex> lock(notify_mu_);
+  size_t& pending = pending_notifies_[remote_cluster_id];
+  if (pending >= kMaxPendingNotifies)
+    return Result::OutOfMemory(Msg(kMaxPendingNotifies, " notifications of this connection are not consumed yet"));
+  ++pending;
+  notifies_.emplace_back(remote_cluster_id, std::move(n));
+  return Result::Ok();
+}
+
+Result HixlEngine::GetNotifies(std::vector<Notification>* out) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  std::lock_guard<std::mutex> notify_lock(notify_mu_);
+  out->clear();
+  for (auto& [from, n] : notifies_) out->push_back(std::move(n));
+  notifies_.clear();
+  pending_notifies_.clear();
+  return Result::Ok();
+}
+
+Result HixlEngine::SendNotify(const std::string& remote_engine, const Notification& notify, int32_t timeout_ms) {
+  std::shared_lock<std::shared_mutex> lock(life_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
+  if (notify.name.size() > kMaxNotifyText || notify.message.size() > kMaxNotifyText)
+    return Result::ParamInvalid(Msg("notify.name and notify.notify_msg may hold at most ", kMaxNotifyText,
+                                    " characters (", notify.name.size(), " and ", notify.message.size(), " given)"));
+  const Deadline deadline = Deadline::AfterMillis(timeout_ms);
+  PeerPtr peer;
+  LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &peer));
+  // Ordered after the transfers sent before it: synchronous ones have
+  // landed already; asynchronous ones are waited for here.
+  LDD_RETURN_IF_ERROR(async_transfers_->WaitPeer(peer->name.canonical, deadline));
+  WireWriter w;
+  w.U8(kNotifyRequest);
+  w.Str(notify.name);
+  w.Str(notify.message);
+  std::vector<uint8_t> reply;
+  return WithRelink(*peer, deadline, [&] {
+    return engine_->CallFrontEnd(peer->cluster_id, kFrontEndName, w.buffer(), deadline, &reply);
+  });
 }
 
 Result HixlEngine::RegisterMem(uint64_t addr, uint64_t len, ::hixl::MemType type, int64_t* handle) {

@@ -13,6 +13,7 @@
 #define LLM_DATADIST_SRC_HIXL_HIXL_ENGINE_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -33,6 +34,16 @@ namespace lldd::hixl_impl {
 // The front-end name on the wire, and its one request.
 constexpr const char kFrontEndName[] = "hixl";
 constexpr uint8_t kListMemRequest = 1;
+constexpr uint8_t kNotifyRequest = 2;
+// The vendor's limits: name and message of at most 1024 characters, at
+// most 4096 unconsumed notifications per connection.
+constexpr size_t kMaxNotifyText = 1024;
+constexpr size_t kMaxPendingNotifies = 4096;
+
+struct Notification {
+  std::string name;
+  std::string message;
+};
 
 class HixlEngine {
  public:
@@ -55,6 +66,10 @@ class HixlEngine {
   // request pool before the llm.HixlAsyncTimeoutMs deadline.
   Result TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
                        const std::vector<::hixl::TransferOpDesc>& descs, const void* user_data, uint64_t* req);
+  // After every transfer to the peer submitted before it has finished;
+  // the peer keeps notifications in arrival order until GetNotifies.
+  Result SendNotify(const std::string& remote_engine, const Notification& notify, int32_t timeout_ms);
+  Result GetNotifies(std::vector<Notification>* out);
   Result TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status);
   Result TransferStatuses(const ::hixl::GetTransferStatusArgs& args, std::vector<::hixl::TransferResult>* results);
 
@@ -96,7 +111,8 @@ class HixlEngine {
   // can each close the link the other kept; the connection stays, the link
   // under it is replaced).
   Result WithRelink(Peer& peer, Deadline deadline, const std::function<Result()>& step);
-  Result ServeFrontEnd(const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
+  Result ServeFrontEnd(uint64_t remote_cluster_id, const std::vector<uint8_t>& request, std::vector<uint8_t>* reply);
+  Result ReceiveNotify(uint64_t remote_cluster_id, const std::vector<uint8_t>& request);
 
   mutable std::shared_mutex life_mu_;
   std::unique_ptr<Engine> engine_;
@@ -111,6 +127,10 @@ class HixlEngine {
   int64_t async_timeout_ms_ = 0;
   std::mutex async_mu_;
   std::map<std::string, ::hixl::AsyncConnectStatus> async_;  // latest task's state, by canonical name
+
+  std::mutex notify_mu_;
+  std::deque<std::pair<uint64_t, Notification>> notifies_;  // (sender's cluster id, notification)
+  std::map<uint64_t, size_t> pending_notifies_;              // per sender
 
   std::mutex peers_mu_;
   std::map<std::string, PeerPtr> peers_;  // by canonical name
