@@ -62,19 +62,20 @@ void HixlEngine::Finalize() {
   std::unique_lock<std::shared_mutex> lock(life_mu_);
   if (!engine_) return;
   connect_pool_.reset();
+  {
+    // No request that fails from here on tries to link again.
+    std::lock_guard<std::mutex> peers_lock(peers_mu_);
+    for (auto& [name, peer] : peers_) peer->gone = true;
+    peers_.clear();
+  }
   // Closing the links first makes running requests fail at once.
   engine_->Finalize();
   async_transfers_->Stop();
   async_transfers_.reset();
+  engine_.reset();
   {
     std::lock_guard<std::mutex> async_lock(async_mu_);
     async_.clear();
-  }
-  engine_.reset();
-  {
-    std::lock_guard<std::mutex> peers_lock(peers_mu_);
-    for (auto& [name, peer] : peers_) peer->gone = true;
-    peers_.clear();
   }
   {
     std::lock_guard<std::mutex> notify_lock(notify_mu_);
