@@ -128,6 +128,21 @@ int ServeHixlCommands(const std::map<std::string, std::string>& options, int in,
                                            std::to_string(reinterpret_cast<uintptr_t>(handle))
                                      : "error register " + std::to_string(st);
       }
+    } else if (verb == "rereg") {
+      // Registers memory that was registered before (and deregistered)
+      // again, refilled with a new seed: the same range as a new region.
+      uint64_t addr = 0;
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> addr >> len >> seed;
+      FillHixlPattern(reinterpret_cast<uint8_t*>(addr), len, seed);
+      hixl::MemDesc desc{};
+      desc.addr = addr;
+      desc.len = len;
+      hixl::MemHandle handle = nullptr;
+      st = engine.RegisterMem(desc, hixl::MEM_HOST, handle);
+      answer = st == hixl::SUCCESS ? "ok " + std::to_string(reinterpret_cast<uintptr_t>(handle))
+                                   : "error register " + std::to_string(st);
     } else if (verb == "check") {
       uint64_t addr = 0;
       uint64_t len = 0;

@@ -128,6 +128,19 @@ TEST_P(HixlPathTest, RegisterAfterConnectAndDeregister) {
   std::memset(client.buf.get(), 0xEE, kLen);
   EXPECT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {op}, kTimeoutMs), PARAM_INVALID);
   EXPECT_TRUE(AllBytes(client.buf.get(), kLen, 0xEE));
+  // The same range registered again is reachable again; and when it is
+  // replaced (deregistered, registered anew) behind our back, the stale
+  // region we knew is noticed and the new one used.
+  const std::string args = std::to_string(remote) + " " + std::to_string(kLen);
+  std::string answer = server.Command("rereg " + args + " 22");
+  ASSERT_EQ(answer.rfind("ok ", 0), 0u) << answer;
+  ASSERT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {op}, kTimeoutMs), SUCCESS);
+  EXPECT_EQ(FirstPatternMismatch(client.buf.get(), kLen, 22), -1);
+  ASSERT_EQ(server.Command("dereg " + answer.substr(3)), "ok");
+  answer = server.Command("rereg " + args + " 23");
+  ASSERT_EQ(answer.rfind("ok ", 0), 0u) << answer;
+  ASSERT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {op}, kTimeoutMs), SUCCESS);
+  EXPECT_EQ(FirstPatternMismatch(client.buf.get(), kLen, 23), -1);
 }
 
 // A remote or local range not wholly inside a registration: PARAM_INVALID,

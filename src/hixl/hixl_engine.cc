@@ -456,8 +456,8 @@ Result HixlEngine::RunPlan(const Plan& plan, Deadline deadline) {
       // The peer deregistered that memory since we last asked.
       std::lock_guard<std::mutex> peer_lock(peer.mu);
       (void)FetchPeerMemory(peer, deadline);
-      return Result::ParamInvalid(Msg("remote memory of ", peer.name.canonical, " is no longer registered: ",
-                                      done.message()));
+      return Result::CacheNotExist(Msg("remote memory of ", peer.name.canonical, " is no longer registered: ",
+                                       done.message()));
     }
     if (!done.ok()) return done.WithContext(Msg(plan.write ? "write to " : "read from ", peer.name.canonical));
   }
@@ -470,9 +470,15 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
   LDD_RETURN_IF_ERROR(CheckInitialized());
   if (timeout_ms <= 0) return Result::ParamInvalid(Msg("timeout_in_millis ", timeout_ms, " must be > 0"));
   const Deadline deadline = Deadline::AfterMillis(timeout_ms);
-  Plan plan;
-  LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
-  return WithRelink(*plan.peer, deadline, [&] { return RunPlan(plan, deadline); });
+  for (int attempt = 0;; ++attempt) {
+    Plan plan;
+    LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
+    Result r = WithRelink(*plan.peer, deadline, [&] { return RunPlan(plan, deadline); });
+    // The peer replaced a registration since we last asked (its list is
+    // fetched again by now): plan once more against the new one.
+    if (r.code() != llm_datadist::LLM_KV_CACHE_NOT_EXIST) return r;
+    if (attempt > 0) return Result::ParamInvalid(r.message());
+  }
 }
 
 Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
@@ -486,6 +492,7 @@ Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::Trans
   return async_transfers_->Submit(plan->peer->name.canonical, user_data, deadline,
                                   [this, plan](Deadline d) {
                                     Result r = WithRelink(*plan->peer, d, [&] { return RunPlan(*plan, d); });
+                                    if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) r = Result::ParamInvalid(r.message());
                                     if (!r.ok()) LDD_LOG(Warn) << "TransferAsync: " << r.message();
                                     return r;
                                   },
