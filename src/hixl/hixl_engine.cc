@@ -159,6 +159,8 @@ Result HixlEngine::RegisterMem(uint64_t addr, uint64_t len, ::hixl::MemType type
     *handle = e->cache_id;
     return Result::Ok();
   }
+  if (local_.size() >= kMaxMemEntries)
+    return Result::OutOfMemory(Msg("already ", local_.size(), " registrations, the most one engine may hold"));
   llm_datadist::CacheDesc desc;
   desc.placement = type == ::hixl::MEM_DEVICE ? llm_datadist::CachePlacement::kDevice : llm_datadist::CachePlacement::kHost;
   desc.num_tensors = 1;

@@ -43,9 +43,10 @@ class MemMap {
   std::multimap<uint64_t, MemEntry> by_addr_;
 };
 
-// The most registrations one peer may describe (the vendor advises at
-// most 4096; room above that, a bound against a hostile count).
-constexpr uint32_t kMaxMemEntries = 1U << 16;
+// The most registrations one engine may hold and describe to a peer (the
+// vendor advises at most 4096): their list, 28 bytes each, must fit a
+// control message (1 MiB, control/control_channel.cc).
+constexpr uint32_t kMaxMemEntries = 1U << 15;
 
 std::vector<uint8_t> EncodeMemList(const std::vector<MemEntry>& entries);
 // Checks the count, the exact size and every range (no wrap, no zero
