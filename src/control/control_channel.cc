@@ -17,6 +17,7 @@ bool IsResponse(MsgType t) {
     case MsgType::kCacheInfo:
     case MsgType::kUnlinkAck:
     case MsgType::kTransportReply:
+    case MsgType::kFrontEndReply:
       return true;
     default:
       return false;
@@ -52,7 +53,8 @@ std::string ControlChannel::Run() {
       }
       continue;
     }
-    if (h.type != MsgType::kCacheQuery && h.type != MsgType::kUnlink && h.type != MsgType::kTransportCall) {
+    if (h.type != MsgType::kCacheQuery && h.type != MsgType::kUnlink && h.type != MsgType::kTransportCall &&
+        h.type != MsgType::kFrontEndCall) {
       why = Msg("unexpected frame type ", static_cast<int>(h.type), " on control connection");
       break;
     }

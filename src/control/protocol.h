@@ -48,7 +48,11 @@ enum class MsgType : uint16_t {
   // Link token authentication (control/link_auth.h).
   kAuthChallenge = 13,
   kAuthProof = 14,
-  kLast = 14,
+  // A front end's own request to its peer front end (FrontEndCall below),
+  // e.g. the HIXL API asking which memory its peer registered.
+  kFrontEndCall = 15,
+  kFrontEndReply = 16,
+  kLast = 16,
 };
 
 struct FrameHeader {
@@ -109,6 +113,10 @@ struct TransportCall {
   std::string transport;
   std::vector<uint8_t> body;
 };
+
+// FRONT_END_CALL metadata: which front end, and its own bytes. Encoded as
+// a TransportCall (the same two fields).
+using FrontEndCall = TransportCall;
 
 struct RemoteDesc {
   uint32_t placement = 0;

@@ -202,6 +202,8 @@ const char* Engine::LinkTransport(uint64_t remote_cluster_id) {
   return link->primary_path();
 }
 
+std::shared_ptr<const LocalCache> Engine::FindCache(int64_t cache_id) const { return caches_.Find(cache_id); }
+
 Result Engine::AllocateCache(const llm_datadist::CacheDesc& desc, llm_datadist::Cache& cache, bool library) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());

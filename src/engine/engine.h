@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,6 +87,30 @@ class Engine {
   const char* LinkTransport(uint64_t remote_cluster_id);
   // Counters since construction, and the links held now.
   llm_datadist::LlmDataDist::Stats GetStats();
+
+  // --- For front ends other than LlmDataDist (the HIXL API, src/hixl/),
+  // which share this engine's links, transports and region table.
+  // A named request handler that linked peers reach with CallFrontEnd. It
+  // runs on the link's control reader, so it must be quick.
+  using FrontEndHandler = std::function<Result(uint64_t remote_cluster_id, const std::vector<uint8_t>& request,
+                                               std::vector<uint8_t>* reply)>;
+  void SetFrontEndHandler(const std::string& name, FrontEndHandler handler);
+  Result CallFrontEnd(uint64_t remote_cluster_id, const std::string& name, const std::vector<uint8_t>& request,
+                      Deadline deadline, std::vector<uint8_t>* reply);
+  // A registered or allocated cache (its tensors' regions and memory kind).
+  std::shared_ptr<const LocalCache> FindCache(int64_t cache_id) const;
+  // Moves planned byte ranges between local memory (leased through
+  // `local_region_ids`) and a linked peer's regions, one-sidedly.
+  struct OpsTransfer {
+    uint64_t remote_cluster_id = 0;
+    bool push = false;  // local -> remote
+    uint32_t local_kind = 0;
+    uint32_t remote_kind = 0;
+    std::vector<uint64_t> local_region_ids;
+    std::vector<uint64_t> remote_region_ids;
+    std::vector<IoOp> ops;
+  };
+  Result TransferOps(const OpsTransfer& transfer, Deadline deadline);
 
  private:
   using LinkPtr = std::shared_ptr<lldd::Link>;
@@ -181,6 +206,8 @@ class Engine {
   std::map<uint64_t, int> dialing_;
   std::map<uint64_t, int> accepting_;  // HELLOs being accepted now, by cluster
   std::condition_variable links_cv_;
+  mutable std::mutex front_ends_mu_;
+  std::map<std::string, FrontEndHandler> front_ends_;
 };
 
 }  // namespace lldd

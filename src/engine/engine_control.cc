@@ -141,9 +141,43 @@ void Engine::HandleControl(const std::weak_ptr<lldd::Link>& weak, MsgType type, 
       });
       return;
     }
+    case MsgType::kFrontEndCall: {
+      FrontEndCall call;
+      if (!DecodeTransportCall(meta, &call).ok())
+        return respond({llm_datadist::LLM_PARAM_INVALID, EncodeText("malformed front-end request")});
+      FrontEndHandler handler;
+      {
+        std::lock_guard<std::mutex> lock(front_ends_mu_);
+        auto it = front_ends_.find(call.transport);
+        if (it != front_ends_.end()) handler = it->second;
+      }
+      if (!handler)
+        return respond({llm_datadist::LLM_FEATURE_NOT_ENABLED, EncodeText(Msg("no front end '", call.transport, "' here"))});
+      std::vector<uint8_t> reply;
+      Result r = handler(link->remote_cluster_id(), call.body, &reply);
+      return respond(r.ok() ? Reply{LLM_SUCCESS, std::move(reply)} : Reply{r.code(), EncodeText(r.message())});
+    }
     default:
       return respond({llm_datadist::LLM_PARAM_INVALID, EncodeText("unsupported control request")});
   }
+}
+
+void Engine::SetFrontEndHandler(const std::string& name, FrontEndHandler handler) {
+  std::lock_guard<std::mutex> lock(front_ends_mu_);
+  front_ends_[name] = std::move(handler);
+}
+
+Result Engine::CallFrontEnd(uint64_t remote_cluster_id, const std::string& name, const std::vector<uint8_t>& request,
+                            Deadline deadline, std::vector<uint8_t>* reply) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  LinkPtr link;
+  LDD_RETURN_IF_ERROR(FindLink(remote_cluster_id, &link));
+  Reply answer;
+  LDD_RETURN_IF_ERROR(link->control().Call(MsgType::kFrontEndCall, EncodeTransportCall({name, request}), deadline, &answer));
+  if (answer.status != LLM_SUCCESS) return Result(answer.status, DecodeText(answer.meta));
+  *reply = std::move(answer.meta);
+  return Result::Ok();
 }
 
 }  // namespace lldd

@@ -114,6 +114,25 @@ Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uin
   return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
 }
 
+Result Engine::TransferOps(const OpsTransfer& t, Deadline deadline) {
+  std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
+  LDD_RETURN_IF_ERROR(CheckInitialized());
+  LinkPtr link;
+  LDD_RETURN_IF_ERROR(FindLink(t.remote_cluster_id, &link));
+  std::string why;
+  Endpoint* path = link->PathFor(t.local_kind, t.remote_kind, &why);
+  if (path == nullptr) return Result::FeatureNotEnabled(why);
+  LDD_RETURN_IF_ERROR(path->Prepare(t.remote_region_ids, deadline));
+  auto local_lease = std::make_shared<RegionLease>();  // a stuck GPU copy may keep it
+  LDD_RETURN_IF_ERROR(regions_.Acquire(t.local_region_ids, local_lease.get()));
+  Result r = t.push ? path->WriteHolding(t.ops, deadline, local_lease) : path->ReadHolding(t.ops, deadline, local_lease);
+  if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
+    Result usable = link->CheckUsable();
+    if (!usable.ok()) return usable;
+  }
+  return r;
+}
+
 Result Engine::CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges) {
   RegionLease src_lease;
   RegionLease dst_lease;

@@ -1,0 +1,298 @@
+#include "tests/hixl_peer.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include "hixl/hixl.h"
+
+namespace lldd_test {
+namespace {
+
+constexpr int kWaitLimitMs = 60000;
+
+bool ReadLine(int fd, std::string* line, int limit_ms) {
+  line->clear();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit_ms);
+  for (;;) {
+    if (limit_ms >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      pollfd p{fd, POLLIN, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+    }
+    char c;
+    const ssize_t n = ::read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    if (c == '\n') return true;
+    line->push_back(c);
+  }
+}
+
+bool WriteLine(int fd, const std::string& text) {
+  const std::string line = text + "\n";
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A port nobody listens on right now (the engine binds it a moment later;
+// the caller retries if someone else took it meanwhile).
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+struct Buffer {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+
+}  // namespace
+
+void FillHixlPattern(uint8_t* p, uint64_t len, uint64_t seed, uint64_t first_offset) {
+  for (uint64_t i = 0; i < len; ++i) p[i] = HixlPatternByte(seed, first_offset + i);
+}
+
+// The peer process checks memory that its engine's threads wrote for the
+// test process, ordered by what the test process told it over the pipe
+// after its transfer returned: an ordering ThreadSanitizer cannot see, so
+// this read is left out of its instrumentation (as in test_peer.cc).
+__attribute__((no_sanitize("thread"))) int64_t FirstPatternMismatch(const uint8_t* p, uint64_t len, uint64_t seed,
+                                                                    uint64_t first_offset) {
+  const volatile uint8_t* v = p;
+  for (uint64_t i = 0; i < len; ++i)
+    if (v[i] != HixlPatternByte(seed, first_offset + i)) return static_cast<int64_t>(i);
+  return -1;
+}
+
+int ServeHixlCommands(const std::map<std::string, std::string>& options, int in, int out) {
+  hixl::Hixl engine;
+  std::map<hixl::AscendString, hixl::AscendString> opts;
+  for (const auto& [k, v] : options) opts[k.c_str()] = v.c_str();
+  std::string name;
+  hixl::Status st = hixl::FAILED;
+  for (int attempt = 0; attempt < 20 && st != hixl::SUCCESS; ++attempt) {
+    name = "127.0.0.1:" + std::to_string(FreePort());
+    st = engine.Initialize(name.c_str(), opts);
+    if (st == hixl::PARAM_INVALID) break;
+  }
+  if (!WriteLine(out, st == hixl::SUCCESS ? "name " + name : "error initialize " + std::to_string(st))) return 1;
+  if (st != hixl::SUCCESS) return 1;
+  std::vector<std::unique_ptr<uint8_t, Buffer>> buffers;
+  std::string line;
+  while (ReadLine(in, &line, -1)) {
+    std::istringstream cmd(line);
+    std::string verb;
+    cmd >> verb;
+    std::string answer;
+    if (verb == "reg") {
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> len >> seed;
+      void* p = nullptr;
+      if (len == 0 || posix_memalign(&p, 4096, len) != 0) {
+        answer = "error alloc";
+      } else {
+        buffers.emplace_back(static_cast<uint8_t*>(p));
+        FillHixlPattern(static_cast<uint8_t*>(p), len, seed);
+        hixl::MemDesc desc{};
+        desc.addr = reinterpret_cast<uintptr_t>(p);
+        desc.len = len;
+        hixl::MemHandle handle = nullptr;
+        st = engine.RegisterMem(desc, hixl::MEM_HOST, handle);
+        answer = st == hixl::SUCCESS ? "ok " + std::to_string(desc.addr) + " " +
+                                           std::to_string(reinterpret_cast<uintptr_t>(handle))
+                                     : "error register " + std::to_string(st);
+      }
+    } else if (verb == "rereg") {
+      // Registers memory that was registered before (and deregistered)
+      // again, refilled with a new seed: the same range as a new region.
+      uint64_t addr = 0;
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> addr >> len >> seed;
+      FillHixlPattern(reinterpret_cast<uint8_t*>(addr), len, seed);
+      hixl::MemDesc desc{};
+      desc.addr = addr;
+      desc.len = len;
+      hixl::MemHandle handle = nullptr;
+      st = engine.RegisterMem(desc, hixl::MEM_HOST, handle);
+      answer = st == hixl::SUCCESS ? "ok " + std::to_string(reinterpret_cast<uintptr_t>(handle))
+                                   : "error register " + std::to_string(st);
+    } else if (verb == "check") {
+      uint64_t addr = 0;
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      uint64_t first = 0;
+      cmd >> addr >> len >> seed >> first;
+      const int64_t bad = FirstPatternMismatch(reinterpret_cast<const uint8_t*>(addr), len, seed, first);
+      answer = bad < 0 ? "ok" : "mismatch at " + std::to_string(bad);
+    } else if (verb == "await_notifies") {
+      // Waits for N notifications, then at once checks [addr, addr + len)
+      // against the pattern (what the notifications announce must have
+      // landed already); answers "ok NAME=MSG,... data ok|mismatch".
+      size_t want = 0;
+      uint64_t addr = 0;
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> want >> addr >> len >> seed;
+      std::vector<hixl::NotifyDesc> got;
+      for (int i = 0; i < 10000 && got.size() < want; ++i) {
+        std::vector<hixl::NotifyDesc> more;
+        if (engine.GetNotifies(more) != hixl::SUCCESS) break;
+        got.insert(got.end(), more.begin(), more.end());
+        if (got.size() < want) usleep(1000);
+      }
+      const bool data_ok = len == 0 || FirstPatternMismatch(reinterpret_cast<const uint8_t*>(addr), len, seed) < 0;
+      answer = "ok ";
+      for (size_t i = 0; i < got.size(); ++i)
+        answer += (i ? "," : "") + std::string(got[i].name.GetString()) + "=" + got[i].notify_msg.GetString();
+      answer += data_ok ? " data ok" : " data mismatch";
+    } else if (verb == "dereg") {
+      uintptr_t handle = 0;
+      cmd >> handle;
+      st = engine.DeregisterMem(reinterpret_cast<hixl::MemHandle>(handle));
+      answer = st == hixl::SUCCESS ? "ok" : "error " + std::to_string(st);
+    } else if (verb == "quit") {
+      engine.Finalize();
+      WriteLine(out, "bye");
+      return 0;
+    } else {
+      answer = "error unknown command '" + verb + "'";
+    }
+    if (!WriteLine(out, answer)) break;
+  }
+  engine.Finalize();
+  return 0;
+}
+
+HixlPeer::HixlPeer(std::map<std::string, std::string> options) {
+  int down[2];
+  int up[2];
+  if (pipe2(down, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  if (pipe2(up, O_CLOEXEC) != 0) {
+    close(down[0]);
+    close(down[1]);
+    throw std::runtime_error("pipe failed");
+  }
+  // Built before fork: the child may only make async-signal-safe calls until exec.
+  std::vector<std::string> args{LLDD_HIXL_PEER_PROGRAM, std::to_string(down[0]), std::to_string(up[1])};
+  for (const auto& [k, v] : options) args.push_back(k + "=" + v);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    if (fcntl(down[0], F_SETFD, 0) == 0 && fcntl(up[1], F_SETFD, 0) == 0) execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(down[0]);
+  close(up[1]);
+  to_child_ = down[1];
+  from_child_ = up[0];
+  std::string line;
+  if (!ReadLine(from_child_, &line, kWaitLimitMs) || line.rfind("name ", 0) != 0) {
+    Kill();
+    close(to_child_);
+    close(from_child_);
+    throw std::runtime_error("hixl peer failed to start: " + line);
+  }
+  name_ = line.substr(5);
+}
+
+HixlPeer::~HixlPeer() {
+  if (pid_ > 0) Kill();
+  if (to_child_ >= 0) close(to_child_);
+  if (from_child_ >= 0) close(from_child_);
+}
+
+std::string HixlPeer::Command(const std::string& line) {
+  if (pid_ <= 0 || !WriteLine(to_child_, line)) return "error child gone";
+  std::string answer;
+  if (!ReadLine(from_child_, &answer, kWaitLimitMs)) {
+    Kill();  // a late answer must not be taken for the next command's
+    return "error child gone or silent after '" + line + "'";
+  }
+  return answer;
+}
+
+uint64_t HixlPeer::Register(uint64_t len, uint64_t seed, uint64_t* handle) {
+  std::istringstream a(Command("reg " + std::to_string(len) + " " + std::to_string(seed)));
+  std::string ok;
+  uint64_t addr = 0;
+  uint64_t h = 0;
+  a >> ok >> addr >> h;
+  if (ok != "ok") return 0;
+  if (handle != nullptr) *handle = h;
+  return addr;
+}
+
+std::string HixlPeer::Check(uint64_t addr, uint64_t len, uint64_t seed, uint64_t first_offset) {
+  return Command("check " + std::to_string(addr) + " " + std::to_string(len) + " " + std::to_string(seed) + " " +
+                 std::to_string(first_offset));
+}
+
+void HixlPeer::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+void HixlPeer::Freeze() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);
+  int status = 0;
+  waitpid(pid_, &status, WUNTRACED);
+}
+
+void HixlPeer::Thaw() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGCONT);
+  int status = 0;
+  waitpid(pid_, &status, WCONTINUED);
+}
+
+int HixlPeer::Stop() {
+  if (pid_ <= 0) return -1;
+  std::string answer = Command("quit");
+  if (pid_ <= 0) return -1;  // it did not answer and was killed
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return answer == "bye" && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace lldd_test
