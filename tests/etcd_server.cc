@@ -14,25 +14,9 @@
 #include <vector>
 
 #include "directory/etcd_client.h"
+#include "tests/peer_process.h"
 
 namespace lldd_test {
-namespace {
-
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  uint16_t port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-}  // namespace
 
 std::string EtcdServer::FindBinary() {
   if (const char* env = std::getenv("LLDD_ETCD"); env != nullptr && *env) return access(env, X_OK) == 0 ? env : "";
@@ -50,8 +34,8 @@ std::string EtcdServer::FindBinary() {
 }
 
 EtcdServer::EtcdServer() {
-  client_port_ = FreePort();
-  peer_port_ = FreePort();
+  client_port_ = FreeLoopbackPort();
+  peer_port_ = FreeLoopbackPort();
   char tmpl[] = "/tmp/lldd-etcd-XXXXXX";
   if (mkdtemp(tmpl) != nullptr) dir_ = tmpl;
 }

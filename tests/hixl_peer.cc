@@ -23,56 +23,6 @@
 namespace lldd_test {
 namespace {
 
-constexpr int kWaitLimitMs = 60000;
-
-bool ReadLine(int fd, std::string* line, int limit_ms) {
-  line->clear();
-  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit_ms);
-  for (;;) {
-    if (limit_ms >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-      pollfd p{fd, POLLIN, 0};
-      const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) return false;
-    }
-    char c;
-    const ssize_t n = ::read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    if (c == '\n') return true;
-    line->push_back(c);
-  }
-}
-
-bool WriteLine(int fd, const std::string& text) {
-  const std::string line = text + "\n";
-  size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// A port nobody listens on right now (the engine binds it a moment later;
-// the caller retries if someone else took it meanwhile).
-uint16_t FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
 struct Buffer {
   void operator()(uint8_t* p) const { std::free(p); }
 };
@@ -102,7 +52,7 @@ int ServeHixlCommands(const std::map<std::string, std::string>& options, int in,
   std::string name;
   hixl::Status st = hixl::FAILED;
   for (int attempt = 0; attempt < 20 && st != hixl::SUCCESS; ++attempt) {
-    name = "127.0.0.1:" + std::to_string(FreePort());
+    name = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
     st = engine.Initialize(name.c_str(), opts);
     if (st == hixl::PARAM_INVALID) break;
   }
@@ -196,56 +146,13 @@ int ServeHixlCommands(const std::map<std::string, std::string>& options, int in,
   return 0;
 }
 
-HixlPeer::HixlPeer(std::map<std::string, std::string> options) {
-  int down[2];
-  int up[2];
-  if (pipe2(down, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  if (pipe2(up, O_CLOEXEC) != 0) {
-    close(down[0]);
-    close(down[1]);
-    throw std::runtime_error("pipe failed");
-  }
-  // Built before fork: the child may only make async-signal-safe calls until exec.
-  std::vector<std::string> args{LLDD_HIXL_PEER_PROGRAM, std::to_string(down[0]), std::to_string(up[1])};
-  for (const auto& [k, v] : options) args.push_back(k + "=" + v);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    if (fcntl(down[0], F_SETFD, 0) == 0 && fcntl(up[1], F_SETFD, 0) == 0) execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(down[0]);
-  close(up[1]);
-  to_child_ = down[1];
-  from_child_ = up[0];
-  std::string line;
-  if (!ReadLine(from_child_, &line, kWaitLimitMs) || line.rfind("name ", 0) != 0) {
-    Kill();
-    close(to_child_);
-    close(from_child_);
-    throw std::runtime_error("hixl peer failed to start: " + line);
-  }
-  name_ = line.substr(5);
-}
+HixlPeer::HixlPeer(std::map<std::string, std::string> options)
+    : process_(std::make_unique<PeerProcess>(LLDD_HIXL_PEER_PROGRAM, std::vector<std::string>{}, options, "name ",
+                                             &name_)) {}
 
-HixlPeer::~HixlPeer() {
-  if (pid_ > 0) Kill();
-  if (to_child_ >= 0) close(to_child_);
-  if (from_child_ >= 0) close(from_child_);
-}
+HixlPeer::~HixlPeer() = default;
 
-std::string HixlPeer::Command(const std::string& line) {
-  if (pid_ <= 0 || !WriteLine(to_child_, line)) return "error child gone";
-  std::string answer;
-  if (!ReadLine(from_child_, &answer, kWaitLimitMs)) {
-    Kill();  // a late answer must not be taken for the next command's
-    return "error child gone or silent after '" + line + "'";
-  }
-  return answer;
-}
+std::string HixlPeer::Command(const std::string& line) { return process_->Command(line); }
 
 uint64_t HixlPeer::Register(uint64_t len, uint64_t seed, uint64_t* handle) {
   std::istringstream a(Command("reg " + std::to_string(len) + " " + std::to_string(seed)));
@@ -263,36 +170,9 @@ std::string HixlPeer::Check(uint64_t addr, uint64_t len, uint64_t seed, uint64_t
                  std::to_string(first_offset));
 }
 
-void HixlPeer::Kill() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
-
-void HixlPeer::Freeze() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGSTOP);
-  int status = 0;
-  waitpid(pid_, &status, WUNTRACED);
-}
-
-void HixlPeer::Thaw() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGCONT);
-  int status = 0;
-  waitpid(pid_, &status, WCONTINUED);
-}
-
-int HixlPeer::Stop() {
-  if (pid_ <= 0) return -1;
-  std::string answer = Command("quit");
-  if (pid_ <= 0) return -1;  // it did not answer and was killed
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return answer == "bye" && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+void HixlPeer::Kill() { process_->Kill(); }
+void HixlPeer::Freeze() { process_->Freeze(); }
+void HixlPeer::Thaw() { process_->Thaw(); }
+int HixlPeer::Stop() { return process_->Stop(); }
 
 }  // namespace lldd_test

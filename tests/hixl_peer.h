@@ -10,7 +10,10 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+
+#include "tests/peer_process.h"
 
 namespace lldd_test {
 
@@ -47,10 +50,8 @@ class HixlPeer {
   int Stop();     // asks it to finalize and exit; returns its exit status
 
  private:
-  pid_t pid_ = -1;
-  int to_child_ = -1;
-  int from_child_ = -1;
-  std::string name_;
+  std::string name_;  // before process_: its constructor fills it
+  std::unique_ptr<PeerProcess> process_;
 };
 
 // The peer program's body: reads commands from `in`, answers on `out`.

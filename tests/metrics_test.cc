@@ -19,12 +19,14 @@
 
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
+#include "tests/peer_process.h"
 #include "tests/wait_until.h"
 
 using namespace llm_datadist;
 using lldd_test::ClientOptions;
 using lldd_test::ClusterAt;
 using lldd_test::ForkedServer;
+using lldd_test::FreeLoopbackPort;
 using lldd_test::Int32Desc;
 
 namespace {
@@ -34,17 +36,6 @@ constexpr uint64_t kClientId = 32;
 constexpr uint64_t kRows = 8, kCols = 16;
 constexpr uint64_t kRowBytes = 2 * kCols * 4;  // one row of both tensors
 
-uint16_t FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 int Dial(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -130,7 +121,7 @@ class MetricsTest : public ::testing::Test {
     // it: another one then (only "address in use" is retried).
     Status st = LLM_FAILED;
     for (int attempt = 0; attempt < 10 && st != LLM_SUCCESS; ++attempt) {
-      metrics_port_ = FreePort();
+      metrics_port_ = FreeLoopbackPort();
       st = client_.Initialize(ClientOptions({{OPTION_TRANSFER_BACKEND, "tcp"},
                                              {LlmDataDist::OPTION_METRICS_PORT, std::to_string(metrics_port_)}}));
       if (st != LLM_SUCCESS && std::string(LlmDataDist::GetLastErrorMessage()).find("in use") == std::string::npos) break;

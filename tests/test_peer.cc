@@ -44,47 +44,10 @@ LLDD_TEST_NOT_TSAN_CHECKED std::string RowText(const int32_t* p, uint64_t cols) 
   return s;
 }
 
-bool ReadLine(int fd, std::string* line) {
-  line->clear();
-  char c;
-  for (;;) {
-    ssize_t n = ::read(fd, &c, 1);
-    if (n <= 0) return false;
-    if (c == '\n') return true;
-    line->push_back(c);
-  }
-}
-
-// The parent's side: a child that stops answering (hung, or deadlocked in
-// the library) fails the test with a message instead of hanging it.
-bool ReadLineWithin(int fd, std::string* line, std::chrono::milliseconds limit) {
-  line->clear();
-  const auto end = std::chrono::steady_clock::now() + limit;
-  char c;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    pollfd p{fd, POLLIN, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
-    ssize_t n = ::read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    if (c == '\n') return true;
-    line->push_back(c);
-  }
-}
-
 std::string StatusText(Status st) {
   char text[32];
   std::snprintf(text, sizeof(text), "0x%X", st);
   return text;
-}
-
-void WriteLine(int fd, const std::string& line) {
-  std::string l = line + "\n";
-  ssize_t ignored = ::write(fd, l.data(), l.size());
-  (void)ignored;
 }
 
 // "ok", or where the first byte that differs from Pattern(seed) is.
@@ -333,63 +296,15 @@ bool EnterNetns(const std::string& name) {
 }
 
 ForkedServer::ForkedServer(uint64_t cluster_id, std::map<std::string, std::string> options) {
-  int down[2];
-  int up[2];
-  if (pipe2(down, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  if (pipe2(up, O_CLOEXEC) != 0) {
-    close(down[0]);
-    close(down[1]);
-    throw std::runtime_error("pipe failed");
-  }
-  // Everything the child needs is built before fork: between fork and exec
-  // it may only make async-signal-safe calls (see ServeCommands).
-  std::vector<std::string> args{LLDD_TEST_PEER_PROGRAM, std::to_string(cluster_id), std::to_string(down[0]),
-                                std::to_string(up[1])};
-  for (const auto& [k, v] : options) args.push_back(k + "=" + v);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    // Only the child's two ends survive exec.
-    if (fcntl(down[0], F_SETFD, 0) == 0 && fcntl(up[1], F_SETFD, 0) == 0) execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(down[0]);
-  close(up[1]);
-  to_child_ = down[1];
-  from_child_ = up[0];
-  std::string line;
-  if (!ReadLineWithin(from_child_, &line, kTestWaitLimit) || line.rfind("port ", 0) != 0) {
-    Kill();
-    close(to_child_);
-    close(from_child_);
-    throw std::runtime_error("server child failed to start: " + line);
-  }
-  port_ = static_cast<uint16_t>(std::stoi(line.substr(5)));
+  std::string port;
+  process_ = std::make_unique<PeerProcess>(LLDD_TEST_PEER_PROGRAM, std::vector<std::string>{std::to_string(cluster_id)},
+                                           options, "port ", &port);
+  port_ = static_cast<uint16_t>(std::stoi(port));
 }
 
-ForkedServer::~ForkedServer() {
-  if (pid_ > 0) {
-    Kill();
-  }
-  if (to_child_ >= 0) close(to_child_);
-  if (from_child_ >= 0) close(from_child_);
-}
+ForkedServer::~ForkedServer() = default;
 
-std::string ForkedServer::Command(const std::string& line) {
-  // Writing to a child that is gone would raise SIGPIPE in the test.
-  if (pid_ <= 0) return "error child gone";
-  WriteLine(to_child_, line);
-  std::string answer;
-  if (!ReadLineWithin(from_child_, &answer, kTestWaitLimit)) {
-    // A late answer must not be taken for the next command's: the child goes.
-    Kill();
-    return "error child gone or silent for " + std::to_string(kTestWaitLimit.count()) + " s after '" + line + "'";
-  }
-  return answer;
-}
+std::string ForkedServer::Command(const std::string& line) { return process_->Command(line); }
 
 int64_t ForkedServer::RegisterInt32(uint32_t n, uint64_t rows, uint64_t cols, int64_t seed) {
   std::string a = Command("register " + std::to_string(n) + " " + std::to_string(rows) + " " + std::to_string(cols) +
@@ -412,43 +327,10 @@ std::vector<int32_t> ForkedServer::ReadRow(int64_t cache_id, uint32_t tensor, ui
   return values;
 }
 
-void ForkedServer::Kill() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
-
-void ForkedServer::Freeze() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGSTOP);
-  int status = 0;
-  waitpid(pid_, &status, WUNTRACED);
-}
-
-void ForkedServer::Thaw() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGCONT);
-  int status = 0;
-  waitpid(pid_, &status, WCONTINUED);
-}
-
-int ForkedServer::Stop() {
-  if (pid_ <= 0) return -1;
-  WriteLine(to_child_, "quit");
-  int status = 0;
-  pid_t done = 0;
-  // A child stuck in Finalize is killed; the caller sees -1, not a hang.
-  if (!WaitUntil([&] { return (done = waitpid(pid_, &status, WNOHANG)) != 0; })) {
-    std::fprintf(stderr, "server child %d did not exit within %lld s of 'quit'; killing it\n", static_cast<int>(pid_),
-                 static_cast<long long>(kTestWaitLimit.count()));
-    Kill();
-    return -1;
-  }
-  pid_ = -1;
-  return done > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+void ForkedServer::Kill() { process_->Kill(); }
+void ForkedServer::Freeze() { process_->Freeze(); }
+void ForkedServer::Thaw() { process_->Thaw(); }
+int ForkedServer::Stop() { return process_->Stop(); }
 
 // Volatile, so that the loop stays a loop here and does not become a call
 // to an (instrumented) fill or memset.

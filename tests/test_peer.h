@@ -15,10 +15,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llm_datadist/llm_datadist.h"
+#include "tests/peer_process.h"
 #include "tools/common/pattern.h"
 
 namespace lldd_test {
@@ -93,9 +95,7 @@ class ForkedServer {
   int Stop();   // asks the child to finalize and exit; returns its status
 
  private:
-  pid_t pid_ = -1;
-  int to_child_ = -1;
-  int from_child_ = -1;
+  std::unique_ptr<PeerProcess> process_;
   uint16_t port_ = 0;
 };
 
