@@ -4,7 +4,8 @@ namespace lldd::hixl_impl {
 
 using ::hixl::TransferStatus;
 
-AsyncTransfers::AsyncTransfers(uint32_t threads, size_t max_requests) : max_requests_(max_requests) {
+AsyncTransfers::AsyncTransfers(uint32_t threads, size_t max_requests, JoinLimits join)
+    : max_requests_(max_requests), join_(join) {
   for (uint32_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
 }
 
@@ -13,13 +14,13 @@ TransferStatus AsyncTransfers::StatusOf(const Result& r) {
   return r.code() == llm_datadist::LLM_TIMEOUT ? TransferStatus::TIMEOUT : TransferStatus::FAILED;
 }
 
-Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, Deadline deadline, Run run,
+Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, Deadline deadline, JobPtr job,
                               uint64_t* id) {
   auto req = std::make_shared<Request>();
   req->peer = peer;
   req->user_data = user_data;
   req->deadline = deadline;
-  req->run = std::move(run);
+  req->job = std::move(job);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return Result::Failed("the engine is finalizing");
   if (requests_.size() >= max_requests_)
@@ -29,7 +30,9 @@ Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, De
   requests_[req->id] = req;
   queue_.push_back(req);
   unfinished_[peer].insert(req->id);
-  cv_.notify_one();
+  // One wake per burst: the worker that takes the first request joins what
+  // queued behind it, and wakes the next worker if anything is left.
+  if (queue_.size() == 1) cv_.notify_one();
   *id = req->id;
   return Result::Ok();
 }
@@ -39,17 +42,63 @@ void AsyncTransfers::Work() {
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left to run
-    RequestPtr req = std::move(queue_.front());
+    std::vector<RequestPtr> batch{std::move(queue_.front())};
     queue_.pop_front();
+    TakeJoinable(batch[0], &batch);
+    if (!queue_.empty()) cv_.notify_one();
     lock.unlock();
-    // A request whose deadline passed in the queue never starts.
-    const Result r = req->deadline.Expired() ? Result::Timeout("the request waited past its deadline")
-                                             : req->run(req->deadline);
-    req->run = nullptr;  // what it captured (leases, op lists) goes now
+    const std::vector<Result> results = RunBatch(batch);
+    for (auto& req : batch) req->job.reset();  // what it holds (peer, op lists) goes now
     lock.lock();
-    req->status = StatusOf(r);
-    Finished(*req);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->status = StatusOf(results[i]);
+      Finished(*batch[i]);
+    }
   }
+}
+
+void AsyncTransfers::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch) {
+  // `first` by value: it is batch's first element, and batch grows.
+  if (first->deadline.Expired()) return;
+  size_t ops = first->job->ops();
+  uint64_t bytes = first->job->bytes();
+  size_t looked = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && batch->size() < join_.requests && looked < join_.scan;
+       ++looked) {
+    const Request& r = **it;
+    if (r.deadline.Expired() || !first->job->CanJoin(*r.job) || ops + r.job->ops() > join_.ops ||
+        bytes + r.job->bytes() > join_.bytes) {
+      ++it;
+      continue;
+    }
+    ops += r.job->ops();
+    bytes += r.job->bytes();
+    batch->push_back(std::move(*it));
+    it = queue_.erase(it);
+  }
+}
+
+Result AsyncTransfers::RunAlone(const Request& req) {
+  // A request whose deadline passed in the queue never starts.
+  return req.deadline.Expired() ? Result::Timeout("the request waited past its deadline") : req.job->Run(req.deadline);
+}
+
+std::vector<Result> AsyncTransfers::RunBatch(const std::vector<RequestPtr>& batch) {
+  if (batch.size() == 1) return {RunAlone(*batch[0])};
+  std::vector<const AsyncJob*> jobs;
+  Deadline earliest = batch[0]->deadline;
+  for (const auto& req : batch) {
+    jobs.push_back(req->job.get());
+    earliest = earliest.Earlier(req->deadline);
+  }
+  const Result joined = batch[0]->job->Join(jobs)->Run(earliest);
+  std::vector<Result> results(batch.size(), joined);
+  if (joined.ok()) return results;
+  // Whichever request made it fail (or whose deadline cut it short), the
+  // others must not share its fate: each runs again alone. The data paths
+  // have let go of every range by now, so moving a range twice is harmless.
+  for (size_t i = 0; i < batch.size(); ++i) results[i] = RunAlone(*batch[i]);
+  return results;
 }
 
 Result AsyncTransfers::Status(uint64_t id, TransferStatus* status) {
@@ -84,7 +133,7 @@ void AsyncTransfers::FailPeer(const std::string& peer) {
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
       (*it)->status = TransferStatus::FAILED;
-      (*it)->run = nullptr;
+      (*it)->job.reset();
       Finished(**it);
       it = queue_.erase(it);
     } else {
@@ -117,7 +166,7 @@ void AsyncTransfers::Stop() {
     stopping_ = true;
     for (auto& req : queue_) {
       req->status = TransferStatus::FAILED;
-      req->run = nullptr;
+      req->job.reset();
       Finished(*req);
     }
     queue_.clear();

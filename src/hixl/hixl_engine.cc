@@ -14,8 +14,9 @@ namespace {
 using llm_datadist::LLM_SUCCESS;
 using ::hixl::TransferOpDesc;
 
-// Workers of TransferAsync: each runs one request's transfer at a time
-// (itself striped over the link's connections by the data path).
+// Workers of TransferAsync: each runs one transfer at a time (a request,
+// or several queued ones joined, itself striped over the link's
+// connections by the data path).
 constexpr uint32_t kAsyncThreads = 4;
 constexpr size_t kMaxAsyncRequests = 65536;
 
@@ -483,6 +484,70 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
   }
 }
 
+class HixlEngine::PlanJob : public AsyncJob {
+ public:
+  PlanJob(HixlEngine* engine, std::shared_ptr<const Plan> plan) : engine_(engine), plan_(std::move(plan)) {
+    for (const auto& g : plan_->groups) {
+      ops_ += g.ops.size();
+      for (const auto& op : g.ops) bytes_ += op.length;
+    }
+  }
+
+  Result Run(Deadline d) const override {
+    Result r = engine_->WithRelink(*plan_->peer, d, [&] { return engine_->RunPlan(*plan_, d); });
+    if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) r = Result::ParamInvalid(r.message());
+    if (!r.ok()) LDD_LOG(Warn) << "TransferAsync: " << r.message();
+    return r;
+  }
+
+  // Same peer and direction, and the same memory kinds group by group, so
+  // the joined plan has the same engine transfers, only longer.
+  bool CanJoin(const AsyncJob& other) const override {
+    const auto* o = dynamic_cast<const PlanJob*>(&other);
+    if (o == nullptr || o->plan_->peer != plan_->peer || o->plan_->write != plan_->write ||
+        o->plan_->groups.size() != plan_->groups.size())
+      return false;
+    for (size_t i = 0; i < plan_->groups.size(); ++i)
+      if (o->plan_->groups[i].local_kind != plan_->groups[i].local_kind ||
+          o->plan_->groups[i].remote_kind != plan_->groups[i].remote_kind)
+        return false;
+    return true;
+  }
+
+  std::unique_ptr<AsyncJob> Join(const std::vector<const AsyncJob*>& jobs) const override {
+    auto joined = std::make_shared<Plan>(*plan_);
+    for (size_t j = 1; j < jobs.size(); ++j) {
+      const Plan& p = *static_cast<const PlanJob*>(jobs[j])->plan_;
+      for (size_t i = 0; i < p.groups.size(); ++i) {
+        Engine::OpsTransfer& g = joined->groups[i];
+        g.ops.insert(g.ops.end(), p.groups[i].ops.begin(), p.groups[i].ops.end());
+        g.local_region_ids.insert(g.local_region_ids.end(), p.groups[i].local_region_ids.begin(),
+                                  p.groups[i].local_region_ids.end());
+        g.remote_region_ids.insert(g.remote_region_ids.end(), p.groups[i].remote_region_ids.begin(),
+                                   p.groups[i].remote_region_ids.end());
+      }
+    }
+    for (Engine::OpsTransfer& g : joined->groups) {
+      // A lease per region id: each once.
+      std::sort(g.local_region_ids.begin(), g.local_region_ids.end());
+      g.local_region_ids.erase(std::unique(g.local_region_ids.begin(), g.local_region_ids.end()), g.local_region_ids.end());
+      std::sort(g.remote_region_ids.begin(), g.remote_region_ids.end());
+      g.remote_region_ids.erase(std::unique(g.remote_region_ids.begin(), g.remote_region_ids.end()),
+                                g.remote_region_ids.end());
+    }
+    return std::make_unique<PlanJob>(engine_, std::move(joined));
+  }
+
+  size_t ops() const override { return ops_; }
+  uint64_t bytes() const override { return bytes_; }
+
+ private:
+  HixlEngine* const engine_;
+  const std::shared_ptr<const Plan> plan_;
+  size_t ops_ = 0;
+  uint64_t bytes_ = 0;
+};
+
 Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
                                  const std::vector<TransferOpDesc>& descs, const void* user_data, uint64_t* req) {
   std::shared_lock<std::shared_mutex> lock(life_mu_);
@@ -491,14 +556,8 @@ Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::Trans
   auto plan = std::make_shared<Plan>();
   LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, plan.get()));
   // Runs on the pool; Finalize stops the pool before the engine goes.
-  return async_transfers_->Submit(plan->peer->name.canonical, user_data, deadline,
-                                  [this, plan](Deadline d) {
-                                    Result r = WithRelink(*plan->peer, d, [&] { return RunPlan(*plan, d); });
-                                    if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) r = Result::ParamInvalid(r.message());
-                                    if (!r.ok()) LDD_LOG(Warn) << "TransferAsync: " << r.message();
-                                    return r;
-                                  },
-                                  req);
+  const std::string peer = plan->peer->name.canonical;
+  return async_transfers_->Submit(peer, user_data, deadline, std::make_shared<PlanJob>(this, std::move(plan)), req);
 }
 
 Result HixlEngine::TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status) {

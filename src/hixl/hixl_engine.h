@@ -106,6 +106,9 @@ class HixlEngine {
   Result MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
                   const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline, Plan* plan);
   Result RunPlan(const Plan& plan, Deadline deadline);
+  // A TransferAsync request for the pool: its plan, joinable with others
+  // to the same peer in the same direction (hixl_engine.cc).
+  class PlanJob;
   // `step`, and once more over a fresh link if the link under a connected
   // peer failed (two engines that connect to each other at the same moment
   // can each close the link the other kept; the connection stays, the link

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench/bench_config.h"
+#include "bench/hixl_runner.h"
 #include "bench/library_runner.h"
 #include "bench/link_sockets.h"
 #include "bench/machine.h"
@@ -48,6 +49,7 @@ struct Args {
   bool quick = false;
   bool smoke = false;
   bool json = false;
+  bool hixl = false;
   std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
@@ -83,8 +85,19 @@ std::string Describe(const Config& c) {
 
 bool BuildConfigs(const Args& a, const std::vector<std::string>& transports, std::vector<Config>* out,
                   std::string* error) {
-  if (a.smoke) {
+  if (a.smoke && !a.hixl) {
     *out = SmokeSweep(transports);
+    return true;
+  }
+  if (a.hixl) {
+    // The library row the HIXL sync READ is judged against, per transport.
+    for (const std::string& t : transports) {
+      Config c;
+      c.transport = t;
+      c.memory = kMemoryRegistered;
+      c.block_bytes = a.smoke ? 4096 : 1 << 20;
+      out->push_back(c);
+    }
     return true;
   }
   if (a.quick) {
@@ -157,6 +170,10 @@ int main(int argc, char** argv) {
                "the same run. Spawns its own serving peer on loopback unless --connect is given."};
   app.add_flag("--quick", a.quick, "a short fixed sweep (about 1 min per transport on 2 cores); only --transports, --threads and --seconds apply");
   app.add_flag("--smoke", a.smoke, "a few tiny verified configs (under a second), for tests; only --transports applies");
+  app.add_flag("--hixl", a.hixl,
+               "the HIXL rows instead (TransferSync and TransferAsync with 1/8/64 requests in flight; READ and WRITE; "
+               "4K/64K/1M ops; 1 and 256 ops per request), beside the library pull of one 1 MiB block; with --quick, "
+               "the rows its targets judge. Default transports: tcp,shm");
   app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
   app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
@@ -197,7 +214,9 @@ int main(int argc, char** argv) {
   if (a.quick && seconds->count() == 0) limits = {0.3, 3, 1000000};
   if (a.smoke) limits = {0.02, 2, 1000};
   const bool explicit_transports = !a.transports.empty();
-  const std::vector<std::string> transports = explicit_transports ? a.transports : lldd_tools::KnownTransportNames();
+  const std::vector<std::string> transports =
+      explicit_transports ? a.transports
+                          : (a.hixl ? std::vector<std::string>{"tcp", "shm"} : lldd_tools::KnownTransportNames());
   std::vector<Config> configs;
   std::string error;
   if (!BuildConfigs(a, transports, &configs, &error)) return Fail(error);
@@ -261,6 +280,10 @@ int main(int argc, char** argv) {
   }
 
   std::vector<Row> rows;
+  std::vector<HixlRow> hixl_rows;
+  const std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke) : std::vector<HixlConfig>{};
+  HixlRunner hixl_runner(peer, socket, host, limits, all_cores, a.seed);
+  bool hixl_header = false;
   uint64_t verified_calls = 0;
   uint64_t verified_blocks = 0;
   int status = 0;
@@ -331,6 +354,24 @@ int main(int argc, char** argv) {
     runner.ReleaseCaches();
     if (!a.json) std::printf("GetStats() of the %s client:\n%s", transport.c_str(), lldd_tools::StatsSummary(dd->GetStats()).c_str());
     dd->Finalize();
+    for (const HixlConfig& hc : hixl_configs) {
+      if (status != 0 || hc.transport != transport) continue;
+      if (!a.json && !hixl_header) PrintHixlTableHeader(stdout);
+      hixl_header = true;
+      HixlRow row;
+      if (!hixl_runner.Run(hc, &row, &error)) {
+        status = Fail(std::string("hixl ") + (hc.write ? "WRITE" : "READ") + " transport=" + hc.transport +
+                      " op=" + lldd_tools::FormatBytes(hc.op_bytes) + " x" + std::to_string(hc.ops) +
+                      " in flight " + std::to_string(hc.in_flight) + ": " + error);
+        break;
+      }
+      verified_calls += row.hixl.verified_calls;
+      verified_blocks += row.hixl.verified_blocks;
+      json_line(JsonHixlRow(row));
+      if (!a.json) PrintHixlTableRow(stdout, row);
+      hixl_rows.push_back(row);
+    }
+    hixl_runner.Close();
   }
 
   peer.Quit();
@@ -340,13 +381,13 @@ int main(int argc, char** argv) {
   }
   if (status == 0 && rows.empty()) status = Fail("no config ran (no transport available?)");
   if (status != 0) return status;
-  const auto targets = JudgeTargets(rows, machine);
+  const auto targets = a.hixl ? JudgeHixlTargets(hixl_rows, rows) : JudgeTargets(rows, machine);
   json_line(TargetsJson(targets));
   if (json_file) std::fclose(json_file);
   if (!a.json) {
     std::printf("%zu rows; every block of %llu calls (%llu blocks x tensors) checked byte for byte: each config's first "
                 "call, and one last call per client thread after its timed calls, destinations reset before each\n",
-                rows.size(), static_cast<unsigned long long>(verified_calls),
+                rows.size() + hixl_rows.size(), static_cast<unsigned long long>(verified_calls),
                 static_cast<unsigned long long>(verified_blocks));
     std::printf("%s\n", TargetsLine(targets).c_str());
   }

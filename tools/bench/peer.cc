@@ -1,6 +1,9 @@
 #include "bench/peer.h"
 
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <memory>
@@ -11,6 +14,7 @@
 #include "bench/bench_config.h"
 #include "bench/peer_protocol.h"
 #include "common/datadist_setup.h"
+#include "hixl/hixl.h"
 
 namespace lldd_bench {
 namespace {
@@ -29,6 +33,7 @@ struct UserTensors {
 
 struct PeerCache {
   bool registered = false;
+  bool hixl = false;  // the HIXL engine's region, not a library cache
   uint32_t tensors = 0;
   uint64_t rows = 0;
   uint64_t row_bytes = 0;
@@ -61,6 +66,7 @@ class Peer {
       else if (cmd == "fill") answer = Fill(in);
       else if (cmd == "check") answer = Check(in);
       else if (cmd == "free") answer = Free(in);
+      else if (cmd == "hixl") answer = StartHixl(in);
       else answer = "error unknown command '" + cmd + "'";
       if (!channel_.WriteLine(answer)) break;
     }
@@ -70,6 +76,10 @@ class Peer {
 
  private:
   void Reset() {
+    if (hixl_) {
+      hixl_->Finalize();
+      hixl_.reset();
+    }
     if (dd_) {
       dd_->Finalize();  // before the user memory it may still reference goes
       dd_.reset();
@@ -187,15 +197,69 @@ class Peer {
     int64_t id;
     PeerCache* c = Find(in, &id);
     if (c == nullptr) return "ok";
+    if (c->hixl) return "error the HIXL region goes with its engine";
     Status st = c->registered ? dd_->UnregisterKvCache(id) : dd_->DeallocateCache(id);
     caches_.erase(id);
     return st == LLM_SUCCESS ? "ok" : "error " + lldd_tools::DescribeFailure(st);
+  }
+
+  // A loopback run has no fixed port: a free one, as the kernel picks it.
+  uint16_t HixlPort() const {
+    if (port_ != 0) return port_;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    uint16_t port = 0;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port = ntohs(a.sin_port);
+    if (fd >= 0) ::close(fd);
+    return port;
+  }
+
+  // A HIXL engine listening in place of the library instance, with one
+  // registered region of `slots` slots filled like cache rows (tensor 0),
+  // so fill/check serve it under its id.
+  std::string StartHixl(std::istringstream& in) {
+    std::string transport;
+    PeerCache c;
+    uint64_t seed = 0;
+    if (!(in >> transport >> c.rows >> c.row_bytes >> seed) || c.rows == 0 || c.row_bytes == 0)
+      return "error usage: hixl <transport> <slots> <slot bytes> <seed>";
+    Reset();
+    const std::string name = host_ + ":" + std::to_string(HixlPort());
+    std::map<hixl::AscendString, hixl::AscendString> options;
+    if (transport != "-") options["llm.TransferBackend"] = transport.c_str();
+    hixl_ = std::make_unique<hixl::Hixl>();
+    hixl::Status st = hixl_->Initialize(name.c_str(), options);
+    if (st != hixl::SUCCESS) {
+      hixl_.reset();
+      return "error hixl Initialize(" + name + ") returned " + std::to_string(st);
+    }
+    c.registered = true;
+    c.hixl = true;
+    c.tensors = 1;
+    c.user = std::make_unique<UserTensors>();
+    c.user->bytes = c.rows * c.row_bytes;
+    void* p = ::mmap(nullptr, c.user->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return "error out of memory for " + std::to_string(c.user->bytes) + " bytes";
+    c.user->maps.push_back(p);
+    c.addrs.push_back(reinterpret_cast<uintptr_t>(p));
+    for (uint64_t r = 0; r < c.rows; ++r) lldd_tools::FillPattern(c.Row(0, r), c.row_bytes, RowSeed(seed, 0, r));
+    hixl::MemHandle handle = nullptr;
+    st = hixl_->RegisterMem({reinterpret_cast<uintptr_t>(p), c.user->bytes}, hixl::MEM_HOST, handle);
+    if (st != hixl::SUCCESS) return "error hixl RegisterMem returned " + std::to_string(st);
+    caches_[kHixlRegionId] = std::move(c);
+    return "ok " + name + " " + std::to_string(reinterpret_cast<uintptr_t>(p));
   }
 
   lldd_tools::LineChannel& channel_;
   const std::string host_;
   const uint16_t port_;
   std::unique_ptr<LlmDataDist> dd_;
+  std::unique_ptr<hixl::Hixl> hixl_;  // finalized before its region is unmapped
   std::map<int64_t, PeerCache> caches_;
 };
 

@@ -80,6 +80,20 @@ bool PeerClient::Free(int64_t cache_id, std::string* error) {
   return Ask("free " + std::to_string(cache_id), &value, error);
 }
 
+bool PeerClient::StartHixl(const std::string& transport, uint64_t slots, uint64_t slot_bytes, uint64_t seed,
+                           std::string* engine, uintptr_t* region, std::string* error) {
+  std::string value;
+  if (!Ask("hixl " + (transport.empty() ? std::string("-") : transport) + " " + std::to_string(slots) + " " +
+               std::to_string(slot_bytes) + " " + std::to_string(seed),
+           &value, error))
+    return false;
+  const size_t sp = value.find(' ');
+  if (sp == std::string::npos) return *error = "peer: bad hixl answer '" + value + "'", false;
+  *engine = value.substr(0, sp);
+  *region = static_cast<uintptr_t>(std::stoull(value.substr(sp + 1)));
+  return true;
+}
+
 void PeerClient::Quit() { channel_.Ask("quit", 10000); }
 
 }  // namespace lldd_bench

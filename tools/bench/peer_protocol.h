@@ -9,6 +9,9 @@
 //   fill <cache id> <seed> <row>...               <- "ok": rows of every tensor get RowSeed(seed, t, row)
 //   check <cache id> <seed> <dst row>:<src row>... <- "ok" | "error <why>": dst rows hold RowSeed(seed, t, src row)
 //   free <cache id>                               <- "ok"
+//   hixl <transport|-> <slots> <slot bytes> <seed> <- "ok <engine name> <region address>" | "error <why>"
+//                                                 a HIXL engine in place of the library instance, its
+//                                                 region filled as cache kHixlRegionId's rows (tensor 0)
 //   quit                                          <- "ok", the session ends
 //
 // `init` (re)creates the peer's library instance with that data path, so
@@ -22,6 +25,8 @@ namespace lldd_bench {
 
 constexpr uint64_t kPeerClusterId = 1;
 constexpr uint64_t kBenchClusterId = 2;
+// fill/check name the HIXL engine's region by this id.
+constexpr int64_t kHixlRegionId = -1;
 
 // In two-machine mode (--listen HOST:PORT) the library listens on PORT,
 // the side channel on PORT+1 and the raw-socket baseline on PORT+2.

@@ -153,4 +153,58 @@ std::string JsonRow(const Row& r) {
   return j.dump();
 }
 
+void PrintHixlTableHeader(std::FILE* out) {
+  std::fprintf(out, "%-5s %-9s %-4s %5s %4s %5s %6s %5s | %7s %9s %9s %9s | %-6s | %3s %7s %5s | %3s %7s %5s | %3s %7s %5s\n",
+               "hixl", "transport", "link", "op", "ops", "req", "flight", "conns", "GB/s", "ops/s", "p50_us", "p99_us",
+               "limit", "n", "one", "x", "n", "same", "x", "n", "all", "x");
+}
+
+void PrintHixlTableRow(std::FILE* out, const HixlRow& r) {
+  const HixlConfig& c = r.config;
+  const double g = r.hixl.gbps;
+  const std::string conns = r.link_connections > 0 ? std::to_string(r.link_connections) : "-";
+  const std::string flight = c.in_flight == 0 ? "sync" : std::to_string(c.in_flight);
+  static const BaselineResult kNotMeasured;
+  std::fprintf(out, "%-5s %-9s %-4s %5s %4llu %5s %6s %5s | %7.2f %9.0f %9.1f %9.1f | %-6s | %s | %s | %s\n",
+               c.write ? "WRITE" : "READ", c.transport.c_str(), r.link.c_str(), Short(c.op_bytes).c_str(),
+               static_cast<unsigned long long>(c.ops), Short(c.bytes_per_request()).c_str(), flight.c_str(),
+               conns.c_str(), g, r.hixl.ops_per_s, r.hixl.p50_us, r.hixl.p99_us, r.socket_bound() ? "socket" : "cma",
+               Limit(r.socket_bound() ? r.socket_one : r.memory.cma_one, g).c_str(),
+               Limit(r.socket_bound() ? r.socket_link : kNotMeasured, g).c_str(),
+               Limit(r.socket_bound() ? r.socket_all : r.memory.cma_all, g).c_str());
+  std::fflush(out);
+}
+
+std::string JsonHixlRow(const HixlRow& r) {
+  const HixlConfig& c = r.config;
+  const double g = r.hixl.gbps;
+  nlohmann::ordered_json j;
+  j["record"] = "hixl_row";
+  j["op"] = c.write ? "WRITE" : "READ";
+  j["transport"] = c.transport;
+  j["link"] = r.link;
+  j["op_bytes"] = c.op_bytes;
+  j["ops_per_request"] = c.ops;
+  j["bytes_per_request"] = c.bytes_per_request();
+  j["in_flight"] = c.in_flight;  // 0: TransferSync
+  j["link_connections"] = r.link_connections;
+  j["requests"] = r.hixl.calls;
+  j["seconds"] = r.hixl.seconds;
+  j["gbps"] = g;
+  j["ops_per_s"] = r.hixl.ops_per_s;
+  j["p50_us"] = r.hixl.p50_us;
+  j["p99_us"] = r.hixl.p99_us;
+  j["verified_requests"] = r.hixl.verified_calls;
+  j["limit_kind"] = r.socket_bound() ? "socket" : "cma";
+  j["target_limit_gbps"] = r.target_limit().gbps;
+  j["target_ratio"] = Ratio(g, r.target_limit().gbps);
+  j["cma_one"] = JsonLimit(r.memory.cma_one, g);
+  j["cma_all_cores"] = JsonLimit(r.memory.cma_all, g);
+  j["socket_one"] = JsonLimit(r.socket_one, g);
+  j["socket_link_connections"] = JsonLimit(r.socket_link, g);
+  j["socket_all_cores"] = JsonLimit(r.socket_all, g);
+  j["wall_s"] = r.wall_seconds;
+  return j.dump();
+}
+
 }  // namespace lldd_bench

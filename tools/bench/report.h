@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/bench_config.h"
+#include "bench/hixl_runner.h"
 #include "bench/library_runner.h"
 #include "bench/machine.h"
 #include "bench/memcpy_baseline.h"
@@ -50,6 +51,11 @@ void PrintTableRow(std::FILE* out, const Row& row);
 // One JSON object each, no newline.
 std::string JsonMachine(const Machine& m, const std::string& serving_side, bool contiguous);
 std::string JsonRow(const Row& row);
+
+// The HIXL rows (--hixl), with their own columns: requests, not calls.
+void PrintHixlTableHeader(std::FILE* out);
+void PrintHixlTableRow(std::FILE* out, const HixlRow& row);
+std::string JsonHixlRow(const HixlRow& row);
 
 }  // namespace lldd_bench
 

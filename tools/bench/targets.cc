@@ -103,6 +103,55 @@ std::vector<TargetResult> JudgeTargets(const std::vector<Row>& rows, const Machi
   return out;
 }
 
+std::vector<TargetResult> JudgeHixlTargets(const std::vector<HixlRow>& hixl, const std::vector<Row>& rows) {
+  constexpr uint64_t kMiB = 1 << 20;
+  std::vector<TargetResult> out;
+  TargetResult sync{"hixl tcp sync READ 1M >= 0.9 x library pull 1Mx1", "not run", ""};
+  const Row* pull = nullptr;
+  for (const Row& r : rows)
+    if (r.config.transport == "tcp" && r.config.op == Op::kPull && r.config.memory == kMemoryRegistered &&
+        r.config.threads == 1 && Is(r, kMiB, 1))
+      pull = &r;
+  for (const HixlRow& h : hixl) {
+    const HixlConfig& c = h.config;
+    if (pull == nullptr || pull->library.gbps <= 0 || c.transport != "tcp" || c.write || c.in_flight != 0 ||
+        c.op_bytes != kMiB || c.ops != 1)
+      continue;
+    const double x = h.hixl.gbps / pull->library.gbps;
+    sync.verdict = x >= 0.9 ? "PASS" : "FAIL";
+    sync.detail = Fixed(h.hixl.gbps) + " / " + Fixed(pull->library.gbps) + " GB/s = " + Fixed(x);
+  }
+  out.push_back(sync);
+
+  TargetResult async{"hixl tcp 1M ops, 64 in flight >= 0.8 x socket, link's conns", "not run", ""};
+  bool async_ok = true;
+  for (const HixlRow& h : hixl) {
+    const HixlConfig& c = h.config;
+    if (c.transport != "tcp" || c.in_flight != 64 || c.op_bytes != kMiB || h.socket_link.gbps <= 0) continue;
+    const double x = h.hixl.gbps / h.socket_link.gbps;
+    async_ok = async_ok && x >= 0.8;
+    async.detail += (async.detail.empty() ? "" : ", ") + std::string(c.write ? "WRITE" : "READ") + " x" +
+                    std::to_string(c.ops) + " " + Fixed(x);
+  }
+  if (!async.detail.empty()) async.verdict = async_ok ? "PASS" : "FAIL";
+  out.push_back(async);
+
+  for (uint64_t ops : {uint64_t{1}, uint64_t{256}}) {
+    TargetResult rate{"hixl shm 4K ops x" + std::to_string(ops) + ", 64 in flight >= 1M ops/s", "not run", ""};
+    bool ok = true;
+    for (const HixlRow& h : hixl) {
+      const HixlConfig& c = h.config;
+      if (c.transport != "shm" || c.in_flight != 64 || c.op_bytes != 4096 || c.ops != ops) continue;
+      ok = ok && h.hixl.ops_per_s >= 1e6;
+      rate.detail += (rate.detail.empty() ? "" : ", ") + std::string(c.write ? "WRITE " : "READ ") +
+                     Fixed(h.hixl.ops_per_s / 1e6) + " M";
+    }
+    if (!rate.detail.empty()) rate.verdict = ok ? "PASS" : "FAIL";
+    out.push_back(rate);
+  }
+  return out;
+}
+
 std::string TargetsLine(const std::vector<TargetResult>& targets) {
   std::string s = "targets:";
   int met = 0;

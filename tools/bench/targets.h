@@ -28,6 +28,14 @@ struct TargetResult {
 };
 
 std::vector<TargetResult> JudgeTargets(const std::vector<Row>& rows, const Machine& machine);
+// The HIXL targets of issue 17, judged on the HIXL rows and the library
+// rows of the same run:
+// - tcp, one 1 MiB READ per TransferSync: >= 0.9 x the library's pull of
+//   one 1 MiB block of registered memory;
+// - tcp, 1 MiB ops, 64 requests in flight: >= 0.8 x raw sockets with the
+//   link's connections;
+// - shm, 4 KiB ops, 64 in flight: >= 1 M ops/s (judged per batch size).
+std::vector<TargetResult> JudgeHixlTargets(const std::vector<HixlRow>& hixl, const std::vector<Row>& rows);
 // "targets: <name>: PASS (...); ...; 2 of 6 met, 1 not run".
 std::string TargetsLine(const std::vector<TargetResult>& targets);
 std::string TargetsJson(const std::vector<TargetResult>& targets);

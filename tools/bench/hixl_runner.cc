@@ -1,0 +1,291 @@
+#include "bench/hixl_runner.h"
+
+#include <sys/mman.h>
+
+#include <deque>
+#include <memory>
+#include <thread>
+
+#include "bench/block_lists.h"
+#include "bench/link_sockets.h"
+#include "bench/peer_protocol.h"
+#include "bench/row_pattern.h"
+#include "hixl/hixl.h"
+
+namespace lldd_bench {
+namespace {
+
+constexpr int32_t kTimeoutMs = 60000;
+// The peer's HIXL region and this side's both hold one request's ops.
+constexpr int64_t kRegionId = kHixlRegionId;
+
+}  // namespace
+
+// This side of a row's shape: a client-only engine connected to the
+// peer's, and a registered local buffer of `ops` slots.
+struct HixlRunner::Session {
+  std::string transport;
+  uint64_t op_bytes = 0;
+  uint64_t ops = 0;
+  hixl::Hixl engine;
+  std::string remote;
+  uintptr_t remote_base = 0;
+  uint8_t* local = nullptr;
+  size_t local_bytes = 0;
+  hixl::MemHandle handle = nullptr;
+
+  ~Session() {
+    engine.Finalize();
+    if (local) ::munmap(local, local_bytes);
+  }
+  uint8_t* LocalSlot(uint64_t slot) const { return local + slot * op_bytes; }
+};
+
+namespace {
+
+using Session = HixlRunner::Session;
+
+std::string HixlError(const char* what, hixl::Status st) {
+  return std::string(what) + " returned " + std::to_string(st);
+}
+
+// The request's TransferOpDescs: lists move src rows to dst rows in the
+// direction data flows (READ: remote -> local).
+std::vector<hixl::TransferOpDesc> Descs(const Session& s, const HixlConfig& c, const BlockLists& lists) {
+  std::vector<hixl::TransferOpDesc> descs(lists.src.size());
+  for (size_t i = 0; i < descs.size(); ++i) {
+    const uint64_t local_slot = c.write ? lists.src[i] : lists.dst[i];
+    const uint64_t remote_slot = c.write ? lists.dst[i] : lists.src[i];
+    descs[i] = {reinterpret_cast<uintptr_t>(s.LocalSlot(local_slot)), s.remote_base + remote_slot * c.op_bytes,
+                c.op_bytes};
+  }
+  return descs;
+}
+
+hixl::Status Transfer(Session& s, const HixlConfig& c, const std::vector<hixl::TransferOpDesc>& descs) {
+  return s.engine.TransferSync(s.remote.c_str(), c.write ? hixl::WRITE : hixl::READ, descs, kTimeoutMs);
+}
+
+}  // namespace
+
+Config HixlConfig::AsConfig() const {
+  Config c;
+  c.transport = transport;
+  c.memory = kMemoryRegistered;
+  c.op = write ? Op::kPush : Op::kPull;
+  c.unit = Unit::kBlocks;
+  c.block_bytes = op_bytes;
+  c.blocks_per_call = ops;
+  return c;
+}
+
+const BaselineResult& HixlRow::target_limit() const { return socket_bound() ? socket_link : memory.cma_all; }
+
+std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke) {
+  constexpr uint64_t kKiB = 1024;
+  std::vector<HixlConfig> out;
+  for (const std::string& t : transports) {
+    if (smoke) {
+      out.push_back({t, false, 4 * kKiB, 1, 0});
+      out.push_back({t, true, 4 * kKiB, 16, 8});
+      continue;
+    }
+    for (uint64_t op_bytes : {4 * kKiB, 64 * kKiB, 1024 * kKiB}) {
+      for (uint64_t ops : {1, 256}) {
+        if (quick && op_bytes == 64 * kKiB) continue;
+        for (bool write : {false, true}) {
+          for (uint32_t window : {0U, 1U, 8U, 64U}) {
+            if (quick && (write || window == 1 || window == 8)) continue;
+            out.push_back({t, write, op_bytes, ops, window});
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Starts (or reuses) the peer's engine and this side's for `c`'s shape.
+bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c, std::unique_ptr<Session>* session,
+                 std::string* error) {
+  auto& s = *session;
+  if (s && s->transport == c.transport && s->op_bytes == c.op_bytes && s->ops == c.ops) return true;
+  s.reset();
+  std::string engine;
+  uintptr_t base = 0;
+  if (!peer.StartHixl(c.transport, c.ops, c.op_bytes, kServerSeed, &engine, &base, error)) return false;
+  auto n = std::make_unique<Session>();
+  n->transport = c.transport;
+  n->op_bytes = c.op_bytes;
+  n->ops = c.ops;
+  n->remote = engine;
+  n->remote_base = base;
+  std::map<hixl::AscendString, hixl::AscendString> options;
+  if (c.transport != "-" && !c.transport.empty()) options["llm.TransferBackend"] = c.transport.c_str();
+  hixl::Status st = n->engine.Initialize(host.c_str(), options);
+  if (st != hixl::SUCCESS) return *error = HixlError("Initialize", st), false;
+  n->local_bytes = c.ops * c.op_bytes;
+  void* p = ::mmap(nullptr, n->local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return *error = "out of memory", false;
+  n->local = static_cast<uint8_t*>(p);
+  st = n->engine.RegisterMem({reinterpret_cast<uintptr_t>(p), n->local_bytes}, hixl::MEM_HOST, n->handle);
+  if (st != hixl::SUCCESS) return *error = HixlError("RegisterMem", st), false;
+  st = n->engine.Connect(engine.c_str(), 10000);
+  if (st != hixl::SUCCESS) return *error = HixlError("Connect", st), false;
+  s = std::move(n);
+  return true;
+}
+
+// One request, then every byte of its destinations checked.
+bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const BlockLists& lists, std::string* error) {
+  for (uint64_t slot = 0; slot < c.ops; ++slot)
+    lldd_tools::FillPattern(s.LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
+  std::vector<uint64_t> all(c.ops);
+  for (uint64_t i = 0; i < c.ops; ++i) all[i] = i;
+  if (c.write && !peer.Fill(kRegionId, kServerSeed, all, error)) return false;
+  hixl::Status st = Transfer(s, c, Descs(s, c, lists));
+  if (st != hixl::SUCCESS) return *error = HixlError("TransferSync", st), false;
+  if (c.write) {
+    std::vector<std::pair<uint64_t, uint64_t>> pairs;
+    for (size_t i = 0; i < lists.src.size(); ++i) pairs.emplace_back(lists.dst[i], lists.src[i]);
+    return peer.Check(kRegionId, kClientSeed, pairs, error);
+  }
+  for (size_t i = 0; i < lists.src.size(); ++i) {
+    size_t at = lldd_tools::FindPatternMismatch(s.LocalSlot(lists.dst[i]), c.op_bytes,
+                                                RowSeed(kServerSeed, 0, lists.src[i]));
+    if (at != c.op_bytes)
+      return *error = "READ of remote slot " + std::to_string(lists.src[i]) + " differs at byte " + std::to_string(at),
+             false;
+  }
+  return true;
+}
+
+// Keeps `window` requests in flight until the time budget is spent, then
+// drains them; a request's latency runs from its submission to the poll
+// that saw it complete.
+LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::TransferOpDesc>& descs,
+                       const LoopLimits& limits, std::string* error) {
+  struct InFlight {
+    hixl::TransferReq req;
+    Clock::time_point submitted;
+  };
+  LoopResult r;
+  r.start = Clock::now();
+  const auto until = r.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits.min_seconds));
+  std::deque<InFlight> q;
+  uint64_t submitted = 0;
+  const hixl::TransferOp op = c.write ? hixl::WRITE : hixl::READ;
+  for (;;) {
+    const auto now = Clock::now();
+    const bool more = submitted < limits.max_calls && (now < until || submitted < limits.min_calls);
+    while (more && q.size() < c.in_flight) {
+      hixl::TransferReq req = nullptr;
+      hixl::Status st = s.engine.TransferAsync(s.remote.c_str(), op, descs, hixl::TransferArgs{}, req);
+      if (st != hixl::SUCCESS) {
+        *error = HixlError("TransferAsync", st);
+        r.ok = false;
+        break;
+      }
+      q.push_back({req, Clock::now()});
+      ++submitted;
+    }
+    if (q.empty()) break;
+    if (!r.ok) break;
+    hixl::TransferStatus status = hixl::TransferStatus::WAITING;
+    hixl::Status st = s.engine.GetTransferStatus(q.front().req, status);
+    if (st == hixl::SUCCESS && status == hixl::TransferStatus::WAITING) {
+      std::this_thread::yield();
+      continue;
+    }
+    const Clock::time_point submitted_at = q.front().submitted;
+    q.pop_front();  // reported once: its handle is released
+    if (st != hixl::SUCCESS || status != hixl::TransferStatus::COMPLETED) {
+      *error = st != hixl::SUCCESS ? HixlError("GetTransferStatus", st)
+                                   : std::string("a request ended ") +
+                                         (status == hixl::TransferStatus::FAILED ? "FAILED" : "TIMEOUT");
+      r.ok = false;
+      break;
+    }
+    r.latency_us.Add(std::chrono::duration<double, std::micro>(Clock::now() - submitted_at).count());
+    ++r.calls;
+  }
+  // After a failure the rest are still the engine's: wait them out.
+  for (const InFlight& f : q) {
+    hixl::TransferStatus status = hixl::TransferStatus::WAITING;
+    while (s.engine.GetTransferStatus(f.req, status) == hixl::SUCCESS && status == hixl::TransferStatus::WAITING)
+      std::this_thread::yield();
+  }
+  r.end = Clock::now();
+  return r;
+}
+
+}  // namespace
+
+bool HixlRunner::Measure(const HixlConfig& c, HixlRow* row, std::string* error) {
+  if (!OpenSession(peer_, host_, c, &session_, error)) return false;
+  Session& s = *session_;
+  const BlockLists lists = MakeBlockLists(c.AsConfig(), seed_);
+  if (!VerifiedRequest(peer_, s, c, lists, error)) return *error = "first request: " + *error, false;
+  const auto descs = Descs(s, c, lists);
+  LoopResult loop;
+  if (c.in_flight == 0) {
+    hixl::Status last = hixl::SUCCESS;
+    loop = RunTimed(limits_, Clock::now(), [&] { return (last = Transfer(s, c, descs)) == hixl::SUCCESS; });
+    if (!loop.ok) *error = HixlError("TransferSync", last);
+  } else {
+    loop = RunWindowed(s, c, descs, limits_, error);
+  }
+  if (!loop.ok) return false;
+  if (!VerifiedRequest(peer_, s, c, lists, error)) return *error = "last request: " + *error, false;
+  Measurement& m = row->hixl;
+  m.calls = loop.calls;
+  m.seconds = Seconds(loop.start, loop.end);
+  m.gbps = m.seconds > 0 ? static_cast<double>(c.bytes_per_request()) * m.calls / m.seconds / 1e9 : 0;
+  m.ops_per_s = m.seconds > 0 ? static_cast<double>(c.ops) * m.calls / m.seconds : 0;
+  m.p50_us = loop.latency_us.Percentile(50);
+  m.p99_us = loop.latency_us.Percentile(99);
+  m.verified_calls = 2;
+  m.verified_blocks = 2 * c.ops;
+  row->link = c.transport;
+  if (c.transport == "tcp") {
+    const std::string& name = s.remote;
+    const uint16_t port = static_cast<uint16_t>(std::stoul(name.substr(name.rfind(':') + 1)));
+    const int held = CountConnectionsTo(port);
+    row->link_connections = held > 1 ? held - 1 : 0;
+  }
+  return true;
+}
+
+bool HixlRunner::MeasureLimits(const HixlConfig& c, HixlRow* row, std::string* error) {
+  if (row->socket_bound()) {
+    const uint64_t bytes = c.bytes_per_request();
+    return socket_.Measure(c.write, bytes, 1, limits_, &row->socket_one, error) &&
+           (row->link_connections <= 0 ||
+            socket_.Measure(c.write, bytes, static_cast<unsigned>(row->link_connections), limits_, &row->socket_link,
+                            error)) &&
+           socket_.Measure(c.write, bytes, all_cores_, limits_, &row->socket_all, error);
+  }
+  const Config config = c.AsConfig();
+  return MeasureMemoryLimits(config, MakeBlockLists(config, seed_), limits_, all_cores_, false, true, &row->memory,
+                             error);
+}
+
+HixlRunner::HixlRunner(PeerClient& peer, SocketBaselineClient& socket, const std::string& host,
+                       const LoopLimits& limits, unsigned all_cores, uint64_t seed)
+    : peer_(peer), socket_(socket), host_(host), limits_(limits), all_cores_(all_cores), seed_(seed) {}
+
+HixlRunner::~HixlRunner() = default;
+
+void HixlRunner::Close() { session_.reset(); }
+
+bool HixlRunner::Run(const HixlConfig& c, HixlRow* row, std::string* error) {
+  const auto start = Clock::now();
+  row->config = c;
+  if (!Measure(c, row, error) || !MeasureLimits(c, row, error)) return false;
+  row->wall_seconds = Seconds(start, Clock::now());
+  return true;
+}
+
+}  // namespace lldd_bench
