@@ -2,8 +2,8 @@
 # The vendor's HIXL examples (examples/cpp/hixl_example_*.cpp of hicann/hixl),
 # unchanged, compiled against the installed package with only an
 # <acl/acl.h> stand-in (tests/install/acl_stub), then run: the quickstart
-# and the multi-process example as a server and a client process, d2rd as
-# two engines in one process.
+# and the multi-process example as a server and a client process, d2rd and
+# d2rh as two engines in one process.
 #
 # Usage: run_hixl_examples_test.sh BUILD_DIR SOURCE_DIR EXAMPLES_DIR
 # EXAMPLES_DIR holds the vendor's hixl_example_*.cpp (we do not ship them);
@@ -57,8 +57,8 @@ pair() {  # a server in the background, then the client; both must succeed
 
 pair hixl_example_quickstart "--role=server" "--role=client"
 run "$work/hixl_example_d2rd" --protocol=roce:device
-# hixl_example_d2rh is compiled above but not run: its two servers connect
-# to each other at the same instant, and the engine's handling of such
-# simultaneous links (issue 18) still loses one now and then.
+# d2rh: two servers that connect to each other at the same instant (the
+# engine's mutual linking must keep one link both can use).
+run "$work/hixl_example_d2rh" --protocol=roce:device
 pair hixl_example_d2rd_multiproc "--role=server --protocol=roce:device" "--role=client --protocol=roce:device"
 echo "hixl examples OK"
