@@ -260,7 +260,13 @@ TEST_P(HixlAsyncTest, NotifyFollowsEarlierTransfers) {
   EXPECT_EQ(client.engine.SendNotify(server.name().c_str(), NotifyDesc{"again", "1"}), SUCCESS);  // consumed: room again
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, HixlAsyncTest, ::testing::Values("tcp", "shm"),
+INSTANTIATE_TEST_SUITE_P(Paths, HixlAsyncTest,
+                         ::testing::Values("tcp", "shm"
+#ifdef LLM_DATADIST_TEST_UCX
+                                           ,
+                                           "ucx"
+#endif
+                                           ),
                          [](const auto& info) { return info.param; });
 
 // A frozen peer over tcp: requests end TIMEOUT at their deadline and no

@@ -206,7 +206,13 @@ TEST_P(HixlPathTest, FrozenPeerTimesOutAndDeadPeerFails) {
   (void)client.engine.Disconnect(server.name().c_str(), 500);
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, HixlPathTest, ::testing::Values("tcp", "shm"),
+INSTANTIATE_TEST_SUITE_P(Paths, HixlPathTest,
+                         ::testing::Values("tcp", "shm"
+#ifdef LLM_DATADIST_TEST_UCX
+                                           ,
+                                           "ucx"
+#endif
+                                           ),
                          [](const auto& info) { return info.param; });
 
 // The vendor's two-engines-in-one-process sequence: both sides register,

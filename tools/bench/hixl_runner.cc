@@ -182,13 +182,14 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
     const bool more = submitted < limits.max_calls && (now < until || submitted < limits.min_calls);
     while (more && q.size() < c.in_flight) {
       hixl::TransferReq req = nullptr;
+      const Clock::time_point submitted_at = Clock::now();  // the submission's own cost counts
       hixl::Status st = s.engine.TransferAsync(s.remote.c_str(), op, descs, hixl::TransferArgs{}, req);
       if (st != hixl::SUCCESS) {
         *error = HixlError("TransferAsync", st);
         r.ok = false;
         break;
       }
-      q.push_back({req, Clock::now()});
+      q.push_back({req, submitted_at});
       ++submitted;
     }
     if (q.empty()) break;
@@ -199,7 +200,7 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
       std::this_thread::yield();
       continue;
     }
-    const Clock::time_point submitted_at = q.front().submitted;
+    const Clock::time_point front_submitted = q.front().submitted;
     q.pop_front();  // reported once: its handle is released
     if (st != hixl::SUCCESS || status != hixl::TransferStatus::COMPLETED) {
       *error = st != hixl::SUCCESS ? HixlError("GetTransferStatus", st)
@@ -208,7 +209,7 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
       r.ok = false;
       break;
     }
-    r.latency_us.Add(std::chrono::duration<double, std::micro>(Clock::now() - submitted_at).count());
+    r.latency_us.Add(std::chrono::duration<double, std::micro>(Clock::now() - front_submitted).count());
     ++r.calls;
   }
   // After a failure the rest are still the engine's: wait them out.
