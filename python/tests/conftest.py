@@ -142,6 +142,26 @@ def queued_bytes(pid):
     return queued
 
 
+def freeze(pid):
+    """SIGSTOP pid and wait until every thread of it has stopped: the signal
+    is asynchronous, and a thread still running could take a request off
+    its socket (or answer it) after the caller went on."""
+    import signal
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue  # the thread exited
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_for(stopped, f"process {pid} to stop")
+
+
 def wait_for(pred, what, timeout=20):
     deadline = time.monotonic() + timeout
     while not pred():

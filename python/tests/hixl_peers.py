@@ -8,7 +8,7 @@ import threading
 import time
 
 import hixl
-from conftest import queued_bytes, wait_for
+from conftest import freeze, queued_bytes, wait_for
 
 TIMEOUT_MS = 5000
 
@@ -192,7 +192,7 @@ def frozen_client(chan, server):
     result = []
     worker = threading.Thread(target=lambda: result.append(engine.transfer_sync(server, hixl.READ, [op], TIMEOUT_MS)))
     assert not queued_bytes(pid), "the peer has unread bytes before the transfer"
-    os.kill(pid, signal.SIGSTOP)
+    freeze(pid)
     try:
         worker.start()
         wait_for(lambda: queued_bytes(pid), "the worker's request at the stopped peer")
@@ -203,7 +203,7 @@ def frozen_client(chan, server):
     assert result == [hixl.SUCCESS] and local.raw == pattern(5, 64 << 10), result
 
     ctypes.memset(at, 0xEE, 64 << 10)
-    os.kill(pid, signal.SIGSTOP)
+    freeze(pid)
     try:
         assert engine.transfer_sync(server, hixl.READ, [op], 300) == hixl.TIMEOUT
     finally:

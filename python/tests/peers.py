@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from conftest import queued_bytes, wait_for
+from conftest import freeze, queued_bytes, wait_for
 from llm_datadist import (BlocksCacheKey, CacheDesc, CacheKey, CacheKeyByIdAndIndex, DataType, LLMClusterInfo,
                           LLMConfig, LLMDataDist, LLMException, LLMRole, LLMStatusCode, Placement,
                           RegisterMemStatus)
@@ -784,7 +784,7 @@ def gil_decode(chan):
     a = threading.Thread(target=pull, args=("A", [3], [1]))
     b = threading.Thread(target=pull, args=("B", [5], [2]))
     assert not queued_bytes(pid), "the peer has unread bytes before any pull"
-    os.kill(pid, signal.SIGSTOP)
+    freeze(pid)
     try:
         a.start()
         wait_for(lambda: queued_bytes(pid), "thread A's request at the stopped peer")

@@ -2,6 +2,9 @@
 processes on loopback for the transfers (roles in hixl_peers.py); the
 statuses of a lone engine in this process."""
 import ctypes
+import os
+
+import pytest
 
 import hixl
 from conftest import free_port, run_roles
@@ -55,3 +58,29 @@ def test_statuses_of_a_lone_engine():
     engine.finalize()
     assert engine.connect(nobody) == hixl.FAILED
     assert hixl.get_capability(hixl.AUTO_CONNECT) == (hixl.SUCCESS, hixl.FEATURE_SUPPORTED)
+
+
+def test_cuda_tensors_as_device_memory():
+    """Two engines in this process, both on CUDA tensors (MEM_DEVICE: the GPU
+    layer); skipped where torch has no CUDA."""
+    if not os.path.exists("/dev/nvidiactl"):  # before importing torch: a second of the suite's budget
+        pytest.skip("no NVIDIA driver here")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    name = f"127.0.0.1:{free_port()}"
+    server, client = hixl.Hixl(), hixl.Hixl()
+    assert server.initialize(name) == hixl.SUCCESS and client.initialize("127.0.0.1") == hixl.SUCCESS
+    try:
+        src = torch.arange(1 << 16, dtype=torch.int32, device="cuda").view(torch.uint8)
+        dst = torch.zeros_like(src)
+        for engine, t in ((server, src), (client, dst)):
+            assert engine.register_mem(hixl.MemDesc(t.data_ptr(), t.numel()), hixl.MEM_DEVICE)[0] == hixl.SUCCESS
+        torch.cuda.synchronize()
+        assert client.connect(name, 5000) == hixl.SUCCESS
+        op = hixl.TransferOpDesc(dst.data_ptr(), src.data_ptr(), src.numel())
+        assert client.transfer_sync(name, hixl.READ, [op], 5000) == hixl.SUCCESS
+        assert torch.equal(dst, src)
+    finally:
+        client.finalize()
+        server.finalize()
