@@ -113,7 +113,11 @@ def async_server(chan, server):
     keep.append(host_buffer(engine, pattern(2, ASYNC_OPS * ASYNC_OP)))  # after the client connected
     chan.send(keep[1][1])
     notifies = []
-    wait_until(lambda: notifies.extend(engine.get_notifies()[1]) or len(notifies) >= NOTIFIES, "the notifications")
+
+    def all_arrived():
+        notifies.extend(engine.get_notifies()[1])
+        return len(notifies) >= NOTIFIES
+    wait_until(all_arrived, "the notifications")
     assert [(n.name, n.notify_msg) for n in notifies] == [(f"n{i}", f"msg {i}") for i in range(NOTIFIES)]
     chan.sync("done")
     engine.finalize()
@@ -142,8 +146,11 @@ def async_client(chan, server):
         reqs[req] = 1000 + i
     # One request polled by id until it ends (which also releases it)...
     one = next(iter(reqs))
-    assert wait_until(lambda: (lambda got: got[1] != hixl.TransferStatus.WAITING and got)(
-        engine.get_transfer_status(one)), "a request's end") == (hixl.SUCCESS, hixl.TransferStatus.COMPLETED)
+
+    def ended():
+        got = engine.get_transfer_status(one)
+        return got if got[1] != hixl.TransferStatus.WAITING else None
+    assert wait_until(ended, "a request's end") == (hixl.SUCCESS, hixl.TransferStatus.COMPLETED)
     assert engine.get_transfer_status(one)[0] == hixl.PARAM_INVALID
     del reqs[one]
     # ...and the others through the all-requests query, with their user_data.
