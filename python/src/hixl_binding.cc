@@ -35,6 +35,9 @@ constexpr int32_t kDefaultTimeoutMs = 1000;  // the vendor's default for every t
 
 AscendString Str(const std::string& s) { return AscendString(s.c_str(), s.size()); }
 std::string Str(const AscendString& s) { return std::string(s.GetString(), s.GetLength()); }
+// A peer's notification text need not be UTF-8: undecodable bytes become
+// U+FFFD instead of an exception on attribute access.
+py::object Text(const AscendString& s) { return py::bytes(Str(s)).attr("decode")("utf-8", "replace"); }
 template <typename T>
 uintptr_t Int(T* p) { return reinterpret_cast<uintptr_t>(p); }
 
@@ -215,7 +218,8 @@ void AddStructs(py::module_& m) {
            py::arg("addr"), py::arg("len"))
       .def_readwrite("addr", &MemDesc::addr)
       .def_readwrite("len", &MemDesc::len)
-      .def("__repr__", [](const MemDesc& d) { return "MemDesc(addr=" + Hex(d.addr) + ", len=" + std::to_string(d.len) + ")"; });
+      .def("__repr__",
+           [](const MemDesc& d) { return "MemDesc(addr=" + Hex(d.addr) + ", len=" + std::to_string(d.len) + ")"; });
 
   py::class_<TransferOpDesc>(m, "TransferOpDesc")
       .def(py::init([](uintptr_t local, uintptr_t remote, size_t len) { return TransferOpDesc{local, remote, len}; }),
@@ -264,14 +268,14 @@ void AddStructs(py::module_& m) {
       .def(py::init([](const std::string& name, const std::string& msg) { return NotifyDesc{Str(name), Str(msg)}; }),
            py::arg("name"), py::arg("notify_msg"))
       .def_property(
-          "name", [](const NotifyDesc& n) { return py::bytes(Str(n.name)).attr("decode")("utf-8", "replace"); },
+          "name", [](const NotifyDesc& n) { return Text(n.name); },
           [](NotifyDesc& n, const std::string& s) { n.name = Str(s); })
       .def_property(
-          "notify_msg", [](const NotifyDesc& n) { return py::bytes(Str(n.notify_msg)).attr("decode")("utf-8", "replace"); },
+          "notify_msg", [](const NotifyDesc& n) { return Text(n.notify_msg); },
           [](NotifyDesc& n, const std::string& s) { n.notify_msg = Str(s); })
       .def("__repr__", [](const NotifyDesc& n) {
-        return "NotifyDesc(name=" + py::repr(py::str(Str(n.name))).cast<std::string>() +
-               ", notify_msg=" + py::repr(py::str(Str(n.notify_msg))).cast<std::string>() + ")";
+        return "NotifyDesc(name=" + py::repr(Text(n.name)).cast<std::string>() +
+               ", notify_msg=" + py::repr(Text(n.notify_msg)).cast<std::string>() + ")";
       });
 }
 

@@ -3,6 +3,7 @@ conftest.run_roles). The server is an engine that listens at `server`; the
 client is a client-only engine. Every byte moved is checked where it lands."""
 import ctypes
 import os
+import random
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ def host_buffer(engine, data):
 
 
 def pattern(seed, n):
-    return bytes((i * 131 + seed * 7) & 0xFF for i in range(n))
+    return random.Random(seed).randbytes(n)  # not periodic: a block landing at a wrong offset shows
 
 
 def wait_until(fn, what, timeout=10):
