@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import time
 import traceback
 
 import pytest
@@ -107,3 +108,62 @@ def run_roles(roles, timeout=120):
     if errors:
         pytest.fail("\n".join(errors), pytrace=False)
     return results
+
+
+def _socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def queued_bytes(pid):
+    """Bytes received but not read by process pid, per TCP socket: how a
+    test sees that a request reached a stopped (SIGSTOP) peer."""
+    inodes = _socket_inodes(pid)
+    queued = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[9] in inodes:
+                rx = int(cols[4].split(":")[1], 16)
+                if rx:
+                    queued[cols[9]] = rx
+    return queued
+
+
+def freeze(pid):
+    """SIGSTOP pid and wait until every thread of it has stopped: the signal
+    is asynchronous, and a thread still running could take a request off
+    its socket (or answer it) after the caller went on."""
+    import signal
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue  # the thread exited
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_for(stopped, f"process {pid} to stop")
+
+
+def wait_for(pred, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from conftest import freeze, queued_bytes, wait_for
 from llm_datadist import (BlocksCacheKey, CacheDesc, CacheKey, CacheKeyByIdAndIndex, DataType, LLMClusterInfo,
                           LLMConfig, LLMDataDist, LLMException, LLMRole, LLMStatusCode, Placement,
                           RegisterMemStatus)
@@ -747,44 +748,6 @@ def vllm_decode(chan):
 # succeed, byte-verified. A call holding the GIL would leave the main thread
 # unable to observe or continue the peer, and A would fail with LLM_TIMEOUT.
 
-def _socket_inodes(pid):
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    return inodes
-
-
-def _queued_bytes(pid):
-    """Bytes received but not read by process pid, per TCP socket."""
-    inodes = _socket_inodes(pid)
-    queued = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if cols[9] in inodes:
-                rx = int(cols[4].split(":")[1], 16)
-                if rx:
-                    queued[cols[9]] = rx
-    return queued
-
-
-def _wait_for(pred, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def gil_prefill(chan):
     dd = init(PROMPT, PROMPT, listen="127.0.0.1:0", backend="tcp")
     tensors = kv_tensors(seed=1, blocks=P_BLOCKS)
@@ -820,15 +783,15 @@ def gil_decode(chan):
 
     a = threading.Thread(target=pull, args=("A", [3], [1]))
     b = threading.Thread(target=pull, args=("B", [5], [2]))
-    assert not _queued_bytes(pid), "the peer has unread bytes before any pull"
-    os.kill(pid, signal.SIGSTOP)
+    assert not queued_bytes(pid), "the peer has unread bytes before any pull"
+    freeze(pid)
     try:
         a.start()
-        _wait_for(lambda: _queued_bytes(pid), "thread A's request at the stopped peer")
-        before = _queued_bytes(pid)
+        wait_for(lambda: queued_bytes(pid), "thread A's request at the stopped peer")
+        before = queued_bytes(pid)
         assert a.is_alive() and not results, "A finished against a stopped peer"
         b.start()
-        _wait_for(lambda: sum(_queued_bytes(pid).values()) > sum(before.values()),
+        wait_for(lambda: sum(queued_bytes(pid).values()) > sum(before.values()),
                   "thread B's request at the stopped peer")
         # Both requests are unanswered: A and B are inside their calls now.
         assert a.is_alive() and b.is_alive() and not results, f"a pull finished against a stopped peer: {results}"
