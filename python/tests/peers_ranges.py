@@ -124,6 +124,11 @@ def sender(chan, port, sender_port):
         got = cm.transfer_cache_async(src, _Now(), configs, **kw).get_results(10000)
         assert got == [want], (got, errors.text)
 
+    # Refused at once: two addresses for two layers; cache to blocks without a block size.
+    _raises(LLMStatusCode.LLM_PARAM_INVALID, "expect 4 dst_addrs",
+            lambda: cm.transfer_cache_async(src, _Now(), [TransferConfig(OWNER, row_addrs[:2])]))
+    _raises(LLMStatusCode.LLM_PARAM_INVALID, "dst_block_memory_size must be set",
+            lambda: cm.transfer_cache_async(src, _Now(), [TransferConfig(OWNER, block_addrs)], dst_block_indices=[0]))
     # Rows that would run past the end of the owner's tensors.
     bad = TransferConfig(OWNER, [a + 1024 - 100 for a in row_addrs])
     run([bad], LLMStatusCode.LLM_PARAM_INVALID)
