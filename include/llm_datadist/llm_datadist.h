@@ -320,6 +320,31 @@ class LlmDataDist {
                               LayerReadyFn layer_ready, std::shared_ptr<LayerwiseTask>& task,
                               uint8_t tensor_num_per_layer = 2U);
 
+  // Byte ranges of a local cache pushed to a linked peer, each destination
+  // named by the peer's own memory: the vendor's layer-wise transfers to raw
+  // destination addresses (TransferConfig) and from a contiguous cache into
+  // blocks are built on it. A range's destination is tensor `dst_tensor` of
+  // the peer's cache `dst_cache_id` at `dst_offset`, or, with dst_cache_id
+  // 0, the address `dst_offset` of the peer's process, which must lie (with
+  // `length`) inside one tensor of a cache the peer allocated or
+  // registered: the peer resolves it. Every range is checked before the
+  // first byte moves: LLM_PARAM_INVALID (nothing written) for one outside
+  // its source tensor, outside the peer's caches or past its destination
+  // tensor; LLM_KV_CACHE_NOT_EXIST for an unknown local or remote cache;
+  // otherwise as PushKvCache.
+  struct RangeCopy {
+    uint32_t src_tensor = 0;
+    uint64_t src_offset = 0;
+    uint64_t length = 0;
+    int64_t dst_cache_id = 0;  // 0: dst_offset is a peer address
+    uint32_t dst_tensor = 0;
+    uint64_t dst_offset = 0;
+  };
+  Status PushKvRanges(const Cache& src_cache, uint64_t remote_cluster_id, const std::vector<RangeCopy>& ranges);
+  // The description of a linked peer's cache (placement, tensors, type,
+  // shape), so that a caller can plan ranges against it.
+  Status GetRemoteCacheDesc(uint64_t remote_cluster_id, int64_t cache_id, CacheDesc& cache_desc);
+
   // AllocateCache for a layer built on this library that needs caches of
   // its own (the Python module's key directory): the id is
   // kLibraryCacheIdBase or above, never one of the user ids AllocateCache

@@ -36,11 +36,12 @@ DEFAULT_LINK_TOTAL_TIME_MS = 60000
 _RENAMED = {"llm.listenIpInfo": "llm.ListenIpInfo"}
 # Keys the vendor's engine reads that have no C++ counterpart here: consumed
 # by this module (cache-manager mode, link timing) or meaningless on host
-# memory (memory pools, RDMA tuning, graph-engine settings). Not passed on.
+# memory (RDMA tuning, graph-engine settings). Not passed on. (The memory
+# pools, llm.MemPoolConfig and llm.HostMemPoolConfig, are the engine's.)
 _CONSUMED = {
     "ge.exec.deviceId", "ge.session_device_id", "ge.exec.rankId", "ge.resourceConfigPath", "ge.flowGraphMemMaxSize",
-    "llm.EnableCacheManager", "llm.EnableRemoteCacheAccessible", "llm.MemoryUtilization", "llm.MemPoolConfig",
-    "llm.HostMemPoolConfig", "llm.LinkTotalTime", "llm.LinkRetryCount", "llm.RdmaTrafficClass",
+    "llm.EnableCacheManager", "llm.EnableRemoteCacheAccessible", "llm.MemoryUtilization", "llm.LinkTotalTime",
+    "llm.LinkRetryCount", "llm.RdmaTrafficClass",
     "llm.RdmaServiceLevel", "llm.GlobalResourceConfig", "llm.deployResPath", "llm.ClusterInfo",
     "llm.OutputMaxSize", "llm.Role", "llm.ListenIp", "llm.ListenPort",
 }
@@ -180,6 +181,9 @@ class LLMDataDist:
 
     @property
     def kv_cache_manager(self):
+        # The vendor's open package has no v1 manager to follow: its
+        # v2/llm_datadist.py imports KvCacheManager from a separate
+        # llm_datadist_v1 package that hicann/hixl does not contain.
         raise LLMException("kv_cache_manager (the vendor's closed v1 API) is not provided; use cache_manager",
                            status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
 

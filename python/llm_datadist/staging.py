@@ -25,35 +25,48 @@ def registered(engine, placement, num_tensors, shape, addrs, what, dtype=DataTyp
 
 
 class RowToBlocks:
-    """One pull of a peer's contiguous row into local blocks."""
+    """One pull of a peer's contiguous row into local blocks, every layer or
+    those of the layer ranges: the row of the selected layers lands in a
+    staging row (one tensor per destination tensor), which is then copied,
+    as blocks, into a view of just the destination layers' tensors, so the
+    other layers of dst_cache stay untouched."""
 
     def __init__(self, engine, dst_cache, dst_blocks, ext):
         desc = dst_cache.cache_desc
         raise_if_false(dst_cache.is_blocks_cache, "param check failed, dst_cache should be blocks cache.")
-        raise_if_false(ext[:4] == (-1, -1, -1, -1),
-                       "pull_blocks from a contiguous cache moves every layer: no layer ranges",
-                       status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+        src_first, src_last, dst_first, dst_last, per_layer = ext
+        raise_if_false(desc.num_tensors % per_layer == 0, f"tensor_num_per_layer ({per_layer}) does not divide "
+                       f"dst_cache's {desc.num_tensors} tensors")
+        if dst_first < 0:
+            dst_first, dst_last = 0, desc.num_tensors // per_layer - 1
+        raise_if_false((dst_last + 1) * per_layer <= desc.num_tensors,
+                       f"dst_layer_range ends at layer {dst_last}, dst_cache has {desc.num_tensors // per_layer}")
         self._engine = engine
         self._dst = dst_cache
         self._dst_blocks = list(dst_blocks)
-        self._num_tensors = desc.num_tensors
+        self._tensors = range(dst_first * per_layer, (dst_last + 1) * per_layer)
         self._block_bytes = desc.size // desc.batch_size
         self._row_bytes = self._block_bytes * len(self._dst_blocks)
-        self._ext = ext
+        # The staging row holds only the selected layers, from its layer 0
+        # (src_first -1: every layer of the peer's cache, as many as those).
+        self._ext = (src_first, src_last, 0, dst_last - dst_first, per_layer)
 
     def run(self, cluster, cache_id, batch):
-        n = len(self._dst_blocks)
-        bufs = [ctypes.create_string_buffer(self._row_bytes) for _ in range(self._num_tensors)]
+        n, desc = len(self._dst_blocks), self._dst.cache_desc
+        bufs = [ctypes.create_string_buffer(self._row_bytes) for _ in self._tensors]
         addrs = [ctypes.addressof(b) for b in bufs]
-        with registered(self._engine, Placement.HOST, self._num_tensors, [1, self._row_bytes], addrs,
+        with registered(self._engine, Placement.HOST, len(addrs), [1, self._row_bytes], addrs,
                         "[pull_blocks]") as row_id:
             # The C++ pull checks that the peer's row is exactly this long.
             st = self._engine.pull_cache(cluster, cache_id, batch, row_id, 0, -1, self._ext)
         if st != LLMStatusCode.LLM_SUCCESS:
             return st
-        with registered(self._engine, Placement.HOST, self._num_tensors, [n, self._block_bytes], addrs,
-                        "[pull_blocks]") as blocks_id:
-            return self._engine.copy_blocks(blocks_id, self._dst.cache_id, list(range(n)), [self._dst_blocks])
+        dst_addrs = [self._dst.tensor_addrs[t] for t in self._tensors]
+        with registered(self._engine, Placement.HOST, len(addrs), [n, self._block_bytes], addrs,
+                        "[pull_blocks]") as blocks_id, \
+                registered(self._engine, desc.placement, len(dst_addrs), [desc.batch_size, self._block_bytes],
+                           dst_addrs, "[pull_blocks]") as dst_id:
+            return self._engine.copy_blocks(blocks_id, dst_id, list(range(n)), [self._dst_blocks])
 
 
 def swap_blocks(engine, src_cache, dst_cache, src_to_dst):

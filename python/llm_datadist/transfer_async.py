@@ -13,15 +13,19 @@ returned False is LLM_PARAM_INVALID (the vendor's status for it), one stopped
 by a failed push gets that push's status, and one never reached stays None;
 get_results(timeout) answers LLM_TIMEOUT for every config while the task is
 still running. A stopped task sends no later layer, so nothing of it is left
-running. Ours also runs TransferWithCacheKeyConfig with src_block_indices
-(blocks to blocks); TransferConfig (raw destination addresses) and cache to
-blocks (dst_block_memory_size) answer LLM_FEATURE_NOT_ENABLED.
+running. Destinations: TransferWithCacheKeyConfig (a peer's cache by key or
+id) and TransferConfig (raw addresses in the peer's process, which the peer
+resolves against the caches it allocated or registered: an address outside
+them is LLM_PARAM_INVALID for that config, nothing written). Sources and
+destinations: cache to cache, blocks to blocks, and cache to blocks
+(dst_block_indices with dst_block_memory_size; see transfer_ranges.py).
 """
 import logging
 import threading
 from abc import ABC, abstractmethod
 from typing import List, Optional
 
+from llm_datadist import transfer_ranges
 from llm_datadist.llm_types import BlocksCacheKey, CacheKeyByIdAndIndex, Placement
 from llm_datadist.status import LLMException, LLMStatusCode, raise_if_false, raise_if_true
 
@@ -82,10 +86,10 @@ class TransferWithCacheKeyConfig:
 
 
 class TransferConfig:
-    """The vendor's destination by raw device addresses (needs its
-    enable_remote_cache_accessible off). Constructible and checked as the
-    vendor's; transfer_cache_async with it answers LLM_FEATURE_NOT_ENABLED:
-    our peers expose only registered caches, never raw addresses."""
+    """A destination by raw addresses of the peer's process: two per layer
+    of src_layer_range (None: every layer), K then V, each the start of that
+    tensor's destination row (or of its block 0 when sending to blocks).
+    They must lie inside caches the peer allocated or registered."""
 
     def __init__(self, dst_cluster_id: int, dst_addrs: List[int], src_layer_range: Optional[range] = None,
                  src_batch_index: int = 0):
@@ -137,19 +141,39 @@ class CacheTask:
 
 
 class _Job:
-    def __init__(self, manager, src_cache, synchronizer, configs, src_blocks, dst_blocks):
+    def __init__(self, manager, src_cache, synchronizer, configs, src_blocks, dst_blocks, block_bytes):
         self.manager = manager
         self.src = src_cache
         self.sync = synchronizer
         self.configs = configs
         self.src_blocks = src_blocks
         self.dst_blocks = dst_blocks
+        self.block_bytes = block_bytes
         self.num_layers = src_cache.cache_desc.num_tensors // _NUM_TENSORS_PER_LAYER
+        self.src_ranges = [c.src_layer_range or range(0, self.num_layers) for c in configs]
+        self.plans = [None] * len(configs)  # byte-range plans, made at a config's first layer
         self.results = [None] * len(configs)
         self.done = threading.Event()
 
-    def _send(self, config, src_layer, dst_layer):
-        key, cm = config.cache_key, self.manager
+    def _send(self, i, src_layer, dst_layer):
+        config, cm = self.configs[i], self.manager
+        engine = cm._engine
+        if isinstance(config, TransferConfig):
+            if self.plans[i] is None:
+                self.plans[i] = transfer_ranges.AddressPlan(self.src.cache_desc, config, self.src_ranges[i], self.src_blocks,
+                                                            self.dst_blocks, self.block_bytes)
+            transfer_ranges.push(engine, self.src, config.dst_cluster_id, self.plans[i].ranges(src_layer),
+                                 "[transfer_cache_async]")
+            return
+        key = config.cache_key
+        if self.dst_blocks and not self.src_blocks:
+            if self.plans[i] is None:
+                cluster, cache_id, _, _, _ = cm._remote(key, True)
+                self.plans[i] = transfer_ranges.CacheToBlocksPlan(engine, self.src.cache_desc, cluster, cache_id,
+                                                                  config, self.dst_blocks, self.block_bytes)
+            transfer_ranges.push(engine, self.src, key.cluster_id, self.plans[i].ranges(src_layer, dst_layer),
+                                 "[transfer_cache_async]")
+            return
         src_r, dst_r = range(src_layer, src_layer + 1), range(dst_layer, dst_layer + 1)
         if self.src_blocks:
             cm.push_blocks(key, self.src, self.src_blocks, self.dst_blocks, src_r, dst_r)
@@ -174,7 +198,7 @@ class _Job:
     def _layers(self):
         live = set(range(len(self.configs)))
         for layer in range(self.num_layers):
-            wanted = [i for i in live if layer in self.configs[i].src_layer_range]
+            wanted = [i for i in live if layer in self.src_ranges[i]]
             if not wanted:
                 continue
             if not self.sync.synchronize_layer(layer, None):
@@ -183,17 +207,18 @@ class _Job:
                     self.results[i] = LLMStatusCode.LLM_PARAM_INVALID
                 return
             for i in wanted:
-                c = self.configs[i]
-                dst_layer = c.dst_layer_range[layer - c.src_layer_range.start]
+                c, src_range = self.configs[i], self.src_ranges[i]
+                dst_layer = layer - src_range.start if c.dst_layer_range is None else \
+                    c.dst_layer_range[layer - src_range.start]
                 try:
-                    self._send(c, layer, dst_layer)
+                    self._send(i, layer, dst_layer)
                 except LLMException as e:
                     _log.error("[transfer_cache_async] layer %d to cluster %d failed: %s", layer,
                                c.dst_cluster_id, e)
                     self.results[i] = e.status_code
                     live.discard(i)
                     continue
-                if layer == c.src_layer_range.stop - 1:
+                if layer == src_range.stop - 1:
                     self.results[i] = LLMStatusCode.LLM_SUCCESS
                     live.discard(i)
 
@@ -223,23 +248,30 @@ def start(manager, src_cache, synchronizer, configs, src_block_indices, dst_bloc
         raise_if_false(len(src_blocks) == len(dst_blocks),
                        f"num_block_indices mismatches, src_num = {len(src_blocks)}, dst_num = {len(dst_blocks)}")
     elif dst_blocks:
-        raise LLMException("transfer_cache_async from a cache into blocks is not supported",
-                           status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
+        raise_if_false(dst_block_memory_size is not None,
+                       "dst_block_memory_size must be set when transfer from cache to blocks")
+    raise_if_false(dst_blocks or dst_block_memory_size in (None, 0),
+                   f"dst_block_memory_size ({dst_block_memory_size}) is neither None nor 0 while dst is not blocks")
     desc = src_cache.cache_desc
     raise_if_false(desc.num_tensors % _NUM_TENSORS_PER_LAYER == 0, f"cache_desc.num_tensors ({desc.num_tensors}) "
                    "is not even")
     num_layers = desc.num_tensors // _NUM_TENSORS_PER_LAYER
     for c in configs:
+        if not isinstance(c, (TransferConfig, TransferWithCacheKeyConfig)):
+            raise TypeError("transfer_configs should hold TransferConfig or TransferWithCacheKeyConfig")
+        r = c.src_layer_range or range(0, num_layers)
+        raise_if_false(0 <= r.start < r.stop <= num_layers,
+                       f"src_layer_range: {r} out of range, src_layer_num = {num_layers}")
         if isinstance(c, TransferConfig):
-            raise LLMException("TransferConfig (raw destination addresses) is not supported; "
-                               "use TransferWithCacheKeyConfig", status_code=LLMStatusCode.LLM_FEATURE_NOT_ENABLED)
-        if not isinstance(c, TransferWithCacheKeyConfig):
-            raise TypeError("transfer_configs should hold TransferWithCacheKeyConfig")
-        raise_if_false(0 <= c.src_layer_range.start < c.src_layer_range.stop <= num_layers,
-                       f"src_layer_range: {c.src_layer_range} out of range, src_layer_num = {num_layers}")
+            raise_if_false(len(c.dst_addrs) == len(r) * _NUM_TENSORS_PER_LAYER,
+                           f"expect {len(r) * _NUM_TENSORS_PER_LAYER} dst_addrs, but len(dst_addrs) = "
+                           f"{len(c.dst_addrs)}, range = {r}")
+        if not src_blocks and c.src_batch_index >= desc.batch_size:
+            raise LLMException(f"Invalid TransferConfig, src_batch_index ({c.src_batch_index}) out of range: "
+                               f"[0, {desc.batch_size})", status_code=LLMStatusCode.LLM_PARAM_INVALID)
         if src_blocks:
             raise_if_false(c.src_batch_index == 0,
                            f"Invalid TransferConfig, src_batch_index ({c.src_batch_index}) != 0 while src is blocks")
-    job = _Job(manager, src_cache, synchronizer, list(configs), src_blocks, dst_blocks)
+    job = _Job(manager, src_cache, synchronizer, list(configs), src_blocks, dst_blocks, dst_block_memory_size or 0)
     threading.Thread(target=job.run, name="llm_datadist-transfer-async", daemon=True).start()
     return CacheTask(job)

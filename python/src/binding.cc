@@ -31,6 +31,7 @@ using PyCluster = std::tuple<uint64_t, std::vector<std::pair<std::string, uint16
                              std::vector<std::pair<std::string, uint16_t>>>;
 // (src_first, src_last, dst_first, dst_last, tensor_num_per_layer)
 using PyExt = std::tuple<int32_t, int32_t, int32_t, int32_t, uint32_t>;
+using PyRange = std::tuple<uint32_t, uint64_t, uint64_t, int64_t, uint32_t, uint64_t>;
 
 std::map<AscendString, AscendString> ToOptions(const Options& in) {
   std::map<AscendString, AscendString> out;
@@ -202,6 +203,22 @@ class Engine {
     return Get().CopyKvBlocks(LocalCache(src_id), LocalCache(dst_id), src_blocks, dst_lists);
   }
 
+  // ranges: (src_tensor, src_offset, length, dst_cache_id, dst_tensor, dst_offset); dst_cache_id 0 names a
+  // peer address in dst_offset (LlmDataDist::PushKvRanges).
+  Status PushRanges(int64_t src_id, uint64_t cluster, const std::vector<PyRange>& ranges) {
+    std::vector<LlmDataDist::RangeCopy> copies;
+    copies.reserve(ranges.size());
+    for (const auto& r : ranges)
+      copies.push_back({std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r), std::get<4>(r), std::get<5>(r)});
+    return Get().PushKvRanges(LocalCache(src_id), cluster, copies);
+  }
+  // (status, placement, num_tensors, data_type, shape) of a linked peer's cache.
+  std::tuple<Status, uint32_t, uint32_t, int32_t, std::vector<int64_t>> RemoteCacheDesc(uint64_t cluster, int64_t id) {
+    CacheDesc d;
+    Status st = Get().GetRemoteCacheDesc(cluster, id, d);
+    return {st, static_cast<uint32_t>(d.placement), d.num_tensors, static_cast<int32_t>(d.data_type), d.shape};
+  }
+
   uint16_t ListenPort() const { return dd_ ? dd_->GetListenPort() : 0; }
   py::dict Stats() const { return dd_ ? StatsToDict(dd_->GetStats()) : py::dict(); }
   std::string LinkTransport(uint64_t cluster) const {
@@ -242,6 +259,8 @@ PYBIND11_MODULE(_llm_datadist, m) {
       .def("push_blocks", &Engine::PushBlocks, Release())
       .def("copy_cache", &Engine::CopyCache, Release())
       .def("copy_blocks", &Engine::CopyBlocks, Release())
+      .def("push_ranges", &Engine::PushRanges, Release())
+      .def("remote_cache_desc", &Engine::RemoteCacheDesc, Release())
       .def("listen_port", &Engine::ListenPort)
       .def("link_transport", &Engine::LinkTransport)
       .def("stats", &Engine::Stats);

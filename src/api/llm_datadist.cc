@@ -136,6 +136,16 @@ Status LlmDataDist::RegisterLibraryCache(const CacheDesc& cache_desc, const std:
                     [&] { return impl_->engine.RegisterKvCache(cache_desc, addrs, cache_id, true); });
 }
 
+Status LlmDataDist::PushKvRanges(const Cache& src_cache, uint64_t remote_cluster_id,
+                                 const std::vector<RangeCopy>& ranges) {
+  return impl_->Run("PushKvRanges", [&] { return impl_->engine.PushRanges(src_cache.cache_id, remote_cluster_id, ranges); });
+}
+
+Status LlmDataDist::GetRemoteCacheDesc(uint64_t remote_cluster_id, int64_t cache_id, CacheDesc& cache_desc) {
+  return impl_->Run("GetRemoteCacheDesc",
+                    [&] { return impl_->engine.RemoteCacheDesc(remote_cluster_id, cache_id, &cache_desc); });
+}
+
 Status LlmDataDist::AllocateLibraryCache(const CacheDesc& cache_desc, Cache& cache) {
   return impl_->Run("AllocateLibraryCache", [&] { return impl_->engine.AllocateCache(cache_desc, cache, true); });
 }

@@ -35,8 +35,17 @@ Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist
     return Result::ParamInvalid("cache is larger than 64 TiB");
   // Tensors start on 64-byte boundaries so that SIMD copies stay aligned.
   const uint64_t stride = (cache->layout.tensor_bytes + 63) / 64 * 64;
-  LDD_RETURN_IF_ERROR(AllocateCacheMemory(desc.placement == llm_datadist::CachePlacement::kDevice,
-                                          stride * desc.num_tensors, device_id_, &cache->memory));
+  const bool device = desc.placement == llm_datadist::CachePlacement::kDevice;
+  std::shared_ptr<MemoryPool> pool;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pool = library ? nullptr : device ? device_pool_ : host_pool_;
+  }
+  if (pool) {
+    LDD_RETURN_IF_ERROR(pool->Allocate(stride * desc.num_tensors, device, &cache->memory));
+  } else {
+    LDD_RETURN_IF_ERROR(AllocateCacheMemory(device, stride * desc.num_tensors, device_id_, &cache->memory));
+  }
   cache->kind = cache->memory->kind();
   for (uint32_t t = 0; t < desc.num_tensors; ++t)
     cache->addrs.push_back(reinterpret_cast<uintptr_t>(cache->memory->data() + stride * t));
@@ -47,11 +56,36 @@ Result CacheRegistry::Allocate(const llm_datadist::CacheDesc& desc, llm_datadist
   return Result::Ok();
 }
 
+Result CacheRegistry::SetPools(const MemoryPoolConfig& device, const MemoryPoolConfig& host) {
+  std::shared_ptr<MemoryPool> pools[2];
+  const MemoryPoolConfig* configs[2] = {&device, &host};
+  for (int i = 0; i < 2; ++i) {
+    if (configs[i]->memory_size == 0) continue;
+    std::shared_ptr<Allocation> backing;
+    Result r = AllocateCacheMemory(i == 0, configs[i]->memory_size, device_id_, &backing);
+    if (!r.ok()) return r.WithContext(Msg(i == 0 ? "the device" : "the host", " memory pool"));
+    pools[i] = std::make_shared<MemoryPool>(std::move(backing), *configs[i]);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  device_pool_ = std::move(pools[0]);
+  host_pool_ = std::move(pools[1]);
+  return Result::Ok();
+}
+
+void CacheRegistry::DropPools() {
+  std::lock_guard<std::mutex> lock(mu_);
+  device_pool_.reset();  // chunks still held keep their pool
+  host_pool_.reset();
+}
+
 Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride) {
+  // A pooled cache's regions name the pool's backing, which peers share.
+  uint64_t base = 0;
+  std::shared_ptr<Allocation> shared = cache.memory ? SharedBacking(cache.memory, &base) : nullptr;
   for (size_t t = 0; t < cache.addrs.size(); ++t) {
     uint64_t id = 0;
     Result r = regions_.Add(reinterpret_cast<void*>(cache.addrs[t]), cache.layout.tensor_bytes, cache.kind,
-                            cache.memory, stride * t, &id);
+                            shared, base + stride * t, &id);
     if (!r.ok()) {
       regions_.Remove(cache.region_ids);
       cache.region_ids.clear();
@@ -125,6 +159,24 @@ std::shared_ptr<const LocalCache> CacheRegistry::Find(int64_t cache_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = caches_.find(cache_id);
   return it == caches_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const LocalCache> CacheRegistry::FindByAddress(uint64_t addr, uint64_t length, uint32_t* tensor,
+                                                               uint64_t* offset) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, cache] : caches_) {
+    if (id >= llm_datadist::LlmDataDist::kLibraryCacheIdBase) break;  // ids are ordered; the library's come last
+    for (size_t t = 0; t < cache->addrs.size(); ++t) {
+      const uint64_t base = cache->addrs[t];
+      if (addr >= base && addr - base <= cache->layout.tensor_bytes &&
+          length <= cache->layout.tensor_bytes - (addr - base)) {
+        *tensor = static_cast<uint32_t>(t);
+        *offset = addr - base;
+        return cache;
+      }
+    }
+  }
+  return nullptr;
 }
 
 void CacheRegistry::Clear() {

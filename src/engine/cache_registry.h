@@ -19,6 +19,7 @@
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
 #include "memory/allocation.h"
+#include "memory/memory_pool.h"
 
 namespace lldd {
 
@@ -42,6 +43,11 @@ class CacheRegistry {
   explicit CacheRegistry(RegionTable& regions) : regions_(regions) {}
   // `device_id` is OPTION_DEVICE_ID, for caches placed on the device.
   void set_device_id(int32_t device_id) { device_id_ = device_id; }
+  // Makes the pools user caches of each placement are carved from (a zero
+  // memory_size: none, memory per cache as before). Library caches never
+  // use them: the pool is the user's budget.
+  Result SetPools(const MemoryPoolConfig& device, const MemoryPoolConfig& host);
+  void DropPools();
   // `library`: the id comes from LlmDataDist::kLibraryCacheIdBase upwards
   // (a cache a layer above keeps for itself), not from the user ids 1, 2, ...
   Result Allocate(const llm_datadist::CacheDesc& desc, llm_datadist::Cache* cache, bool library = false);
@@ -65,6 +71,10 @@ class CacheRegistry {
   // them then).
   void DropQuarantine();
   std::shared_ptr<const LocalCache> Find(int64_t cache_id) const;
+  // The user cache (not a library one) whose tensor holds [addr, addr +
+  // length), and where: null if none does.
+  std::shared_ptr<const LocalCache> FindByAddress(uint64_t addr, uint64_t length, uint32_t* tensor,
+                                                  uint64_t* offset) const;
   void Clear();
   size_t size() const;
 
@@ -80,6 +90,8 @@ class CacheRegistry {
   int64_t next_id_ = 1;
   int64_t next_library_id_ = 0;  // added to kLibraryCacheIdBase
   int32_t device_id_ = 0;
+  std::shared_ptr<MemoryPool> device_pool_;
+  std::shared_ptr<MemoryPool> host_pool_;
 };
 
 }  // namespace lldd

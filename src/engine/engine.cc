@@ -9,7 +9,9 @@
 namespace lldd {
 
 Engine::Engine(uint64_t cluster_id, llm_datadist::LlmRole role)
-    : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role) {}
+    : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role) {
+  ServeAddressLookups();
+}
 
 Engine::~Engine() { Finalize(); }
 
@@ -37,6 +39,7 @@ Result Engine::Initialize(const OptionMap& options) {
   options_ = parsed;
   stopping_ = false;
   caches_.set_device_id(options_.device_id);
+  LDD_RETURN_IF_ERROR(caches_.SetPools(options_.device_pool, options_.host_pool));
   LDD_RETURN_IF_ERROR(transports_.Start(MakeTransportConfig(), options_.backend, regions_));
   if (options_.listen) {
     Result r = StartServing();
@@ -106,6 +109,7 @@ void Engine::Finalize() {
   caches_.Clear();
   transports_.Stop();
   caches_.DropQuarantine();
+  caches_.DropPools();
   exporter_.Stop();
   metrics_.ForgetPeers();
   initialized_ = false;

@@ -7,6 +7,7 @@
 //   engine_links.cc      the link table: link, accept, unlink, stale links
 //   engine_control.cc    requests from linked peers (control and joins)
 //   engine_transfer.cc   Pull/Push (planned, then one endpoint call) and Copy
+//   engine_ranges.cc     byte ranges pushed to a peer's caches or addresses
 //   engine_directory.cc  discovery (llm.Directory): publish, resolve, departures
 //   acceptor.cc          the listener and admission of new connections
 //   handshake.cc         HELLO / token challenge / HELLO_ACK
@@ -112,6 +113,11 @@ class Engine {
   };
   Result TransferOps(const OpsTransfer& transfer, Deadline deadline);
 
+  // engine_ranges.cc: LlmDataDist::PushKvRanges and GetRemoteCacheDesc.
+  Result PushRanges(int64_t local_cache_id, uint64_t remote_cluster_id,
+                    const std::vector<llm_datadist::LlmDataDist::RangeCopy>& ranges);
+  Result RemoteCacheDesc(uint64_t remote_cluster_id, int64_t cache_id, llm_datadist::CacheDesc* desc);
+
  private:
   using LinkPtr = std::shared_ptr<lldd::Link>;
 
@@ -175,6 +181,9 @@ class Engine {
                  const Hello& hello);
   void HandleControl(const std::weak_ptr<lldd::Link>& link, MsgType type, std::vector<uint8_t> meta,
                      ControlChannel::Responder respond);
+
+  // engine_ranges.cc: the peer side of PushRanges' address resolution.
+  void ServeAddressLookups();
 
   // engine_transfer.cc
   // A transfer; names the data path it used and the bytes it moved.

@@ -115,6 +115,11 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
   key = llm_datadist::OPTION_BUF_POOL_CFG;
   if ((s = Find(options, key, &v)) != nullptr && !s->empty()) LDD_RETURN_IF_ERROR(ParseBufPoolCfg(*s));
 
+  if ((s = Find(options, kOptionMemPoolConfig, &v)) != nullptr && !s->empty())
+    LDD_RETURN_IF_ERROR(ParseMemoryPoolConfig(kOptionMemPoolConfig, *s, &o.device_pool));
+  if ((s = Find(options, kOptionHostMemPoolConfig, &v)) != nullptr && !s->empty())
+    LDD_RETURN_IF_ERROR(ParseMemoryPoolConfig(kOptionHostMemPoolConfig, *s, &o.host_pool));
+
   key = llm_datadist::OPTION_LOCAL_COMM_RES;
   if ((s = Find(options, key, &v)) != nullptr) LDD_RETURN_IF_ERROR(ParseLocalCommRes(*s, &o));
 
@@ -183,7 +188,7 @@ Result ParseOptions(const OptionMap& options, EngineOptions* out) {
                                 llm_datadist::OPTION_TRANSFER_BACKEND, kOptionTcpConnections, kOptionLinkToken,
                                 kOptionCopyThreads, kOptionDirectory, kOptionDirectoryPrefix,
                                 kOptionDirectoryTtl, kOptionMaxLinks,
-                                kOptionMetricsPort};
+                                kOptionMetricsPort, kOptionMemPoolConfig, kOptionHostMemPoolConfig};
   for (const auto& kv : options) {
     bool is_known = false;
     for (const char* k : known) is_known = is_known || kv.first == AscendString(k);

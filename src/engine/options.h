@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "memory/memory_pool.h"
 #include "llm_datadist/llm_datadist.h"
 #include "llm_datadist/llm_types.h"
 
@@ -28,6 +29,10 @@ inline constexpr const auto& kOptionDirectoryPrefix = llm_datadist::LlmDataDist:
 inline constexpr const auto& kOptionDirectoryTtl = llm_datadist::LlmDataDist::OPTION_DIRECTORY_TTL;
 inline constexpr const auto& kOptionMaxLinks = llm_datadist::LlmDataDist::OPTION_MAX_LINKS;
 inline constexpr const auto& kOptionMetricsPort = llm_datadist::LlmDataDist::OPTION_METRICS_PORT;
+// The vendor's cache-manager pools (its internal key names; the vendor's
+// Python LLMConfig.mem_pool_cfg / host_mem_pool_cfg produce them).
+inline constexpr const char kOptionMemPoolConfig[] = "llm.MemPoolConfig";
+inline constexpr const char kOptionHostMemPoolConfig[] = "llm.HostMemPoolConfig";
 // The most llm.MaxLinks accepts (each link costs descriptors and a thread).
 constexpr uint32_t kMaxLinksLimit = 65536;
 
@@ -55,6 +60,9 @@ struct EngineOptions {
   // llm.MetricsPort: serve Prometheus text there (metrics_port 0: off).
   std::string metrics_host = "0.0.0.0";
   uint16_t metrics_port = 0;
+  // AllocateCache carves caches of each placement from its pool when set.
+  MemoryPoolConfig device_pool;
+  MemoryPoolConfig host_pool;
 };
 
 Result ParseOptions(const OptionMap& options, EngineOptions* out);

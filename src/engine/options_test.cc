@@ -246,5 +246,17 @@ TEST(OptionsTest, AllTogether) {
   EXPECT_EQ(o.tcp_connections, 8u);
 }
 
+TEST(OptionsTest, MemoryPoolsPerPlacement) {
+  EngineOptions o = ExpectOk(With("llm.MemPoolConfig", R"({"memory_size": 65536, "page_shift": 12})"));
+  EXPECT_EQ(o.device_pool.memory_size, 65536u);
+  EXPECT_EQ(o.device_pool.page_shift, 12u);
+  EXPECT_EQ(o.host_pool.memory_size, 0u);
+  o = ExpectOk(With("llm.HostMemPoolConfig", R"({"memory_size": 4096})"));
+  EXPECT_EQ(o.host_pool.memory_size, 4096u);
+  EXPECT_EQ(o.device_pool.memory_size, 0u);
+  ExpectInvalid(With("llm.MemPoolConfig", R"({"page_shift": 12})"), "llm.MemPoolConfig");
+  ExpectInvalid(With("llm.HostMemPoolConfig", "64MiB"), "llm.HostMemPoolConfig");
+}
+
 }  // namespace
 }  // namespace lldd
