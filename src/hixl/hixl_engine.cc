@@ -1,7 +1,6 @@
 #include "hixl/hixl_engine.h"
 
 #include <algorithm>
-#include <set>
 
 #include "common/logging.h"
 #include "common/random.h"
@@ -19,6 +18,14 @@ using ::hixl::TransferOpDesc;
 // connections by the data path).
 constexpr uint32_t kAsyncThreads = 4;
 constexpr size_t kMaxAsyncRequests = 65536;
+
+// A transfer takes a lease per region id it names: each id once, sorted.
+void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
+  for (auto* ids : {&t->local_region_ids, &t->remote_region_ids}) {
+    std::sort(ids->begin(), ids->end());
+    ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+  }
+}
 
 Result NotInitialized() { return Result::Failed("Hixl is not initialized (call Initialize first)"); }
 
@@ -441,11 +448,7 @@ Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp
                      descs[i].remote_addr - remote[i].addr, descs[i].len});
   }
   for (auto& [kinds, t] : groups) {
-    // Region ids once each (a lease per id).
-    std::set<uint64_t> l(t.local_region_ids.begin(), t.local_region_ids.end());
-    std::set<uint64_t> r(t.remote_region_ids.begin(), t.remote_region_ids.end());
-    t.local_region_ids.assign(l.begin(), l.end());
-    t.remote_region_ids.assign(r.begin(), r.end());
+    LeaseEachRegionOnce(&t);
     plan->groups.push_back(std::move(t));
   }
   return Result::Ok();
@@ -527,14 +530,7 @@ class HixlEngine::PlanJob : public AsyncJob {
                                    p.groups[i].remote_region_ids.end());
       }
     }
-    for (Engine::OpsTransfer& g : joined->groups) {
-      // A lease per region id: each once.
-      std::sort(g.local_region_ids.begin(), g.local_region_ids.end());
-      g.local_region_ids.erase(std::unique(g.local_region_ids.begin(), g.local_region_ids.end()), g.local_region_ids.end());
-      std::sort(g.remote_region_ids.begin(), g.remote_region_ids.end());
-      g.remote_region_ids.erase(std::unique(g.remote_region_ids.begin(), g.remote_region_ids.end()),
-                                g.remote_region_ids.end());
-    }
+    for (Engine::OpsTransfer& g : joined->groups) LeaseEachRegionOnce(&g);
     return std::make_unique<PlanJob>(engine_, std::move(joined));
   }
 
