@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -54,6 +55,9 @@ struct CudaEndpoint::Import {
   bool registered = false;
   uint8_t* base = nullptr;
   uint64_t size = 0;
+  // Set once the memory is really unmapped: a weak_ptr expires before the
+  // destructor runs, so a revocation must wait on this, not on expiry.
+  std::shared_ptr<std::atomic<bool>> released = std::make_shared<std::atomic<bool>>(false);
   ~Import() {
     switch (share) {
       case CudaShare::kVmm: api->VmmUnmap(&vmm); break;
@@ -63,6 +67,7 @@ struct CudaEndpoint::Import {
         break;
       default: break;
     }
+    released->store(true, std::memory_order_release);
   }
 };
 
@@ -319,34 +324,32 @@ Result CudaEndpoint::ServeRevoke(const std::vector<uint8_t>& request) {
   uint32_t n = r.U32();
   if (!r.ok() || n > kMaxIdsPerCall || r.left() != uint64_t{n} * 8)
     return Result::ParamInvalid("malformed cuda_ipc revoke request");
-  std::vector<std::weak_ptr<Import>> dropped;
+  std::vector<std::shared_ptr<Import>> revoked;
+  std::vector<std::shared_ptr<std::atomic<bool>>> waiting;
   {
     std::unique_lock<std::shared_mutex> lock(mu_);  // waits for transfers in flight
     for (uint32_t i = 0; i < n; ++i) {
       auto it = regions_.find(r.U64());
       if (it == regions_.end()) continue;
-      if (it->second.import != nullptr) dropped.push_back(it->second.import);
+      if (it->second.import != nullptr) revoked.push_back(std::move(it->second.import));
       regions_.erase(it);
     }
     // Imports still needed by another region stay open.
     std::set<const Import*> live;
     for (auto& [id, region] : regions_) live.insert(region.import.get());
-    dropped.erase(std::remove_if(dropped.begin(), dropped.end(),
-                                 [&](const std::weak_ptr<Import>& w) {
-                                   auto p = w.lock();
-                                   return p == nullptr || live.count(p.get()) != 0;
-                                 }),
-                  dropped.end());
+    for (auto& p : revoked)
+      if (live.count(p.get()) == 0) waiting.push_back(p->released);
+    revoked.clear();  // closes each import no copy holds any more
     for (auto it = imports_.begin(); it != imports_.end();) it = it->second.expired() ? imports_.erase(it) : ++it;
   }
   // A copy that outlived its deadline may still hold an import: wait for it.
   Deadline until = Deadline::AfterMillis(kRevokeWaitMs);
-  for (auto& w : dropped) {
-    while (!w.expired()) {
+  for (auto& released : waiting) {
+    while (!released->load(std::memory_order_acquire)) {
       if (until.Expired())
         return Result::Failed("a timed-out GPU copy still uses the revoked memory; it stays mapped until it ends");
       transport_.copier().ReapStuck();
-      if (w.expired()) break;
+      if (released->load(std::memory_order_acquire)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
