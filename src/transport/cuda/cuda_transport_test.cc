@@ -441,6 +441,9 @@ TEST_F(CudaTransportTest, DescriptorsBalanceAcrossPullsAndRevocations) {
     ::close(witness[0]);
     ::close(witness[1]);
   }
+  // The owner's ticket thread closes its copies of the descriptors just
+  // after sending them, so the puller may finish first: wait for that.
+  for (int i = 0; i < 5000 && OpenDescriptors() != before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(OpenDescriptors(), before);
 }
 
