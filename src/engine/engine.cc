@@ -8,8 +8,21 @@
 
 namespace lldd {
 
+namespace {
+// Workers for asynchronous requests (each runs one transfer at a time: a
+// request, or several queued ones joined, itself striped over the link's
+// connections by the data path), and the outstanding handles at most.
+constexpr uint32_t kAsyncThreads = 4;
+constexpr size_t kMaxAsyncRequests = 65536;
+}  // namespace
+
 Engine::Engine(uint64_t cluster_id, llm_datadist::LlmRole role)
-    : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role) {
+    : cluster_id_(cluster_id), instance_id_(RandomU64()), role_(role), transfers_(kAsyncThreads, kMaxAsyncRequests) {
+  ops_runner_ = std::make_shared<const std::function<Result(const std::vector<OpsTransfer>&, Deadline)>>(
+      [this](const std::vector<OpsTransfer>& groups, Deadline deadline) {
+        for (const OpsTransfer& t : groups) LDD_RETURN_IF_ERROR(TransferOps(t, deadline));
+        return Result::Ok();
+      });
   ServeAddressLookups();
 }
 
@@ -38,6 +51,7 @@ Result Engine::Initialize(const OptionMap& options) {
   LDD_RETURN_IF_ERROR(ParseOptions(options, &parsed));
   options_ = parsed;
   stopping_ = false;
+  transfers_.Start();
   caches_.set_device_id(options_.device_id);
   LDD_RETURN_IF_ERROR(caches_.SetPools(options_.device_pool, options_.host_pool));
   LDD_RETURN_IF_ERROR(transports_.Start(MakeTransportConfig(), options_.backend, regions_));
@@ -97,6 +111,8 @@ void Engine::Finalize() {
   stopping_ = true;
   StopServing();
   CloseEverything();
+  // Links closed: running requests fail at once; queued ones fail here.
+  transfers_.Stop();
   std::unique_lock<std::shared_mutex> lock(lifecycle_mu_);
   StopDirectory();    // first: peers learn of our departure at once
   StopServing();      // a SetRole that was in flight may have started it

@@ -37,6 +37,7 @@
 #include "engine/link.h"
 #include "engine/options.h"
 #include "engine/transfer_planner.h"
+#include "engine/transfer_queue.h"
 #include "engine/transport_set.h"
 #include "llm_datadist/llm_types.h"
 #include "memory/region_table.h"
@@ -112,6 +113,9 @@ class Engine {
     std::vector<IoOp> ops;
   };
   Result TransferOps(const OpsTransfer& transfer, Deadline deadline);
+  // Every transfer is a request of this queue (transfer_queue.h): front
+  // ends submit asynchronous ones; Pull*/Push* run theirs through RunNow.
+  TransferQueue& transfers() { return transfers_; }
 
   // engine_ranges.cc: LlmDataDist::PushKvRanges and GetRemoteCacheDesc.
   Result PushRanges(int64_t local_cache_id, uint64_t remote_cluster_id,
@@ -188,6 +192,14 @@ class Engine {
   // engine_transfer.cc
   // A transfer; names the data path it used and the bytes it moved.
   Result TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes);
+  struct PlannedTransfer {
+    Deadline deadline = Deadline::Never();
+    LinkPtr link;
+    const char* transport = nullptr;
+    OpsTransfer ops;
+  };
+  // Checks a Pull/Push and plans its ops (under the lifecycle lock).
+  Result PlanTransfer(const TransferSpec& spec, PlannedTransfer* planned);
   Result CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges);
 
   const uint64_t cluster_id_;
@@ -205,6 +217,9 @@ class Engine {
   TransportSet transports_;
   Acceptor acceptor_;
   ThreadGroup threads_;
+  TransferQueue transfers_;
+  // Runs a job's groups with TransferOps: for the jobs of Pull*/Push*.
+  std::shared_ptr<const std::function<Result(const std::vector<OpsTransfer>&, Deadline)>> ops_runner_;
 
   std::mutex links_mu_;
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id

@@ -9,6 +9,7 @@
 
 #include "common/wire.h"
 #include "engine/engine.h"
+#include "engine/ops_job.h"
 
 namespace lldd {
 namespace {
@@ -123,10 +124,10 @@ Result Engine::PushRanges(int64_t local_cache_id, uint64_t remote_cluster_id, co
 
   // One one-sided write per destination cache, every range checked first.
   std::map<int64_t, OpsTransfer> writes;
+  LinkPtr link;
   {
     std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
     LDD_RETURN_IF_ERROR(CheckInitialized());
-    LinkPtr link;
     LDD_RETURN_IF_ERROR(FindLink(remote_cluster_id, &link));
     std::map<int64_t, RemoteDesc> remotes;
     for (size_t i = 0; i < ranges.size(); ++i) {
@@ -156,11 +157,12 @@ Result Engine::PushRanges(int64_t local_cache_id, uint64_t remote_cluster_id, co
                        remote.region_ids[dst[i].tensor], dst[i].offset, ranges[i].length});
     }
   }
-  for (auto& [cache_id, t] : writes) {
-    Result r = TransferOps(t, deadline);
-    if (!r.ok()) return r.WithContext(Msg("push to cache ", cache_id, " of cluster ", remote_cluster_id));
-  }
-  return Result::Ok();
+  // One request of the engine's queue, a group per destination cache.
+  OpsJob::Groups groups;
+  for (auto& [cache_id, t] : writes) groups.push_back(std::move(t));
+  Result r = transfers_.RunNow(remote_cluster_id, deadline,
+                               std::make_shared<OpsJob>(link.get(), true, std::move(groups), ops_runner_));
+  return r.WithContext(Msg("push ranges to cluster ", remote_cluster_id));
 }
 
 }  // namespace lldd

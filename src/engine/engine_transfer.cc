@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/engine.h"
+#include "engine/ops_job.h"
 
 namespace lldd {
 namespace {
@@ -38,7 +39,7 @@ Result Engine::Transfer(const TransferSpec& spec) {
   return r;
 }
 
-Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes) {
+Result Engine::PlanTransfer(const TransferSpec& spec, PlannedTransfer* planned) {
   std::shared_lock<std::shared_mutex> lock(lifecycle_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
   const uint64_t cluster = spec.remote.cluster_id;
@@ -61,7 +62,8 @@ Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uin
   LinkPtr link;
   LDD_RETURN_IF_ERROR(FindLink(cluster, &link));
 
-  const Deadline deadline = Deadline::AfterMillis(options_.sync_wait_ms);
+  planned->deadline = Deadline::AfterMillis(options_.sync_wait_ms);
+  const Deadline deadline = planned->deadline;
   RemoteDesc remote;
   Result r = link->GetRemoteCache(spec.remote.cache_id, deadline, &remote);
   if (!r.ok()) return r.WithContext(Msg("cache ", spec.remote.cache_id, " of cluster ", cluster));
@@ -88,30 +90,40 @@ Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uin
   std::string why;
   Endpoint* path = link->PathFor(local->kind, remote.memory_kind, &why);
   if (path == nullptr) return Result::FeatureNotEnabled(why);
-  *transport = path->name();
-  r = path->Prepare(remote.region_ids, deadline);
-  if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
-  if (!r.ok()) return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
-  auto local_lease = std::make_shared<RegionLease>();  // a stuck GPU copy may keep it
-  LDD_RETURN_IF_ERROR(regions_.Acquire(local->region_ids, local_lease.get()));
-  std::vector<IoOp> ops;
-  ops.reserve(ranges.size());
+  planned->transport = path->name();
+  planned->link = link;
+  OpsTransfer& t = planned->ops;
+  t.remote_cluster_id = cluster;
+  t.push = spec.push;
+  t.local_kind = local->kind;
+  t.remote_kind = remote.memory_kind;
+  t.local_region_ids = local->region_ids;
+  t.remote_region_ids = remote.region_ids;
+  t.ops.reserve(ranges.size());
   for (const CopyRange& c : ranges) {
     if (spec.push)
-      ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.src_tensor]) + c.src_offset, remote.region_ids[c.dst_tensor],
-                     c.dst_offset, c.length});
+      t.ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.src_tensor]) + c.src_offset,
+                       remote.region_ids[c.dst_tensor], c.dst_offset, c.length});
     else
-      ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset, remote.region_ids[c.src_tensor],
-                     c.src_offset, c.length});
+      t.ops.push_back({reinterpret_cast<uint8_t*>(local->addrs[c.dst_tensor]) + c.dst_offset,
+                       remote.region_ids[c.src_tensor], c.src_offset, c.length});
   }
-  for (const IoOp& op : ops) *bytes += op.length;
-  r = spec.push ? path->WriteHolding(ops, deadline, local_lease) : path->ReadHolding(ops, deadline, local_lease);
-  if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) link->ForgetRemoteCache(spec.remote.cache_id);
-  if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT) {
-    Result usable = link->CheckUsable();
-    if (!usable.ok()) return usable;
-  }
-  return r.WithContext(Msg(spec.push ? "push to" : "pull from", " cluster ", cluster));
+  return Result::Ok();
+}
+
+Result Engine::TransferOne(const TransferSpec& spec, const char** transport, uint64_t* bytes) {
+  PlannedTransfer planned;
+  LDD_RETURN_IF_ERROR(PlanTransfer(spec, &planned));
+  *transport = planned.transport;
+  for (const IoOp& op : planned.ops.ops) *bytes += op.length;
+  // A request of the engine's queue, run on this thread; the link is the
+  // join key, so it joins only transfers to the same peer of this front end.
+  const bool push = spec.push;
+  Result r = transfers_.RunNow(spec.remote.cluster_id, planned.deadline,
+                               std::make_shared<OpsJob>(planned.link.get(), push, OpsJob::Groups{std::move(planned.ops)},
+                                                        ops_runner_));
+  if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) planned.link->ForgetRemoteCache(spec.remote.cache_id);
+  return r.WithContext(Msg(push ? "push to" : "pull from", " cluster ", spec.remote.cluster_id));
 }
 
 Result Engine::TransferOps(const OpsTransfer& t, Deadline deadline) {

@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "common/random.h"
 #include "common/wire.h"
+#include "engine/ops_job.h"
 #include "hixl/hixl_options.h"
 
 namespace lldd::hixl_impl {
@@ -12,20 +13,6 @@ namespace {
 
 using llm_datadist::LLM_SUCCESS;
 using ::hixl::TransferOpDesc;
-
-// Workers of TransferAsync: each runs one transfer at a time (a request,
-// or several queued ones joined, itself striped over the link's
-// connections by the data path).
-constexpr uint32_t kAsyncThreads = 4;
-constexpr size_t kMaxAsyncRequests = 65536;
-
-// A transfer takes a lease per region id it names: each id once, sorted.
-void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
-  for (auto* ids : {&t->local_region_ids, &t->remote_region_ids}) {
-    std::sort(ids->begin(), ids->end());
-    ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
-  }
-}
 
 Result NotInitialized() { return Result::Failed("Hixl is not initialized (call Initialize first)"); }
 
@@ -53,7 +40,6 @@ Result HixlEngine::Initialize(const std::string& local_engine, const OptionMap& 
   self_ = name;
   auto_connect_ = parsed.auto_connect;
   connect_pool_ = std::make_unique<ConnectPool>(parsed.connect_threads, parsed.connect_queue);
-  async_transfers_ = std::make_unique<AsyncTransfers>(kAsyncThreads, kMaxAsyncRequests);
   async_timeout_ms_ = parsed.async_timeout_ms;
   LDD_LOG(Info) << "hixl engine " << name.canonical << (name.listens() ? " listening" : " (client only)") << ";"
                 << parsed.summary;
@@ -76,10 +62,9 @@ void HixlEngine::Finalize() {
     for (auto& [name, peer] : peers_) peer->gone = true;
     peers_.clear();
   }
-  // Closing the links first makes running requests fail at once.
+  // Closes the links (running requests fail at once), then fails what is
+  // queued and waits for the workers.
   engine_->Finalize();
-  async_transfers_->Stop();
-  async_transfers_.reset();
   engine_.reset();
   {
     std::lock_guard<std::mutex> async_lock(async_mu_);
@@ -142,7 +127,7 @@ Result HixlEngine::SendNotify(const std::string& remote_engine, const Notificati
   LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &peer));
   // Ordered after the transfers sent before it: synchronous ones have
   // landed already; asynchronous ones are waited for here.
-  LDD_RETURN_IF_ERROR(async_transfers_->WaitPeer(peer->name.canonical, deadline));
+  LDD_RETURN_IF_ERROR(engine_->transfers().WaitPeer(peer->cluster_id, deadline));
   WireWriter w;
   w.U8(kNotifyRequest);
   w.Str(notify.name);
@@ -223,6 +208,7 @@ Result HixlEngine::ConnectLocked(const std::string& remote_engine, Deadline dead
   auto peer = std::make_shared<Peer>();
   peer->name = name;
   peer->cluster_id = ClusterIdOf(name.canonical);
+  SetRunner(peer);
   llm_datadist::ClusterInfo cluster;
   cluster.remote_cluster_id = peer->cluster_id;
   llm_datadist::IpInfo ip;
@@ -266,7 +252,7 @@ Result HixlEngine::Disconnect(const std::string& remote_engine, int32_t timeout_
     peers_.erase(it);
   }
   peer->gone = true;
-  async_transfers_->FailPeer(name.canonical);
+  engine_->transfers().FailPeer(peer->cluster_id);
   if (peer->borrowed) return Result::Ok();
   llm_datadist::ClusterInfo cluster;
   cluster.remote_cluster_id = peer->cluster_id;
@@ -339,6 +325,15 @@ Result HixlEngine::AsyncStatuses(std::map<std::string, ::hixl::AsyncConnectStatu
 }
 
 Result HixlEngine::FindPeer(const std::string& remote_engine, Deadline deadline, PeerPtr* peer) {
+  {
+    // Callers mostly name a peer the way it was connected: no parsing then.
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    auto it = peers_.find(remote_engine);
+    if (it != peers_.end()) {
+      *peer = it->second;
+      return Result::Ok();
+    }
+  }
   EngineName name;
   LDD_RETURN_IF_ERROR(ParseEngineName(remote_engine, &name));
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -435,28 +430,35 @@ Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp
   std::vector<MemEntry> remote;
   LDD_RETURN_IF_ERROR(ResolveRemote(*plan->peer, descs, deadline, &remote));
   plan->write = op == ::hixl::WRITE;
-  std::map<std::pair<uint32_t, uint32_t>, Engine::OpsTransfer> groups;
+  // One group per pair of memory kinds (rarely more than one).
+  std::vector<Engine::OpsTransfer>& groups = plan->groups;
   for (size_t i = 0; i < descs.size(); ++i) {
-    Engine::OpsTransfer& t = groups[{local[i].kind, remote[i].kind}];
-    t.remote_cluster_id = plan->peer->cluster_id;
-    t.push = plan->write;
-    t.local_kind = local[i].kind;
-    t.remote_kind = remote[i].kind;
+    auto same_kinds = [&](const Engine::OpsTransfer& g) {
+      return g.local_kind == local[i].kind && g.remote_kind == remote[i].kind;
+    };
+    auto found = std::find_if(groups.begin(), groups.end(), same_kinds);
+    if (found == groups.end()) {
+      Engine::OpsTransfer fresh;
+      fresh.remote_cluster_id = plan->peer->cluster_id;
+      fresh.push = plan->write;
+      fresh.local_kind = local[i].kind;
+      fresh.remote_kind = remote[i].kind;
+      fresh.ops.reserve(descs.size());
+      groups.push_back(std::move(fresh));
+      found = groups.end() - 1;
+    }
+    Engine::OpsTransfer& t = *found;
     t.local_region_ids.push_back(local[i].region_id);
     t.remote_region_ids.push_back(remote[i].region_id);
     t.ops.push_back({reinterpret_cast<uint8_t*>(descs[i].local_addr), remote[i].region_id,
                      descs[i].remote_addr - remote[i].addr, descs[i].len});
   }
-  for (auto& [kinds, t] : groups) {
-    LeaseEachRegionOnce(&t);
-    plan->groups.push_back(std::move(t));
-  }
+  for (Engine::OpsTransfer& t : groups) LeaseEachRegionOnce(&t);
   return Result::Ok();
 }
 
-Result HixlEngine::RunPlan(const Plan& plan, Deadline deadline) {
-  Peer& peer = *plan.peer;
-  for (const Engine::OpsTransfer& t : plan.groups) {
+Result HixlEngine::RunGroups(Peer& peer, const OpsJob::Groups& groups, Deadline deadline) {
+  for (const Engine::OpsTransfer& t : groups) {
     Result done = engine_->TransferOps(t, deadline);
     if (done.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) {
       // The peer deregistered that memory since we last asked.
@@ -465,9 +467,23 @@ Result HixlEngine::RunPlan(const Plan& plan, Deadline deadline) {
       return Result::CacheNotExist(Msg("remote memory of ", peer.name.canonical, " is no longer registered: ",
                                        done.message()));
     }
-    if (!done.ok()) return done.WithContext(Msg(plan.write ? "write to " : "read from ", peer.name.canonical));
+    if (!done.ok()) return done.WithContext(Msg(t.push ? "write to " : "read from ", peer.name.canonical));
   }
   return Result::Ok();
+}
+
+std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan) {
+  PeerPtr peer = plan.peer;
+  // The peer's runner, kept alive (with the peer) by every job holding it.
+  std::shared_ptr<const OpsJob::Runner> runner(peer, &peer->runner);
+  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner));
+}
+
+void HixlEngine::SetRunner(const PeerPtr& peer) {
+  Peer* p = peer.get();
+  p->runner = [this, p](const OpsJob::Groups& groups, Deadline d) {
+    return WithRelink(*p, d, [&] { return RunGroups(*p, groups, d); });
+  };
 }
 
 Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
@@ -479,7 +495,9 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
   for (int attempt = 0;; ++attempt) {
     Plan plan;
     LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
-    Result r = WithRelink(*plan.peer, deadline, [&] { return RunPlan(plan, deadline); });
+    const uint64_t cluster = plan.peer->cluster_id;
+    // A request of the engine's queue, run on this thread.
+    Result r = engine_->transfers().RunNow(cluster, deadline, JobOf(std::move(plan)));
     // The peer replaced a registration since we last asked (its list is
     // fetched again by now): plan once more against the new one.
     if (r.code() != llm_datadist::LLM_KV_CACHE_NOT_EXIST) return r;
@@ -487,86 +505,53 @@ Result HixlEngine::TransferSync(const std::string& remote_engine, ::hixl::Transf
   }
 }
 
-class HixlEngine::PlanJob : public AsyncJob {
- public:
-  PlanJob(HixlEngine* engine, std::shared_ptr<const Plan> plan) : engine_(engine), plan_(std::move(plan)) {
-    for (const auto& g : plan_->groups) {
-      ops_ += g.ops.size();
-      for (const auto& op : g.ops) bytes_ += op.length;
-    }
-  }
-
-  Result Run(Deadline d) const override {
-    Result r = engine_->WithRelink(*plan_->peer, d, [&] { return engine_->RunPlan(*plan_, d); });
-    if (r.code() == llm_datadist::LLM_KV_CACHE_NOT_EXIST) r = Result::ParamInvalid(r.message());
-    if (!r.ok()) LDD_LOG(Warn) << "TransferAsync: " << r.message();
-    return r;
-  }
-
-  // Same peer and direction, and the same memory kinds group by group, so
-  // the joined plan has the same engine transfers, only longer.
-  bool CanJoin(const AsyncJob& other) const override {
-    const auto* o = dynamic_cast<const PlanJob*>(&other);
-    if (o == nullptr || o->plan_->peer != plan_->peer || o->plan_->write != plan_->write ||
-        o->plan_->groups.size() != plan_->groups.size())
-      return false;
-    for (size_t i = 0; i < plan_->groups.size(); ++i)
-      if (o->plan_->groups[i].local_kind != plan_->groups[i].local_kind ||
-          o->plan_->groups[i].remote_kind != plan_->groups[i].remote_kind)
-        return false;
-    return true;
-  }
-
-  std::unique_ptr<AsyncJob> Join(const std::vector<const AsyncJob*>& jobs) const override {
-    auto joined = std::make_shared<Plan>(*plan_);
-    for (size_t j = 1; j < jobs.size(); ++j) {
-      const Plan& p = *static_cast<const PlanJob*>(jobs[j])->plan_;
-      for (size_t i = 0; i < p.groups.size(); ++i) {
-        Engine::OpsTransfer& g = joined->groups[i];
-        g.ops.insert(g.ops.end(), p.groups[i].ops.begin(), p.groups[i].ops.end());
-        g.local_region_ids.insert(g.local_region_ids.end(), p.groups[i].local_region_ids.begin(),
-                                  p.groups[i].local_region_ids.end());
-        g.remote_region_ids.insert(g.remote_region_ids.end(), p.groups[i].remote_region_ids.begin(),
-                                   p.groups[i].remote_region_ids.end());
-      }
-    }
-    for (Engine::OpsTransfer& g : joined->groups) LeaseEachRegionOnce(&g);
-    return std::make_unique<PlanJob>(engine_, std::move(joined));
-  }
-
-  size_t ops() const override { return ops_; }
-  uint64_t bytes() const override { return bytes_; }
-
- private:
-  HixlEngine* const engine_;
-  const std::shared_ptr<const Plan> plan_;
-  size_t ops_ = 0;
-  uint64_t bytes_ = 0;
-};
-
 Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
                                  const std::vector<TransferOpDesc>& descs, const void* user_data, uint64_t* req) {
   std::shared_lock<std::shared_mutex> lock(life_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
   const Deadline deadline = Deadline::AfterMillis(async_timeout_ms_);
-  auto plan = std::make_shared<Plan>();
-  LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, plan.get()));
-  // Runs on the pool; Finalize stops the pool before the engine goes.
-  const std::string peer = plan->peer->name.canonical;
-  return async_transfers_->Submit(peer, user_data, deadline, std::make_shared<PlanJob>(this, std::move(plan)), req);
+  Plan plan;
+  LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
+  // Runs on the engine's workers; Finalize stops them before the engine goes.
+  const uint64_t cluster = plan.peer->cluster_id;
+  return engine_->transfers().Submit(cluster, user_data, deadline, JobOf(std::move(plan)), req);
 }
+
+namespace {
+::hixl::TransferStatus ToHixl(RequestStatus s) {
+  switch (s) {
+    case RequestStatus::kWaiting: return ::hixl::TransferStatus::WAITING;
+    case RequestStatus::kCompleted: return ::hixl::TransferStatus::COMPLETED;
+    case RequestStatus::kTimeout: return ::hixl::TransferStatus::TIMEOUT;
+    case RequestStatus::kFailed: break;
+  }
+  return ::hixl::TransferStatus::FAILED;
+}
+}  // namespace
 
 Result HixlEngine::TransferStatusOf(uint64_t req, ::hixl::TransferStatus* status) {
   std::shared_lock<std::shared_mutex> lock(life_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  return async_transfers_->Status(req, status);
+  RequestStatus s = RequestStatus::kWaiting;
+  LDD_RETURN_IF_ERROR(engine_->transfers().Status(req, &s));
+  *status = ToHixl(s);
+  return Result::Ok();
 }
 
 Result HixlEngine::TransferStatuses(const ::hixl::GetTransferStatusArgs& args,
                                     std::vector<::hixl::TransferResult>* results) {
   std::shared_lock<std::shared_mutex> lock(life_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  async_transfers_->Query(args, results);
+  std::vector<RequestResult> found;
+  engine_->transfers().Query(args.max_query_count, args.skip_waiting, &found);
+  results->clear();
+  for (const RequestResult& f : found) {
+    ::hixl::TransferResult r;
+    r.req = reinterpret_cast<::hixl::TransferReq>(static_cast<uintptr_t>(f.id));
+    r.user_data = f.user_data;
+    r.status = ToHixl(f.status);
+    results->push_back(r);
+  }
   return Result::Ok();
 }
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "hixl/async_transfers.h"
+#include "engine/ops_job.h"
 #include "hixl/connect_pool.h"
 #include "hixl/engine_name.h"
 #include "hixl/hixl_types.h"
@@ -63,7 +63,7 @@ class HixlEngine {
   Result TransferSync(const std::string& remote_engine, ::hixl::TransferOp op,
                       const std::vector<::hixl::TransferOpDesc>& descs, int32_t timeout_ms);
   // Checked and resolved here (so a bad range fails at once); moved by the
-  // request pool before the llm.HixlAsyncTimeoutMs deadline.
+  // engine's transfer queue before the llm.HixlAsyncTimeoutMs deadline.
   Result TransferAsync(const std::string& remote_engine, ::hixl::TransferOp op,
                        const std::vector<::hixl::TransferOpDesc>& descs, const void* user_data, uint64_t* req);
   // After every transfer to the peer submitted before it has finished;
@@ -83,6 +83,7 @@ class HixlEngine {
     std::atomic<bool> gone{false};  // disconnected: never linked again
     std::mutex mu;
     MemMap memory;  // the peer's registrations, as last fetched
+    OpsJob::Runner runner;  // runs a job's groups to this peer (SetRunner)
   };
   using PeerPtr = std::shared_ptr<Peer>;
 
@@ -105,10 +106,11 @@ class HixlEngine {
   };
   Result MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
                   const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline, Plan* plan);
-  Result RunPlan(const Plan& plan, Deadline deadline);
-  // A TransferAsync request for the pool: its plan, joinable with others
-  // to the same peer in the same direction (hixl_engine.cc).
-  class PlanJob;
+  Result RunGroups(Peer& peer, const OpsJob::Groups& groups, Deadline deadline);
+  void SetRunner(const PeerPtr& peer);
+  // A plan as a request of the engine's queue: joinable with others to the
+  // same peer in the same direction, run by the peer's runner.
+  static std::shared_ptr<const TransferJob> JobOf(Plan plan);
   // `step`, and once more over a fresh link if the link under a connected
   // peer failed (two engines that connect to each other at the same moment
   // can each close the link the other kept; the connection stays, the link
@@ -126,7 +128,6 @@ class HixlEngine {
   MemMap local_;
 
   std::unique_ptr<ConnectPool> connect_pool_;
-  std::unique_ptr<AsyncTransfers> async_transfers_;
   int64_t async_timeout_ms_ = 0;
   std::mutex async_mu_;
   std::map<std::string, ::hixl::AsyncConnectStatus> async_;  // latest task's state, by canonical name

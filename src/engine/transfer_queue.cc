@@ -1,35 +1,45 @@
-#include "hixl/async_transfers.h"
+#include "engine/transfer_queue.h"
 
-namespace lldd::hixl_impl {
+#include "common/logging.h"
 
-using ::hixl::TransferStatus;
+namespace lldd {
 
-AsyncTransfers::AsyncTransfers(uint32_t threads, size_t max_requests, JoinLimits join)
-    : max_requests_(max_requests), join_(join) {
-  for (uint32_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+TransferQueue::TransferQueue(uint32_t threads, size_t max_requests, JoinLimits join)
+    : threads_wanted_(threads), max_requests_(max_requests), join_(join) {}
+
+void TransferQueue::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = false;
 }
 
-TransferStatus AsyncTransfers::StatusOf(const Result& r) {
-  if (r.ok()) return TransferStatus::COMPLETED;
-  return r.code() == llm_datadist::LLM_TIMEOUT ? TransferStatus::TIMEOUT : TransferStatus::FAILED;
+RequestStatus TransferQueue::StatusOf(const Result& r) {
+  if (r.ok()) return RequestStatus::kCompleted;
+  return r.code() == llm_datadist::LLM_TIMEOUT ? RequestStatus::kTimeout : RequestStatus::kFailed;
 }
 
-Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, Deadline deadline, JobPtr job,
-                              uint64_t* id) {
+Result TransferQueue::Admit(const RequestPtr& req) {
+  if (stopping_) return Result::Failed("the engine is finalizing");
+  req->id = next_id_++;
+  unfinished_[req->peer].insert(req->id);
+  return Result::Ok();
+}
+
+Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id) {
   auto req = std::make_shared<Request>();
   req->peer = peer;
   req->user_data = user_data;
   req->deadline = deadline;
   req->job = std::move(job);
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_) return Result::Failed("the engine is finalizing");
-  if (requests_.size() >= max_requests_)
+  if (!stopping_ && requests_.size() >= max_requests_)
     return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
                                    " query their status (which releases finished ones) first"));
-  req->id = next_id_++;
+  LDD_RETURN_IF_ERROR(Admit(req));
+  // Workers start with the first asynchronous request: an engine used
+  // only synchronously keeps no idle threads.
+  while (threads_.size() < threads_wanted_) threads_.emplace_back([this] { Work(); });
   requests_[req->id] = req;
   queue_.push_back(req);
-  unfinished_[peer].insert(req->id);
   // One wake per burst: the worker that takes the first request joins what
   // queued behind it, and wakes the next worker if anything is left.
   if (queue_.size() == 1) cv_.notify_one();
@@ -37,7 +47,21 @@ Result AsyncTransfers::Submit(const std::string& peer, const void* user_data, De
   return Result::Ok();
 }
 
-void AsyncTransfers::Work() {
+Result TransferQueue::RunNow(uint64_t peer, Deadline deadline, JobPtr job) {
+  auto req = std::make_shared<Request>();
+  req->peer = peer;
+  req->deadline = deadline;
+  req->job = std::move(job);
+  std::unique_lock<std::mutex> lock(mu_);
+  LDD_RETURN_IF_ERROR(Admit(req));
+  std::vector<RequestPtr> batch{req};
+  TakeJoinable(req, &batch);
+  Result result;
+  RunAndFinish(batch, lock, &result);
+  return result;
+}
+
+void TransferQueue::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -46,18 +70,28 @@ void AsyncTransfers::Work() {
     queue_.pop_front();
     TakeJoinable(batch[0], &batch);
     if (!queue_.empty()) cv_.notify_one();
-    lock.unlock();
-    const std::vector<Result> results = RunBatch(batch);
-    for (auto& req : batch) req->job.reset();  // what it holds (peer, op lists) goes now
-    lock.lock();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i]->status = StatusOf(results[i]);
-      Finished(*batch[i]);
-    }
+    RunAndFinish(batch, lock, nullptr);
   }
 }
 
-void AsyncTransfers::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch) {
+void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
+                                 Result* first_result) {
+  lock.unlock();
+  const std::vector<Result> results = RunBatch(batch);
+  for (auto& req : batch) req->job.reset();  // what it holds (peer, op lists) goes now
+  lock.lock();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->status = StatusOf(results[i]);
+    // An asynchronous request's status carries no message: log it.
+    if (!results[i].ok() && (i > 0 || first_result == nullptr))
+      LDD_LOG(Warn) << "asynchronous request " << batch[i]->id << " to cluster " << batch[i]->peer << ": "
+                    << results[i].message();
+    Finished(*batch[i]);
+  }
+  if (first_result != nullptr) *first_result = results[0];
+}
+
+void TransferQueue::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch) {
   // `first` by value: it is batch's first element, and batch grows.
   if (first->deadline.Expired()) return;
   size_t ops = first->job->ops();
@@ -78,14 +112,14 @@ void AsyncTransfers::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* bat
   }
 }
 
-Result AsyncTransfers::RunAlone(const Request& req) {
+Result TransferQueue::RunAlone(const Request& req) {
   // A request whose deadline passed in the queue never starts.
   return req.deadline.Expired() ? Result::Timeout("the request waited past its deadline") : req.job->Run(req.deadline);
 }
 
-std::vector<Result> AsyncTransfers::RunBatch(const std::vector<RequestPtr>& batch) {
+std::vector<Result> TransferQueue::RunBatch(const std::vector<RequestPtr>& batch) {
   if (batch.size() == 1) return {RunAlone(*batch[0])};
-  std::vector<const AsyncJob*> jobs;
+  std::vector<const TransferJob*> jobs;
   Deadline earliest = batch[0]->deadline;
   for (const auto& req : batch) {
     jobs.push_back(req->job.get());
@@ -101,38 +135,34 @@ std::vector<Result> AsyncTransfers::RunBatch(const std::vector<RequestPtr>& batc
   return results;
 }
 
-Result AsyncTransfers::Status(uint64_t id, TransferStatus* status) {
+Result TransferQueue::Status(uint64_t id, RequestStatus* status) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = requests_.find(id);
   if (it == requests_.end()) return Result::ParamInvalid(Msg("no asynchronous request ", id, " (finished ones are released when queried)"));
   *status = it->second->status;
-  if (*status != TransferStatus::WAITING) requests_.erase(it);
+  if (*status != RequestStatus::kWaiting) requests_.erase(it);
   return Result::Ok();
 }
 
-void AsyncTransfers::Query(const ::hixl::GetTransferStatusArgs& args, std::vector<::hixl::TransferResult>* results) {
+void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResult>* results) {
   results->clear();
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = requests_.begin(); it != requests_.end() && results->size() < args.max_query_count;) {
+  for (auto it = requests_.begin(); it != requests_.end() && results->size() < max;) {
     const Request& req = *it->second;
-    if (req.status == TransferStatus::WAITING && args.skip_waiting) {
+    if (req.status == RequestStatus::kWaiting && skip_waiting) {
       ++it;
       continue;
     }
-    ::hixl::TransferResult r;
-    r.req = reinterpret_cast<::hixl::TransferReq>(static_cast<uintptr_t>(req.id));
-    r.user_data = req.user_data;
-    r.status = req.status;
-    results->push_back(r);
-    it = req.status == TransferStatus::WAITING ? std::next(it) : requests_.erase(it);
+    results->push_back({req.id, req.user_data, req.status});
+    it = req.status == RequestStatus::kWaiting ? std::next(it) : requests_.erase(it);
   }
 }
 
-void AsyncTransfers::FailPeer(const std::string& peer) {
+void TransferQueue::FailPeer(uint64_t peer) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
-      (*it)->status = TransferStatus::FAILED;
+      (*it)->status = RequestStatus::kFailed;
       (*it)->job.reset();
       Finished(**it);
       it = queue_.erase(it);
@@ -142,7 +172,7 @@ void AsyncTransfers::FailPeer(const std::string& peer) {
   }
 }
 
-void AsyncTransfers::Finished(const Request& req) {
+void TransferQueue::Finished(const Request& req) {
   auto it = unfinished_.find(req.peer);
   if (it == unfinished_.end()) return;
   it->second.erase(req.id);
@@ -150,22 +180,22 @@ void AsyncTransfers::Finished(const Request& req) {
   finished_.notify_all();
 }
 
-Result AsyncTransfers::WaitPeer(const std::string& peer, Deadline deadline) {
+Result TransferQueue::WaitPeer(uint64_t peer, Deadline deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t last = next_id_ - 1;  // requests submitted later do not count
   const bool done = finished_.wait_until(lock, deadline.when(), [&] {
     auto it = unfinished_.find(peer);
     return it == unfinished_.end() || *it->second.begin() > last;
   });
-  return done ? Result::Ok() : Result::Timeout(Msg("earlier requests to ", peer, " did not finish in time"));
+  return done ? Result::Ok() : Result::Timeout(Msg("earlier requests to cluster ", peer, " did not finish in time"));
 }
 
-void AsyncTransfers::Stop() {
+void TransferQueue::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     for (auto& req : queue_) {
-      req->status = TransferStatus::FAILED;
+      req->status = RequestStatus::kFailed;
       req->job.reset();
       Finished(*req);
     }
@@ -177,4 +207,4 @@ void AsyncTransfers::Stop() {
   threads_.clear();
 }
 
-}  // namespace lldd::hixl_impl
+}  // namespace lldd

@@ -1,0 +1,48 @@
+#include "engine/ops_job.h"
+
+#include <algorithm>
+
+namespace lldd {
+
+void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
+  for (auto* ids : {&t->local_region_ids, &t->remote_region_ids}) {
+    std::sort(ids->begin(), ids->end());
+    ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+  }
+}
+
+OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner)
+    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)) {
+  for (const auto& g : groups_) {
+    ops_ += g.ops.size();
+    for (const auto& op : g.ops) bytes_ += op.length;
+  }
+}
+
+bool OpsJob::CanJoin(const TransferJob& other) const {
+  const auto* o = dynamic_cast<const OpsJob*>(&other);
+  if (o == nullptr || o->key_ != key_ || o->push_ != push_ || o->groups_.size() != groups_.size()) return false;
+  for (size_t i = 0; i < groups_.size(); ++i)
+    if (o->groups_[i].local_kind != groups_[i].local_kind || o->groups_[i].remote_kind != groups_[i].remote_kind)
+      return false;
+  return true;
+}
+
+std::unique_ptr<TransferJob> OpsJob::Join(const std::vector<const TransferJob*>& jobs) const {
+  Groups joined = groups_;
+  for (size_t j = 1; j < jobs.size(); ++j) {
+    const Groups& more = static_cast<const OpsJob*>(jobs[j])->groups_;
+    for (size_t i = 0; i < more.size(); ++i) {
+      Engine::OpsTransfer& g = joined[i];
+      g.ops.insert(g.ops.end(), more[i].ops.begin(), more[i].ops.end());
+      g.local_region_ids.insert(g.local_region_ids.end(), more[i].local_region_ids.begin(),
+                                more[i].local_region_ids.end());
+      g.remote_region_ids.insert(g.remote_region_ids.end(), more[i].remote_region_ids.begin(),
+                                 more[i].remote_region_ids.end());
+    }
+  }
+  for (Engine::OpsTransfer& g : joined) LeaseEachRegionOnce(&g);
+  return std::make_unique<OpsJob>(key_, push_, std::move(joined), runner_);
+}
+
+}  // namespace lldd

@@ -1,0 +1,48 @@
+// A planned transfer as a request of the engine's TransferQueue: one
+// Engine::OpsTransfer per pair of memory kinds, all to one peer in one
+// direction, run by the front end's `runner`. Jobs with the same `key`
+// (the front end's name for "same peer, same runner") and direction, and
+// the same memory kinds group by group, join into one job whose groups
+// carry all their ops, so the join is the same engine transfers, only
+// longer.
+#ifndef LLM_DATADIST_SRC_ENGINE_OPS_JOB_H_
+#define LLM_DATADIST_SRC_ENGINE_OPS_JOB_H_
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/transfer_queue.h"
+
+namespace lldd {
+
+// A transfer takes a lease per region id it names: each id once, sorted.
+void LeaseEachRegionOnce(Engine::OpsTransfer* t);
+
+class OpsJob : public TransferJob {
+ public:
+  using Groups = std::vector<Engine::OpsTransfer>;
+  using Runner = std::function<Result(const Groups& groups, Deadline deadline)>;
+
+  OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner);
+
+  const Groups& groups() const { return groups_; }
+  Result Run(Deadline deadline) const override { return (*runner_)(groups_, deadline); }
+  bool CanJoin(const TransferJob& other) const override;
+  std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override;
+  size_t ops() const override { return ops_; }
+  uint64_t bytes() const override { return bytes_; }
+
+ private:
+  const void* const key_;
+  const bool push_;
+  const Groups groups_;
+  const std::shared_ptr<const Runner> runner_;
+  size_t ops_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_ENGINE_OPS_JOB_H_

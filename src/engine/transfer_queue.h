@@ -1,0 +1,135 @@
+// The engine's transfer requests: every transfer of either front end is a
+// request here. Asynchronous ones (HIXL's TransferAsync) get a handle and
+// run on a fixed pool of worker threads (no thread per request, started on
+// the first such request); synchronous ones (LLM-DataDist's Pull*/Push*,
+// HIXL's TransferSync) run on the caller's thread through RunNow, so they
+// cost no thread hop, but follow the same rules.
+//
+// The rules: each request has its own deadline; one whose deadline passed
+// before it started never starts (TIMEOUT), and the data paths guarantee
+// that no byte lands after a TIMEOUT is reported. Whoever runs a request
+// (worker or caller) takes the queued asynchronous requests that can go
+// with it (same peer, direction and memory kinds: TransferJob::CanJoin)
+// into one transfer, so many small requests in flight cost one round trip
+// rather than one each; if a joined transfer fails, each request still
+// unexpired runs again alone, so a failure stays with the request that
+// caused it. FailPeer fails a peer's queued requests at once (its running
+// ones fail as its link closes); WaitPeer waits for every request to a
+// peer submitted so far, synchronous ones included. An asynchronous
+// request's terminal status is reported once, then its handle is released,
+// as the vendor documents. Thread-safe.
+#ifndef LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
+#define LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "common/deadline.h"
+#include "common/result.h"
+
+namespace lldd {
+
+// One request's work, as a front end planned it.
+class TransferJob {
+ public:
+  virtual ~TransferJob() = default;
+  virtual Result Run(Deadline deadline) const = 0;
+  virtual bool CanJoin(const TransferJob& other) const = 0;
+  // One job doing all of `jobs` (each CanJoin the first), in their order.
+  virtual std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const = 0;
+  virtual size_t ops() const = 0;
+  virtual uint64_t bytes() const = 0;
+};
+
+// Bounds of a joined transfer, so that joining never makes one request
+// wait behind a very large one.
+struct JoinLimits {
+  size_t requests = 256;
+  size_t ops = 4096;
+  uint64_t bytes = 64ULL << 20;
+  size_t scan = 1024;  // queued requests looked at per join
+};
+
+enum class RequestStatus { kWaiting, kCompleted, kTimeout, kFailed };
+
+struct RequestResult {
+  uint64_t id = 0;
+  const void* user_data = nullptr;
+  RequestStatus status = RequestStatus::kWaiting;
+};
+
+class TransferQueue {
+ public:
+  using JobPtr = std::shared_ptr<const TransferJob>;
+
+  // `threads`: workers for asynchronous requests; `max_requests`:
+  // outstanding handles at most (OUT_OF_MEMORY beyond).
+  TransferQueue(uint32_t threads, size_t max_requests, JoinLimits join = {});
+  ~TransferQueue() { Stop(); }
+
+  // Accepts requests again after a Stop (the engine initialized again).
+  void Start();
+  // An asynchronous request to `peer` (a cluster id); its handle in `id`.
+  Result Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id);
+  // A synchronous request, run on this thread; its result.
+  Result RunNow(uint64_t peer, Deadline deadline, JobPtr job);
+  // PARAM_INVALID for an unknown (or already released) handle.
+  Result Status(uint64_t id, RequestStatus* status);
+  // Up to `max` handles in id order (skipping WAITING ones if asked);
+  // finished ones are released.
+  void Query(size_t max, bool skip_waiting, std::vector<RequestResult>* results);
+  void FailPeer(uint64_t peer);
+  // Waits until every request to `peer` submitted so far has finished
+  // (TIMEOUT if the deadline comes first): what a notification orders after.
+  Result WaitPeer(uint64_t peer, Deadline deadline);
+  // Fails what is queued and waits for the workers; later requests fail
+  // until Start.
+  void Stop();
+
+ private:
+  struct Request {
+    uint64_t id = 0;
+    uint64_t peer = 0;
+    const void* user_data = nullptr;
+    Deadline deadline = Deadline::Never();
+    JobPtr job;
+    RequestStatus status = RequestStatus::kWaiting;
+  };
+  using RequestPtr = std::shared_ptr<Request>;
+  void Work();
+  // A new request's id and accounting (mu_ held).
+  Result Admit(const RequestPtr& req);
+  // Moves the queued requests that can join `first` into `batch` (mu_ held).
+  void TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch);
+  // Runs `batch` (mu_ not held) and records each request's status.
+  void RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock, Result* first_result);
+  // One result per request of `batch`.
+  static std::vector<Result> RunBatch(const std::vector<RequestPtr>& batch);
+  static Result RunAlone(const Request& req);
+  void Finished(const Request& req);  // with mu_ held
+  static RequestStatus StatusOf(const Result& r);
+
+  const uint32_t threads_wanted_;
+  const size_t max_requests_;
+  const JoinLimits join_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle
+  std::deque<RequestPtr> queue_;             // asynchronous, not yet started
+  std::map<uint64_t, std::set<uint64_t>> unfinished_;  // request ids per peer, not yet finished
+  std::condition_variable finished_;
+  uint64_t next_id_ = 1;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace lldd
+
+#endif  // LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_

@@ -1,0 +1,194 @@
+#include "engine/transfer_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace lldd {
+namespace {
+
+
+// What the jobs saw: how many transfers ran, and how many requests each
+// carried. A gate holds every transfer until it is opened.
+struct Log {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::vector<size_t> runs;  // requests per transfer, in run order
+  int started = 0;
+
+  void WaitOpen() {
+    std::unique_lock<std::mutex> lock(mu);
+    ++started;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+  void WaitStarted(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return started >= n; });
+  }
+};
+
+// A job of `parts` requests (1 unless joined); it fails if any part is
+// bad, as a transfer with one bad range fails whole.
+class FakeJob : public TransferJob {
+ public:
+  FakeJob(Log* log, int group, int bad, size_t parts = 1) : log_(log), group_(group), bad_(bad), parts_(parts) {}
+  Result Run(Deadline) const override {
+    log_->WaitOpen();
+    std::lock_guard<std::mutex> lock(log_->mu);
+    log_->runs.push_back(parts_);
+    return bad_ > 0 ? Result::Failed("a bad range") : Result::Ok();
+  }
+  bool CanJoin(const TransferJob& other) const override {
+    return static_cast<const FakeJob&>(other).group_ == group_;
+  }
+  std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override {
+    int bad = 0;
+    size_t parts = 0;
+    for (const TransferJob* j : jobs) {
+      bad += static_cast<const FakeJob*>(j)->bad_;
+      parts += static_cast<const FakeJob*>(j)->parts_;
+    }
+    return std::make_unique<FakeJob>(log_, group_, bad, parts);
+  }
+  size_t ops() const override { return parts_; }
+  uint64_t bytes() const override { return 4096 * parts_; }
+
+ private:
+  Log* log_;
+  int group_;
+  int bad_;
+  size_t parts_;
+};
+
+RequestStatus WaitDone(TransferQueue& t, uint64_t id) {
+  for (;;) {
+    RequestStatus s = RequestStatus::kWaiting;
+    EXPECT_TRUE(t.Status(id, &s).ok());
+    if (s != RequestStatus::kWaiting) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// One worker busy on the first request while 20 more queue behind it:
+// the next transfer carries all 20 that can join, the odd group its own.
+TEST(TransferQueueTest, RequestsQueuedBehindABusyWorkerGoAsOneTransfer) {
+  Log log;
+  TransferQueue t(1, 1024);
+  std::vector<uint64_t> ids(22);
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &ids[0]).ok());
+  log.WaitStarted(1);
+  for (size_t i = 1; i < 21; ++i)
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &ids[i]).ok());
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 2, 0), &ids[21]).ok());
+  log.Open();
+  for (uint64_t id : ids) EXPECT_EQ(WaitDone(t, id), RequestStatus::kCompleted);
+  std::lock_guard<std::mutex> lock(log.mu);
+  EXPECT_EQ(log.runs, (std::vector<size_t>{1, 20, 1}));
+}
+
+// A joined transfer that fails is run again request by request: only the
+// request that caused it fails.
+TEST(TransferQueueTest, AFailedJoinedTransferFailsOnlyTheRequestThatCausedIt) {
+  Log log;
+  TransferQueue t(1, 1024);
+  uint64_t blocker, good1, bad, good2;
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &blocker).ok());
+  log.WaitStarted(1);
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &good1).ok());
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 1), &bad).ok());
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &good2).ok());
+  log.Open();
+  EXPECT_EQ(WaitDone(t, blocker), RequestStatus::kCompleted);
+  EXPECT_EQ(WaitDone(t, good1), RequestStatus::kCompleted);
+  EXPECT_EQ(WaitDone(t, bad), RequestStatus::kFailed);
+  EXPECT_EQ(WaitDone(t, good2), RequestStatus::kCompleted);
+  std::lock_guard<std::mutex> lock(log.mu);
+  EXPECT_EQ(log.runs, (std::vector<size_t>{1, 3, 1, 1, 1}));  // the joined three, then each alone
+}
+
+// The join limits hold: at most `requests` per transfer; a request whose
+// deadline passed in the queue is not joined, and ends TIMEOUT unstarted.
+TEST(TransferQueueTest, JoinsStayWithinTheLimitsAndSkipExpiredRequests) {
+  Log log;
+  JoinLimits limits;
+  limits.requests = 4;
+  TransferQueue t(1, 1024, limits);
+  std::vector<uint64_t> ids(10);
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &ids[0]).ok());
+  log.WaitStarted(1);
+  uint64_t expired;
+  ASSERT_TRUE(
+      t.Submit(7, nullptr, Deadline::AfterMillis(0), std::make_shared<FakeJob>(&log, 1, 0), &expired).ok());
+  for (size_t i = 1; i < ids.size(); ++i)
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &ids[i]).ok());
+  log.Open();
+  for (uint64_t id : ids) EXPECT_EQ(WaitDone(t, id), RequestStatus::kCompleted);
+  EXPECT_EQ(WaitDone(t, expired), RequestStatus::kTimeout);
+  std::lock_guard<std::mutex> lock(log.mu);
+  EXPECT_EQ(log.runs, (std::vector<size_t>{1, 4, 4, 1}));
+}
+
+// A synchronous request runs on the caller's thread, takes the queued
+// asynchronous requests that can go with it, returns its own result, and
+// counts for WaitPeer like any other; after Stop, requests fail until
+// Start.
+TEST(TransferQueueTest, RunNowJoinsQueuedRequestsAndFollowsTheSameRules) {
+  Log log;
+  TransferQueue t(1, 1024);
+  uint64_t blocker, queued1, queued2;
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &blocker).ok());
+  log.WaitStarted(1);  // the only worker is busy
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &queued1).ok());
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &queued2).ok());
+  // The worker is held, so WaitPeer cannot finish yet.
+  EXPECT_EQ(t.WaitPeer(7, Deadline::AfterMillis(20)).code(), llm_datadist::LLM_TIMEOUT);
+  std::thread opener([&] {
+    log.WaitStarted(2);  // the caller's joined transfer started too
+    log.Open();
+  });
+  const std::thread::id caller = std::this_thread::get_id();
+  EXPECT_TRUE(t.RunNow(7, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0)).ok());
+  EXPECT_EQ(std::this_thread::get_id(), caller);
+  opener.join();
+  EXPECT_EQ(WaitDone(t, queued1), RequestStatus::kCompleted);
+  EXPECT_EQ(WaitDone(t, queued2), RequestStatus::kCompleted);
+  EXPECT_EQ(WaitDone(t, blocker), RequestStatus::kCompleted);
+  EXPECT_TRUE(t.WaitPeer(7, Deadline::AfterMillis(5000)).ok());
+  {
+    std::lock_guard<std::mutex> lock(log.mu);
+    std::vector<size_t> runs = log.runs;  // the worker's and the caller's, in either order
+    std::sort(runs.begin(), runs.end());
+    EXPECT_EQ(runs, (std::vector<size_t>{1, 3}));  // the caller's request carried the two queued
+  }
+  // Its own failure comes back with its message; an expired one never runs.
+  Result bad = t.RunNow(7, Deadline::Never(), std::make_shared<FakeJob>(&log, 2, 1));
+  EXPECT_EQ(bad.code(), llm_datadist::LLM_FAILED);
+  EXPECT_NE(bad.message().find("a bad range"), std::string::npos) << bad.message();
+  EXPECT_EQ(t.RunNow(7, Deadline::AfterMillis(0), std::make_shared<FakeJob>(&log, 2, 0)).code(),
+            llm_datadist::LLM_TIMEOUT);
+  t.Stop();
+  EXPECT_EQ(t.RunNow(7, Deadline::Never(), std::make_shared<FakeJob>(&log, 2, 0)).code(), llm_datadist::LLM_FAILED);
+  uint64_t id;
+  EXPECT_EQ(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 2, 0), &id).code(),
+            llm_datadist::LLM_FAILED);
+  t.Start();
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 2, 0), &id).ok());
+  EXPECT_EQ(WaitDone(t, id), RequestStatus::kCompleted);
+  std::lock_guard<std::mutex> lock(log.mu);
+  EXPECT_EQ(log.runs.size(), 4U);  // the expired and the refused requests never ran
+}
+
+}  // namespace
+}  // namespace lldd
