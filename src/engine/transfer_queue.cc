@@ -10,6 +10,7 @@ TransferQueue::TransferQueue(uint32_t threads, size_t max_requests, JoinLimits j
 void TransferQueue::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   stopping_ = false;
+  wake_pending_ = false;  // a woken worker may have left at the Stop
 }
 
 RequestStatus TransferQueue::StatusOf(const Result& r) {
@@ -30,6 +31,7 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   req->user_data = user_data;
   req->deadline = deadline;
   req->job = std::move(job);
+  req->queued_at = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   if (!stopping_ && requests_.size() >= max_requests_)
     return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
@@ -39,10 +41,9 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   // only synchronously keeps no idle threads.
   while (threads_.size() < threads_wanted_) threads_.emplace_back([this] { Work(); });
   requests_[req->id] = req;
+  queued_bytes_ += req->job->bytes();
   queue_.push_back(req);
-  // One wake per burst: the worker that takes the first request joins what
-  // queued behind it, and wakes the next worker if anything is left.
-  if (queue_.size() == 1) cv_.notify_one();
+  MaybeWake();
   *id = req->id;
   return Result::Ok();
 }
@@ -63,23 +64,52 @@ Result TransferQueue::RunNow(uint64_t peer, Deadline deadline, JobPtr job) {
 
 void TransferQueue::Work() {
   std::unique_lock<std::mutex> lock(mu_);
+  bool just_ran = false;  // a worker that ran a batch takes what queued behind it
   for (;;) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left to run
+    if (queue_.empty()) {
+      if (stopping_) return;
+      just_ran = false;
+      cv_.wait(lock);
+      continue;
+    }
+    const auto overdue_at = queue_.front()->queued_at + kTakeOverAfter;
+    if (!just_ran && !wake_pending_ && !stopping_ && std::chrono::steady_clock::now() < overdue_at) {
+      // Left for a running transfer to take when it ends. One idle worker
+      // watches, in case that transfer is slow or stuck (a frozen peer).
+      if (watching_) {
+        cv_.wait(lock);
+      } else {
+        watching_ = true;
+        cv_.wait_until(lock, overdue_at);
+        watching_ = false;
+      }
+      continue;
+    }
+    wake_pending_ = false;
     std::vector<RequestPtr> batch{std::move(queue_.front())};
     queue_.pop_front();
+    queued_bytes_ -= batch[0]->job->bytes();
     TakeJoinable(batch[0], &batch);
-    if (!queue_.empty()) cv_.notify_one();
     RunAndFinish(batch, lock, nullptr);
+    just_ran = true;
   }
 }
 
 void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
                                  Result* first_result) {
+  uint64_t bytes = 0;
+  for (const auto& req : batch) bytes += req->job->bytes();
+  ++running_;
+  running_bytes_ += bytes;
+  if (!queue_.empty()) MaybeWake();
   lock.unlock();
   const std::vector<Result> results = RunBatch(batch);
   for (auto& req : batch) req->job.reset();  // what it holds (peer, op lists) goes now
   lock.lock();
+  --running_;
+  running_bytes_ -= bytes;
+  // A caller's transfer ends here, not in a worker's loop: hand on what queued.
+  if (first_result != nullptr && !queue_.empty()) MaybeWake();
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i]->status = StatusOf(results[i]);
     // An asynchronous request's status carries no message: log it.
@@ -89,6 +119,21 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
     Finished(*batch[i]);
   }
   if (first_result != nullptr) *first_result = results[0];
+}
+
+void TransferQueue::MaybeWake() {
+  // A transfer that runs now takes the queued requests that can join it
+  // when it ends, so small requests wait for it rather than each waking a
+  // worker of its own (on a small machine that made batches of one). More
+  // workers run at once only when there is enough work to share.
+  const bool nobody = running_ == 0 && !wake_pending_;
+  const bool worth_sharing = queued_bytes_ >= kShareBytes || running_bytes_ >= kShareBytes;
+  if (nobody || worth_sharing) {
+    wake_pending_ = true;
+    cv_.notify_one();
+  } else if (!watching_) {
+    cv_.notify_one();  // an idle worker starts watching the queue's front
+  }
 }
 
 void TransferQueue::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch) {
@@ -107,6 +152,7 @@ void TransferQueue::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batc
     }
     ops += r.job->ops();
     bytes += r.job->bytes();
+    queued_bytes_ -= r.job->bytes();
     batch->push_back(std::move(*it));
     it = queue_.erase(it);
   }
@@ -162,6 +208,7 @@ void TransferQueue::FailPeer(uint64_t peer) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
+      queued_bytes_ -= (*it)->job->bytes();
       (*it)->status = RequestStatus::kFailed;
       (*it)->job.reset();
       Finished(**it);
@@ -200,6 +247,7 @@ void TransferQueue::Stop() {
       Finished(*req);
     }
     queue_.clear();
+    queued_bytes_ = 0;
     cv_.notify_all();
   }
   for (auto& t : threads_)

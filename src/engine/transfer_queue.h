@@ -21,6 +21,7 @@
 #ifndef LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 #define LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -99,11 +100,14 @@ class TransferQueue {
     uint64_t peer = 0;
     const void* user_data = nullptr;
     Deadline deadline = Deadline::Never();
+    std::chrono::steady_clock::time_point queued_at;
     JobPtr job;
     RequestStatus status = RequestStatus::kWaiting;
   };
   using RequestPtr = std::shared_ptr<Request>;
   void Work();
+  // Wakes a worker if the queue's work needs one (mu_ held).
+  void MaybeWake();
   // A new request's id and accounting (mu_ held).
   Result Admit(const RequestPtr& req);
   // Moves the queued requests that can join `first` into `batch` (mu_ held).
@@ -127,6 +131,16 @@ class TransferQueue {
   std::condition_variable finished_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
+  // Work running now and waiting: what MaybeWake judges by.
+  static constexpr uint64_t kShareBytes = 1ULL << 20;
+  size_t running_ = 0;
+  uint64_t running_bytes_ = 0;
+  uint64_t queued_bytes_ = 0;
+  bool wake_pending_ = false;  // a worker was woken and has not taken its batch yet
+  bool watching_ = false;      // an idle worker waits for the queue's front to be overdue
+  // How long a queued request waits for a running transfer to take it
+  // before an idle worker does.
+  static constexpr std::chrono::microseconds kTakeOverAfter{1000};
   std::vector<std::thread> threads_;
 };
 

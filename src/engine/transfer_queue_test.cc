@@ -140,6 +140,26 @@ TEST(TransferQueueTest, JoinsStayWithinTheLimitsAndSkipExpiredRequests) {
   EXPECT_EQ(log.runs, (std::vector<size_t>{1, 4, 4, 1}));
 }
 
+// Small requests queued behind a running transfer wait for it to take
+// them, but not forever: a transfer stuck on one peer (a frozen process)
+// does not hold up requests to another, an idle worker takes them.
+TEST(TransferQueueTest, ARequestBehindAStuckTransferIsTakenByAnIdleWorker) {
+  Log stuck;
+  Log free;
+  free.Open();
+  TransferQueue t(2, 1024);
+  uint64_t blocked, other;
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&stuck, 1, 0), &blocked).ok());
+  stuck.WaitStarted(1);
+  ASSERT_TRUE(t.Submit(8, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&free, 2, 0), &other).ok());
+  EXPECT_EQ(WaitDone(t, other), RequestStatus::kCompleted);
+  RequestStatus s = RequestStatus::kCompleted;
+  ASSERT_TRUE(t.Status(blocked, &s).ok());
+  EXPECT_EQ(s, RequestStatus::kWaiting);
+  stuck.Open();
+  EXPECT_EQ(WaitDone(t, blocked), RequestStatus::kCompleted);
+}
+
 // A synchronous request runs on the caller's thread, takes the queued
 // asynchronous requests that can go with it, returns its own result, and
 // counts for WaitPeer like any other; after Stop, requests fail until
