@@ -125,7 +125,8 @@ void TransferQueue::MaybeWake() {
   // A transfer that runs now takes the queued requests that can join it
   // when it ends, so small requests wait for it rather than each waking a
   // worker of its own (on a small machine that made batches of one). More
-  // workers run at once only when there is enough work to share.
+  // workers run at once only when there is enough work to share (or the
+  // queue's front is overdue: Work).
   const bool nobody = running_ == 0 && !wake_pending_;
   const bool worth_sharing = queued_bytes_ >= kShareBytes || running_bytes_ >= kShareBytes;
   if (nobody || worth_sharing) {

@@ -131,8 +131,10 @@ class TransferQueue {
   std::condition_variable finished_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
-  // Work running now and waiting: what MaybeWake judges by.
-  static constexpr uint64_t kShareBytes = 1ULL << 20;
+  // Work running now and waiting: what MaybeWake judges by. A transfer
+  // stripes itself over the data path (connections, copy threads), so a
+  // second worker pays off only when there is much to share.
+  static constexpr uint64_t kShareBytes = 8ULL << 20;
   size_t running_ = 0;
   uint64_t running_bytes_ = 0;
   uint64_t queued_bytes_ = 0;
