@@ -43,6 +43,7 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   requests_[req->id] = req;
   queued_bytes_ += req->job->bytes();
   queue_.push_back(req);
+  submitted_.fetch_add(1, std::memory_order_release);
   MaybeWake();
   *id = req->id;
   return Result::Ok();
@@ -68,7 +69,15 @@ void TransferQueue::Work() {
   for (;;) {
     if (queue_.empty()) {
       if (stopping_) return;
-      just_ran = false;
+      // A worker that just ran looks for the next request a little before
+      // it sleeps: a caller keeping requests in flight submits again within
+      // microseconds, and a sleeping worker costs a wake-up (a system call
+      // and a context switch on both sides) per transfer.
+      // (It looks again from the top either way: Stop may have come.)
+      if (just_ran) {
+        just_ran = SpinForWork(lock);
+        continue;
+      }
       cv_.wait(lock);
       continue;
     }
@@ -93,6 +102,30 @@ void TransferQueue::Work() {
     RunAndFinish(batch, lock, nullptr);
     just_ran = true;
   }
+}
+
+namespace {
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
+bool TransferQueue::SpinForWork(std::unique_lock<std::mutex>& lock) {
+  const uint64_t seen = submitted_.load(std::memory_order_relaxed);
+  ++spinning_;
+  lock.unlock();
+  const auto until = std::chrono::steady_clock::now() + kSpinFor;
+  for (int i = 0; submitted_.load(std::memory_order_acquire) == seen; ++i) {
+    CpuRelax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
+  }
+  lock.lock();
+  --spinning_;
+  return !queue_.empty();
 }
 
 void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
@@ -127,6 +160,7 @@ void TransferQueue::MaybeWake() {
   // worker of its own (on a small machine that made batches of one). More
   // workers run at once only when there is enough work to share (or the
   // queue's front is overdue: Work).
+  if (spinning_ > 0) return;  // a worker that just ran is looking: it takes this
   const bool nobody = running_ == 0 && !wake_pending_;
   const bool worth_sharing = queued_bytes_ >= kShareBytes || running_bytes_ >= kShareBytes;
   if (nobody || worth_sharing) {

@@ -21,6 +21,7 @@
 #ifndef LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 #define LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -108,6 +109,9 @@ class TransferQueue {
   void Work();
   // Wakes a worker if the queue's work needs one (mu_ held).
   void MaybeWake();
+  // Waits up to kSpinFor, without the lock and without sleeping, for a
+  // request to be submitted; true if the queue then holds one.
+  bool SpinForWork(std::unique_lock<std::mutex>& lock);
   // A new request's id and accounting (mu_ held).
   Result Admit(const RequestPtr& req);
   // Moves the queued requests that can join `first` into `batch` (mu_ held).
@@ -139,7 +143,10 @@ class TransferQueue {
   uint64_t running_bytes_ = 0;
   uint64_t queued_bytes_ = 0;
   bool wake_pending_ = false;  // a worker was woken and has not taken its batch yet
-  bool watching_ = false;      // an idle worker waits for the queue's front to be overdue
+  bool watching_ = false;
+  size_t spinning_ = 0;                   // workers in SpinForWork
+  std::atomic<uint64_t> submitted_{0};    // asynchronous requests ever queued
+  static constexpr std::chrono::microseconds kSpinFor{20};      // an idle worker waits for the queue's front to be overdue
   // How long a queued request waits for a running transfer to take it
   // before an idle worker does.
   static constexpr std::chrono::microseconds kTakeOverAfter{1000};
