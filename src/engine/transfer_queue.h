@@ -51,11 +51,14 @@ class TransferJob {
 };
 
 // Bounds of a joined transfer, so that joining never makes one request
-// wait behind a very large one.
+// wait behind a very large one. 8 MiB, not more: a data path divides the
+// link's connections among the transfers running at its start, so one
+// huge join would keep a share of them for its whole length while a
+// second worker sat idle; joins of 8 MiB let two workers alternate.
 struct JoinLimits {
   size_t requests = 256;
   size_t ops = 4096;
-  uint64_t bytes = 64ULL << 20;
+  uint64_t bytes = 8ULL << 20;
   size_t scan = 1024;  // queued requests looked at per join
 };
 
