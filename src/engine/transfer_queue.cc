@@ -191,6 +191,8 @@ void TransferQueue::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batc
     batch->push_back(std::move(*it));
     it = queue_.erase(it);
   }
+  // Nothing left for a worker woken earlier (a caller's RunNow took it).
+  if (queue_.empty()) wake_pending_ = false;
 }
 
 Result TransferQueue::RunAlone(const Request& req) {
