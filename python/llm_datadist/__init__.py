@@ -7,14 +7,14 @@ from llm_datadist.status import LLMStatusCode, LLMException, Status
 from llm_datadist.configs import LLMClusterInfo, LLMRole, LlmConfig, LlmConfig as LLMConfig
 from llm_datadist.data_type import DataType
 from llm_datadist.llm_types import (CacheDesc, CacheKey, CacheKeyByIdAndIndex, BlocksCacheKey, Placement,
-                                    RegisterMemStatus, Cache, Memtype, MemInfo)
+                                    RegisterMemStatus, Cache, KvCache, Memtype, MemInfo)
 from llm_datadist.cache_manager import CacheManager
 from llm_datadist.transfer_async import CacheTask, LayerSynchronizer, TransferConfig, TransferWithCacheKeyConfig
 from llm_datadist.llm_datadist import LLMDataDist
 
 __all__ = [
     "LLMClusterInfo", "LLMStatusCode", "LLMException", "LLMRole", "LlmConfig", "LLMConfig", "DataType", "Status",
-    "CacheDesc", "CacheKey", "CacheKeyByIdAndIndex", "Cache", "BlocksCacheKey", "LLMDataDist", "Placement",
+    "CacheDesc", "CacheKey", "CacheKeyByIdAndIndex", "Cache", "KvCache", "BlocksCacheKey", "LLMDataDist", "Placement",
     "RegisterMemStatus", "Memtype", "MemInfo", "CacheManager", "CacheTask", "LayerSynchronizer", "TransferConfig",
     "TransferWithCacheKeyConfig",
 ]

@@ -300,6 +300,19 @@ class CacheManager:
         self._orphans = set()  # allocated caches dropped by id, still held by keys
         self._lock = threading.Lock()
 
+    @staticmethod
+    def check_cache_key(cache_key: CacheKey) -> None:
+        """As the vendor's: a CacheKey names a request or a prefix, exactly
+        one of them (LLM_PARAM_INVALID otherwise)."""
+        has_req = cache_key.req_id != _INVALID_ID
+        has_prefix = cache_key.prefix_id != _INVALID_ID
+        raise_if_false(has_req or has_prefix,
+                       f"one of req id and prefix id should contain valid value:[0, 2**64-1), "
+                       f"req id:{cache_key.req_id}, prefix id:{cache_key.prefix_id}.")
+        raise_if_false(not (has_req and has_prefix),
+                       f"only one of req id and prefix id should contain valid value:[0, 2**64-1), "
+                       f"req id:{cache_key.req_id}, prefix id:{cache_key.prefix_id}.")
+
     # --- allocation and registration ---
 
     def _check(self):
@@ -481,6 +494,8 @@ class CacheManager:
         if not isinstance(cache, Cache):
             raise TypeError("cache should be Cache")
         raise_if_false(size == -1 or size > 0, f"[pull_cache] size ({size}) is invalid, should be = -1 or > 0")
+        if isinstance(cache_key, CacheKey):
+            CacheManager.check_cache_key(cache_key)
         ext = _ext(kwargs.get("src_layer_range"), kwargs.get("dst_layer_range"),
                    kwargs.get("tensor_num_per_layer", _NUM_TENSORS_PER_LAYER))
         release = self._with_key(cache_key, False, lambda cl, cid, b: self._engine.pull_cache(
@@ -516,9 +531,12 @@ class CacheManager:
         if isinstance(src_cache_key, BlocksCacheKey):
             raise_if_false(len(src) > 0, "src_blocks can not be empty.")
         elif isinstance(src_cache_key, CacheKey) and src:
+            CacheManager.check_cache_key(src_cache_key)
             raise LLMException("src_blocks should be empty when src_cache_key is not instance of BlocksCacheKey.",
                                status_code=LLMStatusCode.LLM_PARAM_INVALID)
         elif not src:
+            if isinstance(src_cache_key, CacheKey):
+                CacheManager.check_cache_key(src_cache_key)
             # The vendor's cache-to-blocks pull. (Ours also takes a
             # CacheKeyByIdAndIndex with src_blocks: a blocks cache by id.)
             release = self._with_key(src_cache_key, False, lambda cl, cid, b: self._pull_row_into_blocks(

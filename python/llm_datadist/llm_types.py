@@ -171,6 +171,50 @@ class Cache:
     __repr__ = __str__
 
 
+class KvCache:
+    """The vendor's cache object of its v1 API (KvCacheManager), which it
+    still exports. Its v1 manager is a separate closed package that we do not
+    provide (LLMDataDist.kv_cache_manager says so), so the only KvCache a
+    program gets here is one made by create_cpu_cache: a description of host
+    memory per device, checked as the vendor checks it. The v2 calls take a
+    Cache (Cache.create_cpu_cache for host memory)."""
+
+    def __init__(self, cache_id: int, cache_desc: CacheDesc, per_device_tensor_addrs: List[List[int]],
+                 kv_cache_manager=None):
+        _check_int("cache_id", cache_id, -(2**63), 2**63 - 1)
+        self._cache_id = cache_id
+        self._cache_desc = cache_desc
+        self._per_device_tensor_addrs = per_device_tensor_addrs
+        self._kv_cache_manager = kv_cache_manager
+
+    cache_id = property(lambda self: self._cache_id)
+    cache_desc = property(lambda self: self._cache_desc)
+    per_device_tensor_addrs = property(lambda self: self._per_device_tensor_addrs)
+
+    @classmethod
+    def create_cpu_cache(cls, cache_desc: CacheDesc, addrs):
+        """addrs: one address per tensor, or one such list per device."""
+        raise_if_false(isinstance(cache_desc, CacheDesc), "cache_desc should be CacheDesc")
+        raise_if_false(cache_desc.placement == Placement.HOST, "cache_desc placement must be HOST")
+        raise_if_false(isinstance(addrs, list), "addrs should be list")
+        raise_if_false(len(addrs) > 0, "addrs length should be bigger than zero.")
+        kinds = {type(a) for a in addrs}
+        raise_if_false(len(kinds) == 1 and kinds <= {int, list},
+                       "the type of the internal element of addrs should be consistent (int or list).")
+        per_device = addrs if list in kinds else [addrs]
+        for dev in per_device:
+            raise_if_false(all(isinstance(a, int) for a in dev), "addresses should be int")
+            raise_if_false(cache_desc.num_tensors == len(dev),
+                           f"cache_desc num_tensors:{cache_desc.num_tensors} should be equal to "
+                           f"the number of addresses per device:{len(dev)}")
+        return cls(-1, cache_desc, per_device, None)
+
+    def __str__(self):
+        return f"KvCache(cache_id = {self._cache_id}, num_devices = {len(self._per_device_tensor_addrs)})"
+
+    __repr__ = __str__
+
+
 class BlocksCacheKey:
     """Names a paged cache by (cluster_id, model_id): registered with it by the
     owner, used by a peer to pull from or push to that cache."""

@@ -93,18 +93,52 @@ class TransferConfig:
 
     def __init__(self, dst_cluster_id: int, dst_addrs: List[int], src_layer_range: Optional[range] = None,
                  src_batch_index: int = 0):
-        _check_uint("dst_cluster_id", dst_cluster_id, 64)
-        if not isinstance(dst_addrs, (list, tuple)):
-            raise TypeError("dst_addrs should be list or tuple")
-        for a in dst_addrs:
-            _check_uint("dst_addrs", a, 64)
-        _check_layer_range("src_layer_range", src_layer_range)
-        _check_uint("src_batch_index", src_batch_index, 32)
         self.dst_cluster_id = dst_cluster_id
-        self.dst_addrs = list(dst_addrs)
+        self.dst_addrs = dst_addrs
         self.src_layer_range = src_layer_range
         self.src_batch_index = src_batch_index
         self.dst_layer_range = None
+
+    # Properties whose setters check, as the vendor's do: a config changed
+    # after construction is held to the same rules as a new one.
+    @property
+    def dst_cluster_id(self) -> int:
+        return self._dst_cluster_id
+
+    @dst_cluster_id.setter
+    def dst_cluster_id(self, value: int) -> None:
+        _check_uint("dst_cluster_id", value, 64)
+        self._dst_cluster_id = value
+
+    @property
+    def dst_addrs(self) -> List[int]:
+        return self._dst_addrs
+
+    @dst_addrs.setter
+    def dst_addrs(self, value: List[int]) -> None:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("dst_addrs should be list or tuple")
+        for a in value:
+            _check_uint("dst_addrs", a, 64)
+        self._dst_addrs = list(value)
+
+    @property
+    def src_layer_range(self) -> Optional[range]:
+        return self._src_layer_range
+
+    @src_layer_range.setter
+    def src_layer_range(self, value: Optional[range]) -> None:
+        _check_layer_range("src_layer_range", value)
+        self._src_layer_range = value
+
+    @property
+    def src_batch_index(self) -> int:
+        return self._src_batch_index
+
+    @src_batch_index.setter
+    def src_batch_index(self, value: int) -> None:
+        _check_uint("src_batch_index", value, 32)
+        self._src_batch_index = value
 
     def __repr__(self):
         return (f"TransferConfig(dst_cluster_id={self.dst_cluster_id}, dst_addrs={self.dst_addrs},"

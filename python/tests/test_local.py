@@ -292,3 +292,52 @@ def test_user_cache_ids_start_at_1_and_cpu_caches_swap(datadist):
     cm.remap_registered_memory(MemInfo(Memtype.MEM_TYPE_DEVICE, regs[0].data_ptr() + 4, 16))
     with pytest.raises(LLMException):
         cm.remap_registered_memory([MemInfo(Memtype.MEM_TYPE_DEVICE, regs[0].data_ptr(), 10**6)])
+
+
+def test_kv_cache_cpu_cache_is_checked_as_the_vendors():
+    from llm_datadist import KvCache
+    host = CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.HOST)
+    one = KvCache.create_cpu_cache(host, [0x1000, 0x2000])
+    assert one.cache_id == -1 and one.per_device_tensor_addrs == [[0x1000, 0x2000]]
+    two = KvCache.create_cpu_cache(host, [[1, 2], [3, 4]])
+    assert two.per_device_tensor_addrs == [[1, 2], [3, 4]] and "num_devices = 2" in str(two)
+    for bad_desc, addrs in ((CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.DEVICE), [1, 2]),  # not HOST
+                            (host, []), (host, [1]), (host, [[1, 2], 3]), (host, [[1, 2], [3]])):
+        with pytest.raises(LLMException) as e:
+            KvCache.create_cpu_cache(bad_desc, addrs)
+        assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID, addrs
+
+
+def test_transfer_config_setters_check_like_the_constructor():
+    from llm_datadist import TransferConfig
+    cfg = TransferConfig(2, [0x10, 0x20], range(0, 1), 3)
+    assert (cfg.dst_cluster_id, cfg.dst_addrs, cfg.src_layer_range, cfg.src_batch_index) == \
+        (2, [0x10, 0x20], range(0, 1), 3)
+    cfg.dst_addrs = (0x30, 0x40)
+    assert cfg.dst_addrs == [0x30, 0x40]
+    for field, bad in (("dst_cluster_id", -1), ("dst_cluster_id", 2**64), ("src_batch_index", 2**32),
+                       ("dst_addrs", [-5]), ("src_layer_range", range(2, 1))):
+        with pytest.raises((LLMException, TypeError, ValueError)):
+            setattr(cfg, field, bad)
+    with pytest.raises(TypeError):
+        cfg.dst_addrs = 7
+    assert (cfg.dst_cluster_id, cfg.dst_addrs, cfg.src_batch_index) == (2, [0x30, 0x40], 3)  # nothing changed
+
+
+def test_a_cache_key_names_a_request_or_a_prefix_exactly(datadist):
+    from llm_datadist import CacheManager
+    dd = datadist(role=LLMRole.DECODER)
+    cm = dd.cache_manager
+    both = CacheKey(1, req_id=5, prefix_id=7)
+    neither = CacheKey(1, req_id=2**64 - 1)
+    CacheManager.check_cache_key(CacheKey(1, req_id=5))
+    CacheManager.check_cache_key(CacheKey(1, req_id=2**64 - 1, prefix_id=7))
+    dst = cm.allocate_cache(CacheDesc(2, [1, 8], DataType.DT_FLOAT, Placement.DEVICE))
+    blocks = cm.allocate_blocks_cache(CacheDesc(2, [4, 8], DataType.DT_FLOAT, Placement.DEVICE))
+    for key in (both, neither):
+        for call in (lambda: CacheManager.check_cache_key(key), lambda: cm.pull_cache(key, dst),
+                     lambda: cm.pull_blocks(key, blocks, [], [0])):
+            with pytest.raises(LLMException) as e:
+                call()
+            assert e.value.status_code == LLMStatusCode.LLM_PARAM_INVALID
+            assert "req id" in str(e.value)
