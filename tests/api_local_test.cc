@@ -35,6 +35,14 @@ TEST(Header, TypesMatchTheContract) {
   static_assert(std::is_same_v<Status, uint32_t>);
   static_assert(std::is_same_v<ge::Status, uint32_t>);
   static_assert(LLM_TIMEOUT == 0x5010B01AU && LLM_OUT_OF_MEMORY == 0x5010B01CU && LLM_FAILED == 0xFFFFFFFFU);
+  // The original declares the codes in namespace ge: both spellings name one constant.
+  constexpr const Status* in_ge = &ge::LLM_REPEAT_REQUEST;
+  static_assert(in_ge == &llm_datadist::LLM_REPEAT_REQUEST);
+  static_assert(ge::LLM_PARAM_INVALID == 0x5010B005U && ge::LLM_CACHE_ID_ALREADY_EXIST == 0x5010B017U);
+  {
+    using namespace ge;  // with llm_datadist's names also in scope: not ambiguous
+    static_assert(LLM_NOT_YET_LINK == 0x5010B007U);
+  }
   static_assert(DT_BF16 == 27 && ge::DT_FLOAT4_E1M2 == 41 && DT_UNDEFINED == 28);
   CacheIndex two{1, 2};
   EXPECT_EQ(two.batch_index, 0U);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <set>
 
+#include "common/rdma_devices.h"
 #include "hixl/hixl_types.h"
 #include "transport/registry.h"
 
@@ -120,9 +121,11 @@ Result ParseGlobalConfig(const std::string& value, HixlOptions* out) {
   bool same_host = false;
   bool rdma = false;
   for (const auto& p : protocols) (p.rfind("roce:", 0) == 0 ? rdma : same_host) = true;
-  // Only RDMA named: the network path, as RDMA over UCX when we have it.
+  // Only RDMA named: the network path, as RDMA over UCX where this build
+  // has UCX and the host an RDMA device; else TCP (UCX over TCP is no
+  // faster than ours and leaves remote keys unenforced).
   if (rdma && !same_host) {
-    const char* backend = IsRegisteredTransport("ucx") ? "ucx" : "tcp";
+    const char* backend = IsRegisteredTransport("ucx") && HasRdmaDevice() ? "ucx" : "tcp";
     out->engine[llm_datadist::OPTION_TRANSFER_BACKEND] = backend;
     out->summary += Msg(" protocols -> ", backend, ";");
   } else {

@@ -2,11 +2,13 @@
 // region map and its wire form, the option mapping.
 #include <gtest/gtest.h>
 
+#include "common/rdma_devices.h"
 #include "hixl/engine_name.h"
 #include "hixl/hixl_options.h"
 #include "hixl/hixl_types.h"
 #include "hixl/mem_map.h"
 #include "memory/memory_kind.h"
+#include "transport/registry.h"
 
 namespace lldd::hixl_impl {
 namespace {
@@ -96,7 +98,8 @@ TEST(HixlOptionsTest, MapsProtocolsAndNamesBadKeys) {
                   .ok());
   const auto backend = o.engine.find(llm_datadist::OPTION_TRANSFER_BACKEND);
   ASSERT_NE(backend, o.engine.end());
-  EXPECT_TRUE(backend->second == "ucx" || backend->second == "tcp");
+  // RDMA protocols run as RDMA (ucx) only where there is an RDMA device.
+  EXPECT_EQ(backend->second, IsRegisteredTransport("ucx") && lldd::HasRdmaDevice() ? "ucx" : "tcp");
   ASSERT_TRUE(ParseHixlOptions({{::hixl::OPTION_GLOBAL_RESOURCE_CONFIG,
                                  R"({"comm_resource_config.protocol_desc": ["hccs:device"]})"}},
                                &o)

@@ -1,12 +1,11 @@
 #include "transport/ucx/ucx_transport.h"
 
-#include <dirent.h>
-
 #include <cstdlib>
 
 #include <algorithm>
 
 #include "common/logging.h"
+#include "common/rdma_devices.h"
 #include "common/wire.h"
 
 namespace lldd {
@@ -46,21 +45,6 @@ std::shared_ptr<UcxWorker> UcxTransport::worker() const {
   std::lock_guard<std::mutex> lock(mu_);
   return worker_;
 }
-
-namespace {
-
-// An RDMA device the kernel knows (InfiniBand, RoCE, iWARP all appear here).
-bool HasRdmaDevice() {
-  DIR* dir = ::opendir("/sys/class/infiniband");
-  if (dir == nullptr) return false;
-  bool found = false;
-  while (dirent* e = ::readdir(dir))
-    if (e->d_name[0] != '.') found = true;
-  ::closedir(dir);
-  return found;
-}
-
-}  // namespace
 
 Result UcxTransport::Start(const TransportConfig& config, RegionTable& regions, size_t slot) {
   std::lock_guard<std::mutex> lock(mu_);
