@@ -1,5 +1,6 @@
 """The vendor's Python samples (hicann/hixl examples/python/llm_datadist:
-pull_blocks, pull_cache, push_blocks, switch_role) as tests of our module."""
+pull_blocks, pull_cache, push_blocks, switch_role, pull_blocks_xpyd, and those in
+peers_samples.py) as tests of our module."""
 import pytest
 
 from conftest import free_port, run_roles
@@ -55,3 +56,10 @@ def test_transfer_cache_async_sample():
 def test_hixl_transfer_backend_sample_mutual_link(backend, rounds):
     kw = {"port": free_port(), "decoder_port": free_port(), "rounds": rounds, "transfer_backend": backend}
     run_roles([("peers_samples:mutual_prompt", kw), ("peers_samples:mutual_decoder", kw)], timeout=240)
+
+
+def test_pull_blocks_xpyd_sample():
+    # Three prompts, one decoder linking to all at once (cluster ids from ip:port).
+    ports = [free_port() for _ in range(3)]
+    run_roles([("peers_xpyd:prompts", {"prompt_ports": ports}),
+               ("peers_xpyd:decoder", {"prompt_ports": ports, "decoder_port": free_port()})])
