@@ -8,6 +8,8 @@
 // peer links to it). Only this process transfers; the peer fills and checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <chrono>
 #include <numeric>
@@ -316,7 +318,21 @@ void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
     warm = self_->PullKvBlocks(CacheIndex{kPeerId, remote}, mine.cache, some, some) == LLM_SUCCESS;
   }
   ASSERT_TRUE(warm) << LlmDataDist::GetLastErrorMessage();
-  const auto blocks = AllBlocks(kRows);
+  // Each call names every block `repeat` times, so that it moves about ten
+  // times what this machine moves within the wait time (a sanitized build
+  // on a quick machine pulled the whole 64 MiB in 20 ms, and no call was
+  // still flowing at its deadline).
+  std::vector<uint64_t> blocks = AllBlocks(kRows);
+  int repeat = 1;
+  {
+    const auto start = Clock::now();
+    Status st = pull ? self_->PullKvBlocks(CacheIndex{kPeerId, remote}, mine.cache, blocks, blocks)
+                     : self_->PushKvBlocks(mine.cache, CacheIndex{kPeerId, remote}, blocks, blocks);
+    const int64_t ms = std::max<int64_t>(MillisSince(start), 1);
+    if (st == LLM_SUCCESS) repeat = static_cast<int>(std::min<int64_t>(10 * kWaitMs / ms + 1, 64));
+  }
+  const std::vector<uint64_t> once = blocks;
+  for (int r = 1; r < repeat; ++r) blocks.insert(blocks.end(), once.begin(), once.end());
   int landed = 0;
   for (int i = 0; i < 3; ++i) {
     if (pull) mine.Zero();
