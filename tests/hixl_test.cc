@@ -2,7 +2,12 @@
 // the vendor's quickstart sequence, writes, register-after-connect,
 // out-of-region refusals that touch nothing, dead and frozen peers, and
 // every error status a method documents.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +17,7 @@
 
 #include "hixl/hixl.h"
 #include "tests/hixl_peer.h"
+#include "tests/peer_process.h"
 
 namespace {
 
@@ -242,6 +248,99 @@ TEST(HixlTest, TwoEnginesInOneProcess) {
             SUCCESS);
   EXPECT_EQ(FirstPatternMismatch(sbuf.get() + 100, 5000, 52, 100), -1);
   EXPECT_EQ(FirstPatternMismatch(sbuf.get() + 5100, kLen - 5100, 51, 5100), -1);
+  EXPECT_EQ(client.engine.Disconnect(name.c_str(), kTimeoutMs), SUCCESS);
+  EXPECT_EQ(server.DeregisterMem(sh), SUCCESS);
+  server.Finalize();
+}
+
+namespace {
+
+// The body of GET /metrics from 127.0.0.1:port ("" if none came).
+std::string ScrapeMetrics(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    (void)!::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    for (pollfd p{fd, POLLIN, 0}; ::poll(&p, 1, 10000) > 0;) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  const size_t body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+// The value of the first sample whose line starts with `name{` and holds
+// every one of `labels`; -1 if there is none.
+double Sample(const std::string& text, const std::string& name, const std::vector<std::string>& labels) {
+  size_t at = 0;
+  while ((at = text.find(name + "{", at)) != std::string::npos) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end - at);
+    at = end;
+    bool all = true;
+    for (const auto& l : labels) all = all && line.find(l) != std::string::npos;
+    if (all) return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+}  // namespace
+
+// HIXL transfers are calls of the engine like any other: with the engine
+// option llm.MetricsPort they show in the Prometheus metrics, sync and
+// async, by data path and by peer.
+TEST(HixlTest, TransfersCountInTheMetrics) {
+  constexpr size_t kLen = 64 * 1024;
+  Hixl server;
+  std::string name;
+  Status st = FAILED;
+  for (int port = 20000 + (getpid() % 20000) + 77, tries = 0; st != SUCCESS && tries < 50; ++port, ++tries) {
+    name = "127.0.0.1:" + std::to_string(port);
+    st = server.Initialize(name.c_str(), {{"llm.TransferBackend", "tcp"}});
+  }
+  ASSERT_EQ(st, SUCCESS);
+  Buf sbuf = Alloc(kLen, 0);
+  FillHixlPattern(sbuf.get(), kLen, 61);
+  MemHandle sh = nullptr;
+  ASSERT_EQ(server.RegisterMem(Desc(sbuf, kLen), MEM_HOST, sh), SUCCESS);
+  const uint16_t metrics_port = lldd_test::FreeLoopbackPort();
+  const std::string mp = std::to_string(metrics_port);
+  Client client(kLen, {{"llm.TransferBackend", "tcp"}, {"llm.MetricsPort", mp.c_str()}});
+  ASSERT_EQ(client.engine.Connect(name.c_str(), kTimeoutMs), SUCCESS);
+  const uintptr_t remote = reinterpret_cast<uintptr_t>(sbuf.get());
+  ASSERT_EQ(client.engine.TransferSync(name.c_str(), READ, {{client.at(0), remote, 4096}, {client.at(8192), remote + 8192, 4096}},
+                                       kTimeoutMs),
+            SUCCESS);
+  EXPECT_EQ(FirstPatternMismatch(client.buf.get(), 4096, 61), -1);
+  TransferReq req = nullptr;
+  ASSERT_EQ(client.engine.TransferAsync(name.c_str(), WRITE, {{client.at(0), remote + 16384, 1000}}, {}, req), SUCCESS);
+  TransferStatus status = TransferStatus::WAITING;
+  for (int i = 0; i < 10000 && status == TransferStatus::WAITING; ++i) {
+    ASSERT_EQ(client.engine.GetTransferStatus(req, status), SUCCESS);
+    if (status == TransferStatus::WAITING) usleep(1000);
+  }
+  ASSERT_EQ(status, TransferStatus::COMPLETED);
+  // Refused at once (outside the peer's memory): never reaches a data path.
+  EXPECT_EQ(client.engine.TransferSync(name.c_str(), READ, {{client.at(0), remote + kLen, 16}}, kTimeoutMs),
+            PARAM_INVALID);
+  const std::string text = ScrapeMetrics(metrics_port);
+  ASSERT_FALSE(text.empty()) << "no answer on the metrics port " << metrics_port;
+  const std::string tcp = "transport=\"tcp\"";
+  EXPECT_EQ(Sample(text, "llm_datadist_transfer_bytes_total", {tcp, "direction=\"pull\""}), 8192) << text;
+  EXPECT_EQ(Sample(text, "llm_datadist_transfer_calls_total", {tcp, "direction=\"pull\""}), 1);
+  EXPECT_EQ(Sample(text, "llm_datadist_transfer_bytes_total", {tcp, "direction=\"push\""}), 1000);
+  EXPECT_EQ(Sample(text, "llm_datadist_transfer_calls_total", {tcp, "direction=\"push\""}), 1);
+  EXPECT_EQ(Sample(text, "llm_datadist_transfers_in_flight", {tcp}), 0);
+  EXPECT_EQ(Sample(text, "llm_datadist_peer_transfer_bytes_total", {"direction=\"pull\""}), 8192);
   EXPECT_EQ(client.engine.Disconnect(name.c_str(), kTimeoutMs), SUCCESS);
   EXPECT_EQ(server.DeregisterMem(sh), SUCCESS);
   server.Finalize();

@@ -189,6 +189,32 @@ TEST_F(MetricsTest, GetStatsCountsTheBytesAndCallsMade) {
   EXPECT_EQ(after.transports.at("tcp").pull_calls, 3U) << "transport counters stay";
 }
 
+// Calls of the other front ends that run as requests of the engine's queue
+// (PushKvRanges here; HIXL's in hixl_test.cc) count as calls too.
+TEST_F(MetricsTest, PushKvRangesCountsAsAPush) {
+  LlmDataDist::RangeCopy one;
+  one.src_tensor = 0;
+  one.length = 64;
+  one.dst_cache_id = remote_;
+  one.dst_tensor = 1;
+  one.dst_offset = 3 * kCols * 4;
+  LlmDataDist::RangeCopy two = one;
+  two.src_tensor = 1;
+  two.dst_offset = 6 * kCols * 4;
+  ASSERT_EQ(client_.PushKvRanges(local_, kServerId, {one, two}), LLM_SUCCESS) << LlmDataDist::GetLastErrorMessage();
+  LlmDataDist::RangeCopy outside = one;
+  outside.dst_offset = kRows * kCols * 4;  // past the tensor's end: refused before any byte moves
+  ASSERT_EQ(client_.PushKvRanges(local_, kServerId, {outside}), LLM_PARAM_INVALID);
+  const LlmDataDist::Stats s = client_.GetStats();
+  ASSERT_EQ(s.transports.count("tcp"), 1U);
+  EXPECT_EQ(s.transports.at("tcp").push_calls, 1U);
+  EXPECT_EQ(s.transports.at("tcp").push_bytes, 128U);
+  EXPECT_EQ(s.transports.at("tcp").push_latency.count, 1U);
+  EXPECT_EQ(s.peers.at(kServerId).push_calls, 1U);
+  EXPECT_EQ(s.peers.at(kServerId).push_bytes, 128U);
+  EXPECT_EQ(s.in_flight, 0);
+}
+
 TEST_F(MetricsTest, PrometheusEndpointServesTheSameValues) {
   Transfer();
   const std::string response = Request(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -160,8 +160,9 @@ Result Engine::PushRanges(int64_t local_cache_id, uint64_t remote_cluster_id, co
   // One request of the engine's queue, a group per destination cache.
   OpsJob::Groups groups;
   for (auto& [cache_id, t] : writes) groups.push_back(std::move(t));
+  auto meter = MeterCall(remote_cluster_id, groups);
   Result r = transfers_.RunNow(remote_cluster_id, deadline,
-                               std::make_shared<OpsJob>(link.get(), true, std::move(groups), ops_runner_));
+                               std::make_shared<OpsJob>(link.get(), true, std::move(groups), ops_runner_, meter));
   return r.WithContext(Msg("push ranges to cluster ", remote_cluster_id));
 }
 

@@ -11,8 +11,9 @@ void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
   }
 }
 
-OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner)
-    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)) {
+OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
+               std::shared_ptr<metrics::CallMeter> meter)
+    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)), meter_(std::move(meter)) {
   for (const auto& g : groups_) {
     ops_ += g.ops.size();
     for (const auto& op : g.ops) bytes_ += op.length;

@@ -25,7 +25,9 @@ class OpsJob : public TransferJob {
   using Groups = std::vector<Engine::OpsTransfer>;
   using Runner = std::function<Result(const Groups& groups, Deadline deadline)>;
 
-  OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner);
+  // `meter`, if any, measures this request (not a join made of it).
+  OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
+         std::shared_ptr<metrics::CallMeter> meter = nullptr);
 
   const Groups& groups() const { return groups_; }
   Result Run(Deadline deadline) const override { return (*runner_)(groups_, deadline); }
@@ -33,12 +35,16 @@ class OpsJob : public TransferJob {
   std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override;
   size_t ops() const override { return ops_; }
   uint64_t bytes() const override { return bytes_; }
+  void Report(const Result& result) const override {
+    if (meter_) meter_->Report(result.code());
+  }
 
  private:
   const void* const key_;
   const bool push_;
   const Groups groups_;
   const std::shared_ptr<const Runner> runner_;
+  const std::shared_ptr<metrics::CallMeter> meter_;
   size_t ops_ = 0;
   uint64_t bytes_ = 0;
 };

@@ -137,7 +137,10 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
   if (!queue_.empty()) MaybeWake();
   lock.unlock();
   const std::vector<Result> results = RunBatch(batch);
-  for (auto& req : batch) req->job.reset();  // what it holds (peer, op lists) goes now
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->job->Report(results[i]);
+    batch[i]->job.reset();  // what it holds (peer, op lists, meter) goes now
+  }
   lock.lock();
   --running_;
   running_bytes_ -= bytes;

@@ -48,6 +48,9 @@ class TransferJob {
   virtual std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const = 0;
   virtual size_t ops() const = 0;
   virtual uint64_t bytes() const = 0;
+  // The request's own outcome, once it ran (in a join too), before the
+  // queue lets go of the job.
+  virtual void Report(const Result& /*result*/) const {}
 };
 
 // Bounds of a joined transfer, so that joining never makes one request

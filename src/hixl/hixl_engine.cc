@@ -476,7 +476,8 @@ std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan) {
   PeerPtr peer = plan.peer;
   // The peer's runner, kept alive (with the peer) by every job holding it.
   std::shared_ptr<const OpsJob::Runner> runner(peer, &peer->runner);
-  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner));
+  auto meter = engine_->MeterCall(peer->cluster_id, plan.groups);
+  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner), std::move(meter));
 }
 
 void HixlEngine::SetRunner(const PeerPtr& peer) {
