@@ -300,4 +300,36 @@ TEST(HixlAsyncTimeoutTest, FrozenPeerTimesOutWithoutLateWrites) {
   EXPECT_EQ(std::memcmp(after.data(), client.buf.get(), after.size()), 0);
 }
 
+// Finalize with requests outstanding to a frozen peer: it returns without
+// waiting for their deadline (60 s by default here), ends them, and no byte
+// of them lands after it returned, even once the peer runs again.
+TEST(HixlAsyncTimeoutTest, FinalizeEndsOutstandingRequestsWithoutLateWrites) {
+  constexpr size_t kOps = 64;
+  constexpr size_t kOp = 64 * 1024;
+  HixlPeer server(std::map<std::string, std::string>{{"llm.TransferBackend", "tcp"}});
+  const uint64_t src = server.Register(kOps * kOp, 161);
+  ASSERT_NE(src, 0u);
+  Client client(kOps * kOp, {{"llm.TransferBackend", "tcp"}});
+  ASSERT_EQ(client.engine.Connect(server.name().c_str(), kTimeoutMs), SUCCESS);
+  ASSERT_EQ(client.engine.TransferSync(server.name().c_str(), READ, {{client.at(0), src, 16}}, kTimeoutMs), SUCCESS);
+  std::memset(client.buf.get(), 0xEE, kOps * kOp);
+  server.Freeze();
+  for (size_t i = 0; i < kOps; ++i) {
+    TransferReq req = nullptr;
+    ASSERT_EQ(client.engine.TransferAsync(server.name().c_str(), READ, {{client.at(i * kOp), src + i * kOp, kOp}}, {},
+                                          req),
+              SUCCESS);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  client.engine.Finalize();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(ms, 20000) << "Finalize waited for the requests' deadline";
+  std::vector<uint8_t> after(client.buf.get(), client.buf.get() + kOps * kOp);
+  server.Thaw();
+  usleep(300 * 1000);  // a late byte would land now
+  EXPECT_EQ(std::memcmp(after.data(), client.buf.get(), after.size()), 0);
+  TransferStatus status = TransferStatus::WAITING;
+  EXPECT_NE(client.engine.GetTransferStatus(TransferReq{}, status), SUCCESS);  // finalized: no handles
+}
+
 }  // namespace

@@ -91,9 +91,13 @@ Result Engine::DialJoin(lldd::Link& link, const std::string& transport, const st
   hello.link_secret = link.link_secret();
   hello.transport = transport;
   hello.join_info = join_info;
+  auto socket = std::make_shared<Socket>(std::move(s));
+  link.TrackDial(socket);
   HelloAck ack;
-  LDD_RETURN_IF_ERROR(ClientHandshake(s.fd(), hello, "", deadline, &ack));
-  *out = std::make_shared<Socket>(std::move(s));
+  Result r = ClientHandshake(socket->fd(), hello, "", deadline, &ack);
+  if (!r.ok() && link.closed()) return Result::LinkFailed(Msg("link to cluster ", link.remote_cluster_id(), " closed"));
+  LDD_RETURN_IF_ERROR(r);
+  *out = std::move(socket);
   return Result::Ok();
 }
 

@@ -49,6 +49,17 @@ void Link::TrackSocket(const std::shared_ptr<Socket>& socket) {
   served_.push_back(socket);
 }
 
+void Link::TrackDial(const std::shared_ptr<Socket>& socket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) {
+    socket->Shutdown();
+    return;
+  }
+  dialing_.erase(std::remove_if(dialing_.begin(), dialing_.end(), [](const auto& w) { return w.expired(); }),
+                 dialing_.end());
+  dialing_.push_back(socket);
+}
+
 size_t Link::TrackedSockets() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<size_t>(
@@ -102,6 +113,8 @@ void Link::Close(const std::string& reason) {
     if (broken_reason_.empty()) broken_reason_ = reason;
     closed_ = true;
     served.swap(served_);
+    served.insert(served.end(), dialing_.begin(), dialing_.end());
+    dialing_.clear();
   }
   if (control_) control_->Shutdown();
   for (auto& p : paths_) p.endpoint->Close();

@@ -57,6 +57,10 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
                   std::shared_ptr<Socket>* out) override;
   void TrackSocket(const std::shared_ptr<Socket>& socket) override;
   size_t TrackedSockets() const override;
+  // A connection this side is dialing for the link (a data connection's
+  // handshake): shut down if the link closes meanwhile, so that Finalize or
+  // an unlink never waits for a frozen peer to answer it.
+  void TrackDial(const std::shared_ptr<Socket>& socket);
   void Spawn(std::function<void()> fn) override { spawner_(std::move(fn)); }
   bool closed() const override { return closed_.load(); }
 
@@ -135,6 +139,7 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
 
   mutable std::mutex mu_;
   std::vector<std::weak_ptr<Socket>> served_;
+  std::vector<std::weak_ptr<Socket>> dialing_;
   std::map<int64_t, RemoteDesc> remote_caches_;
   std::string broken_reason_;
   std::atomic<bool> closed_{false};

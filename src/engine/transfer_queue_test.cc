@@ -20,6 +20,7 @@ struct Log {
   std::condition_variable cv;
   bool open = false;
   std::vector<size_t> runs;  // requests per transfer, in run order
+  std::vector<uint32_t> reports;  // outcomes the queue reported to jobs
   int started = 0;
 
   void WaitOpen() {
@@ -64,6 +65,10 @@ class FakeJob : public TransferJob {
   }
   size_t ops() const override { return parts_; }
   uint64_t bytes() const override { return 4096 * parts_; }
+  void Report(const Result& r) const override {
+    std::lock_guard<std::mutex> lock(log_->mu);
+    log_->reports.push_back(r.code());
+  }
 
  private:
   Log* log_;
@@ -208,6 +213,47 @@ TEST(TransferQueueTest, RunNowJoinsQueuedRequestsAndFollowsTheSameRules) {
   EXPECT_EQ(WaitDone(t, id), RequestStatus::kCompleted);
   std::lock_guard<std::mutex> lock(log.mu);
   EXPECT_EQ(log.runs.size(), 4U);  // the expired and the refused requests never ran
+}
+
+// At most max_requests outstanding (OUT_OF_MEMORY beyond, until a query
+// releases finished ones). Stop (the engine's Finalize) fails every queued
+// request at once, while a running one finishes; only requests that ran
+// hear their outcome through Report (a meter held by the others ends with
+// its default, FAILED, when the job goes).
+TEST(TransferQueueTest, OutstandingRequestsAreBoundedAndStopFailsTheQueuedOnes) {
+  Log log;
+  TransferQueue t(1, 4);
+  uint64_t ids[4];
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 0, 0), &ids[0]).ok());
+  log.WaitStarted(1);
+  for (int i = 1; i < 4; ++i)  // groups that cannot join: each stays queued
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, i, 0), &ids[i]).ok());
+  uint64_t more = 0;
+  Result full = t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 9, 0), &more);
+  EXPECT_EQ(full.code(), llm_datadist::LLM_OUT_OF_MEMORY);
+  EXPECT_NE(full.message().find("outstanding"), std::string::npos) << full.message();
+  std::thread stopper([&] { t.Stop(); });
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(WaitDone(t, ids[i]), RequestStatus::kFailed) << i;
+  RequestStatus s = RequestStatus::kCompleted;
+  ASSERT_TRUE(t.Status(ids[0], &s).ok());
+  EXPECT_EQ(s, RequestStatus::kWaiting);  // still held by its transfer
+  log.Open();
+  stopper.join();
+  EXPECT_EQ(WaitDone(t, ids[0]), RequestStatus::kCompleted);
+  {
+    std::lock_guard<std::mutex> lock(log.mu);
+    EXPECT_EQ(log.reports, (std::vector<uint32_t>{llm_datadist::LLM_SUCCESS}));
+  }
+  EXPECT_EQ(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 0, 0), &more).code(),
+            llm_datadist::LLM_FAILED);  // stopped: refused until Start
+  // A finished handle, once reported (WaitDone asked each), is released:
+  // there is room again.
+  t.Start();
+  std::vector<RequestResult> results;
+  t.Query(16, false, &results);
+  EXPECT_TRUE(results.empty());
+  EXPECT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 0, 0), &more).ok());
+  EXPECT_EQ(WaitDone(t, more), RequestStatus::kCompleted);
 }
 
 }  // namespace
