@@ -290,6 +290,7 @@ Result FakeGpuApi::HostAllocPinned(uint64_t bytes, void** out) {
   void* p = std::aligned_alloc(4096, (std::max<uint64_t>(bytes, 1) + 4095) / 4096 * 4096);
   if (p == nullptr) return Result::OutOfMemory("fake GPU: pinned allocation failed");
   AddRange(p, Range{bytes, -1, false, false});
+  if (bytes == pinned_size_counted.load()) ++pinned_allocs_of_size;
   *out = p;
   return Result::Ok();
 }

@@ -43,6 +43,10 @@ class FakeGpuApi final : public GpuApi {
   std::atomic<int> ipc_closes{0};
   std::atomic<int> host_registers{0};
   std::atomic<int> host_unregisters{0};
+  // Pinned allocations of exactly `pinned_size_counted` bytes (a test sets
+  // it to its staging slab size, to tell slabs from the copier's tables).
+  std::atomic<uint64_t> pinned_size_counted{0};
+  std::atomic<int> pinned_allocs_of_size{0};
   std::atomic<uint64_t> last_launch_runs{0};
   std::atomic<uint64_t> runs_copied{0};
   std::atomic<uint64_t> runs_cancelled{0};

@@ -75,8 +75,7 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
   if (!decoded.ok()) return decoded;  // malformed: the connection cannot be trusted
   // The requester stops waiting at its deadline; so do we, a little later,
   // but never later than our own cap (the u32 would allow 49 days).
-  Deadline deadline = Deadline::AfterMillis(
-      std::clamp<int64_t>(req.timeout_ms, kMinServeTimeoutMs, kMaxPeerRequestMs) + 1000);
+  Deadline deadline = Deadline::AfterMillis(ServeTimeoutMs(req.timeout_ms));
 
   // Removing a region this request uses cancels it after the table's grace
   // period: the connection is shut down, so the I/O below fails at once and
@@ -132,6 +131,10 @@ Result ServeOne(int fd, RegionTable& regions, const FrameHeader& h, const std::v
 }
 
 }  // namespace
+
+int64_t ServeTimeoutMs(uint32_t requested_ms) {
+  return std::clamp<int64_t>(requested_ms, kMinServeTimeoutMs, kMaxPeerRequestMs) + 1000;
+}
 
 std::string ServeDataConnection(const Socket& socket, RegionTable& regions, int device_id) {
   const int fd = socket.fd();

@@ -20,6 +20,11 @@ namespace lldd {
 // requests that still use it after the region table's grace period.)
 constexpr int64_t kMaxPeerRequestMs = 60000;
 
+// How long we serve a request whose peer named `requested_ms`: a little
+// past the peer's own deadline (it stops waiting then), at least 100 ms,
+// and never past kMaxPeerRequestMs + 1 s (the u32 would allow 49 days).
+int64_t ServeTimeoutMs(uint32_t requested_ms);
+
 // Runs until the peer closes the connection, a frame is malformed, or the
 // socket is shut down; returns why it stopped. Requests that touch GPU
 // memory are staged through pinned slabs on GPU `device_id`.

@@ -97,6 +97,26 @@ TEST_F(DeviceStagingTest, AStuckGpuTimesOutWithinTheDeadline) {
   api.Stall(false);
 }
 
+// Staging slabs are reused from call to call, but never while a copy that
+// timed out (and was retired, still running on the GPU) may use them: the
+// next call takes fresh ones (issue 22).
+TEST_F(DeviceStagingTest, SlabsAStuckCopyStillUsesAreNotReused) {
+  const StagingConfig slabs{5120, 3};  // a size nothing else here allocates
+  api.pinned_size_counted = slabs.slab_bytes;
+  DeviceStager stager(api, copier, slabs);
+  auto ignore = [](const std::vector<iovec>&) { return Result::Ok(); };
+  ASSERT_TRUE(stager.Produce(Ranges(), ignore, Deadline::AfterMillis(5000)).ok());
+  ASSERT_TRUE(stager.Produce(Ranges(), ignore, Deadline::AfterMillis(5000)).ok());
+  EXPECT_EQ(api.pinned_allocs_of_size.load(), slabs.slabs);  // reused
+  api.Stall(true);
+  EXPECT_EQ(stager.Produce(Ranges(), ignore, Deadline::AfterMillis(50)).code(), llm_datadist::LLM_TIMEOUT);
+  EXPECT_EQ(api.pinned_allocs_of_size.load(), slabs.slabs);
+  // The timed-out gathers still hold the slabs: this call must not write them.
+  EXPECT_EQ(stager.Produce(Ranges(), ignore, Deadline::AfterMillis(50)).code(), llm_datadist::LLM_TIMEOUT);
+  EXPECT_EQ(api.pinned_allocs_of_size.load(), 2 * slabs.slabs);
+  api.Stall(false);
+}
+
 // Stands in for TCP: moves bytes between local host memory and "remote"
 // regions, and refuses GPU addresses as sendmsg would (EFAULT).
 class HostOnlyEndpoint final : public Endpoint {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "transport/tcp/data_server.h"
 #include "transport/tcp/device_staging.h"
 #include "transport/tcp/tcp_transport.h"
 
@@ -36,6 +37,16 @@ class CountingLink final : public LinkHandle {
 // A peer's request to dial it back (and serve what it sends on a thread of
 // ours) is refused once the link serves as many data connections as its
 // pool can use, twice over plus slack, like connections the peer opens.
+// A peer names how long its request may run; we hold the regions it uses
+// that long at most 61 s, whatever it asks (the u32 allows 49 days).
+TEST(DataServerTest, APeersRequestDeadlineIsCapped) {
+  EXPECT_EQ(ServeTimeoutMs(0), 100 + 1000);
+  EXPECT_EQ(ServeTimeoutMs(2500), 2500 + 1000);
+  EXPECT_EQ(ServeTimeoutMs(kMaxPeerRequestMs), kMaxPeerRequestMs + 1000);
+  EXPECT_EQ(ServeTimeoutMs(kMaxPeerRequestMs + 1), kMaxPeerRequestMs + 1000);
+  EXPECT_EQ(ServeTimeoutMs(UINT32_MAX), kMaxPeerRequestMs + 1000);
+}
+
 TEST(TcpEndpointTest, ReverseDialsAreBoundedPerLink) {
   constexpr size_t kConnections = 4;
   RegionTable regions;

@@ -26,6 +26,7 @@
 #include <iostream>
 
 #include "common/wire.h"
+#include "transport/ucx/ucx_keys.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace lldd {
@@ -644,6 +645,43 @@ TEST(UcxSharedMemoryOnly, LinkFailsCleanlyWithAReason) {
     transport.Stop();
   }
   unsetenv("UCX_TLS");
+}
+
+// A peer's remote-key reply is decoded on its own and refused whole unless
+// it answers exactly what was asked, each entry well-formed (issue 22: a
+// hostile key reply).
+TEST(UcxKeys, HostileRepliesAreRefusedWhole) {
+  const UcxKeyEntry a{7, 0x10000, 4096, {1, 2, 3}};
+  const UcxKeyEntry b{9, 0x20000, 8192, {4}};
+  std::vector<UcxKeyEntry> out;
+  ASSERT_TRUE(DecodeUcxKeyReply(EncodeUcxKeyReply({b, a}), {7, 9}, &out).ok());  // any order
+  ASSERT_EQ(out.size(), 2U);
+  auto refused = [&](const std::vector<uint8_t>& reply, const std::vector<uint64_t>& asked) {
+    Result r = DecodeUcxKeyReply(reply, asked, &out);
+    return r.code() == llm_datadist::LLM_LINK_FAILED && r.message().find("malformed") != std::string::npos;
+  };
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({a}), {7, 9}));           // one missing
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({a, a}), {7, 9}));        // one twice
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({a, b}), {7, 8}));        // one not asked for
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({a}), {7, 7}));           // we never ask twice
+  UcxKeyEntry wraps = a;
+  wraps.base = UINT64_MAX - 10;
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({wraps}), {7}));          // base + length wraps
+  UcxKeyEntry no_key = a;
+  no_key.key.clear();
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({no_key}), {7}));         // empty key
+  UcxKeyEntry huge = a;
+  huge.key.assign(kMaxUcxKeyBytes + 1, 0xAB);
+  EXPECT_TRUE(refused(EncodeUcxKeyReply({huge}), {7}));           // key too long
+  std::vector<uint8_t> good = EncodeUcxKeyReply({a});
+  std::vector<uint8_t> trailing = good;
+  trailing.push_back(0);
+  EXPECT_TRUE(refused(trailing, {7}));                            // bytes after the last entry
+  for (size_t cut = 0; cut < good.size(); ++cut)                  // every truncation
+    EXPECT_TRUE(refused(std::vector<uint8_t>(good.begin(), good.begin() + cut), {7})) << cut;
+  std::vector<uint8_t> claims_many = good;
+  claims_many[0] = 0xFF;                                          // count far beyond the bytes
+  EXPECT_TRUE(refused(claims_many, {7}));
 }
 
 TEST(UcxTransportLocal, InfoRegionsAndEligibility) {
