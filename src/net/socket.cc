@@ -187,29 +187,17 @@ void EnableKeepAlive(int fd, int idle_s, int interval_s, int count) {
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
 }
 
-int IovCursor::Fill(iovec* out, int max) const {
-  int n = 0;
-  for (size_t i = index_; i < iovs_.size() && n < max; ++i) {
-    out[n] = iovs_[i];
-    if (i == index_) {
-      out[n].iov_base = static_cast<char*>(out[n].iov_base) + offset_;
-      out[n].iov_len -= offset_;
-    }
-    ++n;
-  }
-  return n;
-}
-
 void IovCursor::Advance(size_t bytes) {
   while (bytes > 0 && index_ < iovs_.size()) {
-    size_t left = iovs_[index_].iov_len - offset_;
-    if (bytes < left) {
-      offset_ += bytes;
+    iovec& v = iovs_[index_];
+    if (bytes < v.iov_len) {
+      v.iov_base = static_cast<char*>(v.iov_base) + bytes;
+      v.iov_len -= bytes;
       return;
     }
-    bytes -= left;
+    bytes -= v.iov_len;
+    v.iov_len = 0;
     ++index_;
-    offset_ = 0;
   }
   SkipEmpty();
 }
@@ -217,14 +205,13 @@ void IovCursor::Advance(size_t bytes) {
 uint64_t IovCursor::Remaining() const {
   uint64_t total = 0;
   for (size_t i = index_; i < iovs_.size(); ++i) total += iovs_[i].iov_len;
-  return total - offset_;
+  return total;
 }
 
 IoStep SendSome(int fd, IovCursor& cursor) {
-  iovec iov[kIovBatch];
-  int n = cursor.Fill(iov, kIovBatch);
+  int n = 0;
   msghdr msg{};
-  msg.msg_iov = iov;
+  msg.msg_iov = cursor.Next(kIovBatch, &n);
   msg.msg_iovlen = static_cast<size_t>(n);
   ssize_t rc = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (rc > 0) {
@@ -236,10 +223,9 @@ IoStep SendSome(int fd, IovCursor& cursor) {
 }
 
 IoStep RecvSome(int fd, IovCursor& cursor) {
-  iovec iov[kIovBatch];
-  int n = cursor.Fill(iov, kIovBatch);
+  int n = 0;
   msghdr msg{};
-  msg.msg_iov = iov;
+  msg.msg_iov = cursor.Next(kIovBatch, &n);
   msg.msg_iovlen = static_cast<size_t>(n);
   ssize_t rc = ::recvmsg(fd, &msg, MSG_DONTWAIT);
   if (rc > 0) {

@@ -64,8 +64,9 @@ TEST(IovCursorTest, EmptyIsDone) {
   IovCursor c;
   EXPECT_TRUE(c.done());
   EXPECT_EQ(c.Remaining(), 0u);
-  iovec out[4];
-  EXPECT_EQ(c.Fill(out, 4), 0);
+  int n = -1;
+  c.Next(4, &n);
+  EXPECT_EQ(n, 0);
 
   char x = 0;
   IovCursor only_empty({{&x, 0}, {&x, 0}});
@@ -74,7 +75,7 @@ TEST(IovCursorTest, EmptyIsDone) {
   EXPECT_TRUE(c.done());
 }
 
-TEST(IovCursorTest, FillAndAdvanceAcrossBuffers) {
+TEST(IovCursorTest, NextAndAdvanceAcrossBuffers) {
   char a[10];
   char b[5];
   char d[20];
@@ -85,33 +86,38 @@ TEST(IovCursorTest, FillAndAdvanceAcrossBuffers) {
   EXPECT_FALSE(c.done());
   EXPECT_EQ(c.Remaining(), 35u);
 
-  iovec out[8];
-  ASSERT_EQ(c.Fill(out, 8), 3);
+  int n = 0;
+  const iovec* out = c.Next(8, &n);
+  ASSERT_EQ(n, 3);
   EXPECT_EQ(out[0].iov_base, a);
   EXPECT_EQ(out[0].iov_len, 10u);
   EXPECT_EQ(out[2].iov_base, d);
   EXPECT_EQ(out[2].iov_len, 20u);
 
-  // Fill respects max.
-  ASSERT_EQ(c.Fill(out, 2), 2);
+  // Next respects max.
+  out = c.Next(2, &n);
+  ASSERT_EQ(n, 2);
   EXPECT_EQ(out[1].iov_base, b);
 
-  c.Advance(3);  // inside a
+  c.Advance(3);  // inside a: the first entry left is its unsent part
   EXPECT_EQ(c.Remaining(), 32u);
-  ASSERT_EQ(c.Fill(out, 8), 3);
+  out = c.Next(8, &n);
+  ASSERT_EQ(n, 3);
   EXPECT_EQ(out[0].iov_base, a + 3);
   EXPECT_EQ(out[0].iov_len, 7u);
 
   c.Advance(9);  // rest of a, 2 bytes into b
   EXPECT_EQ(c.Remaining(), 23u);
-  ASSERT_EQ(c.Fill(out, 8), 2);
+  out = c.Next(8, &n);
+  ASSERT_EQ(n, 2);
   EXPECT_EQ(out[0].iov_base, b + 2);
   EXPECT_EQ(out[0].iov_len, 3u);
   EXPECT_EQ(out[1].iov_base, d);
 
   c.Advance(3);  // exactly the end of b
   EXPECT_EQ(c.Remaining(), 20u);
-  ASSERT_EQ(c.Fill(out, 8), 1);
+  out = c.Next(8, &n);
+  ASSERT_EQ(n, 1);
   EXPECT_EQ(out[0].iov_base, d);
   EXPECT_EQ(out[0].iov_len, 20u);
 
@@ -121,7 +127,8 @@ TEST(IovCursorTest, FillAndAdvanceAcrossBuffers) {
   c.Advance(20);
   EXPECT_TRUE(c.done());
   EXPECT_EQ(c.Remaining(), 0u);
-  EXPECT_EQ(c.Fill(out, 8), 0);
+  c.Next(8, &n);
+  EXPECT_EQ(n, 0);
 }
 
 TEST(IovCursorTest, AdvanceOverEverythingAtOnce) {
@@ -137,12 +144,14 @@ TEST(IovCursorTest, EmptyEntriesAreSkipped) {
   char b[4];
   IovCursor c({{a, 0}, {a, 4}, {b, 0}, {b, 4}, {a, 0}});
   EXPECT_EQ(c.Remaining(), 8u);
-  iovec out[8];
-  ASSERT_GE(c.Fill(out, 8), 1);
+  int n = 0;
+  const iovec* out = c.Next(8, &n);
+  ASSERT_GE(n, 1);
   EXPECT_EQ(out[0].iov_base, a);  // the leading empty entry is skipped
   EXPECT_EQ(out[0].iov_len, 4u);
   c.Advance(4);
-  ASSERT_GE(c.Fill(out, 8), 1);
+  out = c.Next(8, &n);
+  ASSERT_GE(n, 1);
   EXPECT_EQ(out[0].iov_base, b);  // the empty entry after a is skipped
   EXPECT_EQ(out[0].iov_len, 4u);
   EXPECT_EQ(c.Remaining(), 4u);
