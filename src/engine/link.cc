@@ -38,26 +38,18 @@ Endpoint* Link::PathFor(uint32_t local_kind, uint32_t remote_kind, std::string* 
 
 const char* Link::primary_path() const { return paths_.empty() ? "" : paths_.front().transport->name(); }
 
-void Link::TrackSocket(const std::shared_ptr<Socket>& socket) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) {
-    socket->Shutdown();
-    return;
-  }
-  served_.erase(std::remove_if(served_.begin(), served_.end(), [](const auto& w) { return w.expired(); }),
-                served_.end());
-  served_.push_back(socket);
-}
+void Link::TrackSocket(const std::shared_ptr<Socket>& socket) { Track(&served_, socket); }
 
-void Link::TrackDial(const std::shared_ptr<Socket>& socket) {
+void Link::TrackDial(const std::shared_ptr<Socket>& socket) { Track(&dialing_, socket); }
+
+void Link::Track(std::vector<std::weak_ptr<Socket>>* list, const std::shared_ptr<Socket>& socket) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) {
     socket->Shutdown();
     return;
   }
-  dialing_.erase(std::remove_if(dialing_.begin(), dialing_.end(), [](const auto& w) { return w.expired(); }),
-                 dialing_.end());
-  dialing_.push_back(socket);
+  list->erase(std::remove_if(list->begin(), list->end(), [](const auto& w) { return w.expired(); }), list->end());
+  list->push_back(socket);
 }
 
 size_t Link::TrackedSockets() const {

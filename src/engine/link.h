@@ -138,6 +138,8 @@ class Link : public LinkHandle, public std::enable_shared_from_this<Link> {
   std::vector<LinkPath> paths_;
 
   mutable std::mutex mu_;
+  // Adds `socket` to `list` (mu_ taken), or shuts it down if the link is closed.
+  void Track(std::vector<std::weak_ptr<Socket>>* list, const std::shared_ptr<Socket>& socket);
   std::vector<std::weak_ptr<Socket>> served_;
   std::vector<std::weak_ptr<Socket>> dialing_;
   std::map<int64_t, RemoteDesc> remote_caches_;
