@@ -2,9 +2,15 @@
 // instances in one process, so that both see the same fake. kDevice caches
 // are "GPU memory" of the fake; the link pulls them over cuda_ipc.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "gpu/device_memory.h"
 #include "gpu/fake_gpu_api.h"
+#include "hixl/hixl.h"
 #include "llm_datadist/llm_datadist.h"
 #include "memory/allocator.h"
 #include "test_peer.h"
@@ -72,6 +78,68 @@ TEST_F(GpuEngineTest, DeviceCachesArePulledOverCudaIpcWithOneLaunchPerCall) {
   ASSERT_EQ(client.DeallocateCache(host.cache_id), LLM_SUCCESS);
   client.Finalize();
   server.Finalize();
+}
+
+// HIXL over GPU memory (issue 17): MEM_DEVICE registrations of the
+// application's own cudaMalloc memory are GPU regions; two engines in one
+// process move them over cuda_ipc (one kernel launch per call), in both
+// directions and into host memory, every byte checked.
+TEST_F(GpuEngineTest, HixlMovesDeviceMemoryOverCudaIpc) {
+  constexpr size_t kLen = 256 * 1024;
+  auto* server_mem = static_cast<uint8_t*>(api.Malloc(kLen));
+  auto* client_mem = static_cast<uint8_t*>(api.Malloc(kLen));
+  std::vector<uint8_t> host(kLen, 0);
+  for (size_t i = 0; i < kLen; ++i) server_mem[i] = static_cast<uint8_t>(i * 13 + 7);
+  std::memset(client_mem, 0, kLen);
+  hixl::Hixl server;
+  std::string name;
+  hixl::Status st = hixl::FAILED;
+  for (int port = 21000 + (getpid() % 20000), tries = 0; st != hixl::SUCCESS && tries < 50; ++port, ++tries) {
+    name = "127.0.0.1:" + std::to_string(port);
+    st = server.Initialize(name.c_str(), {});
+  }
+  ASSERT_EQ(st, hixl::SUCCESS);
+  hixl::MemHandle sh = nullptr;
+  ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(server_mem), kLen}, hixl::MEM_DEVICE, sh), hixl::SUCCESS);
+  hixl::Hixl client;
+  ASSERT_EQ(client.Initialize("127.0.0.1", {}), hixl::SUCCESS);
+  hixl::MemHandle ch = nullptr, hh = nullptr;
+  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(client_mem), kLen}, hixl::MEM_DEVICE, ch), hixl::SUCCESS);
+  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(host.data()), kLen}, hixl::MEM_HOST, hh), hixl::SUCCESS);
+  ASSERT_EQ(client.Connect(name.c_str(), 5000), hixl::SUCCESS);
+  const uintptr_t remote = reinterpret_cast<uintptr_t>(server_mem);
+  const int launches = api.launches;
+  // GPU to GPU: two ranges in one call.
+  ASSERT_EQ(client.TransferSync(name.c_str(), hixl::READ,
+                                {{reinterpret_cast<uintptr_t>(client_mem), remote + 4096, 8192},
+                                 {reinterpret_cast<uintptr_t>(client_mem) + 65536, remote, 100}},
+                                5000),
+            hixl::SUCCESS);
+  EXPECT_EQ(api.launches - launches, 1) << "one kernel launch per call";
+  for (size_t i = 0; i < 8192; ++i) ASSERT_EQ(client_mem[i], server_mem[4096 + i]) << i;
+  for (size_t i = 0; i < 100; ++i) ASSERT_EQ(client_mem[65536 + i], server_mem[i]) << i;
+  EXPECT_EQ(client_mem[8192], 0);
+  // The peer's GPU memory into our host memory, then ours back to the peer's GPU.
+  ASSERT_EQ(client.TransferSync(name.c_str(), hixl::READ, {{reinterpret_cast<uintptr_t>(host.data()), remote, kLen}}, 5000),
+            hixl::SUCCESS);
+  EXPECT_EQ(std::memcmp(host.data(), server_mem, kLen), 0);
+  for (size_t i = 0; i < 4096; ++i) host[i] = static_cast<uint8_t>(i * 3 + 1);
+  ASSERT_EQ(client.TransferSync(name.c_str(), hixl::WRITE,
+                                {{reinterpret_cast<uintptr_t>(host.data()), remote + 200000, 4096}}, 5000),
+            hixl::SUCCESS);
+  EXPECT_EQ(std::memcmp(server_mem + 200000, host.data(), 4096), 0);
+  // Outside the peer's registration: refused, nothing written.
+  EXPECT_EQ(client.TransferSync(name.c_str(), hixl::WRITE,
+                                {{reinterpret_cast<uintptr_t>(host.data()), remote + kLen - 16, 32}}, 5000),
+            hixl::PARAM_INVALID);
+  EXPECT_EQ(client.Disconnect(name.c_str(), 5000), hixl::SUCCESS);
+  EXPECT_EQ(client.DeregisterMem(ch), hixl::SUCCESS);
+  EXPECT_EQ(client.DeregisterMem(hh), hixl::SUCCESS);
+  client.Finalize();
+  EXPECT_EQ(server.DeregisterMem(sh), hixl::SUCCESS);
+  server.Finalize();
+  api.Free(client_mem);
+  api.Free(server_mem);
 }
 
 TEST_F(GpuEngineTest, WithoutAGpuDeviceCachesAreHostMemory) {
