@@ -101,7 +101,7 @@ void Engine::StopServing() { acceptor_.Stop(); }
 void Engine::CloseEverything() {
   std::vector<LinkPtr> links;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     for (auto& [id, link] : links_) links.push_back(link);
   }
   for (auto& link : links) link->Close("finalized");
@@ -119,7 +119,7 @@ void Engine::Finalize() {
   CloseEverything();  // links made by calls that were in flight
   threads_.JoinAll();
   {
-    std::lock_guard<std::mutex> links_lock(links_mu_);
+    std::lock_guard<std::shared_mutex> links_lock(links_mu_);
     links_.clear();
   }
   caches_.Clear();
@@ -133,7 +133,7 @@ void Engine::Finalize() {
 
 llm_datadist::LlmDataDist::Stats Engine::GetStats() {
   llm_datadist::LlmDataDist::Stats s = metrics_.Snapshot();
-  std::lock_guard<std::mutex> lock(links_mu_);
+  std::lock_guard<std::shared_mutex> lock(links_mu_);
   s.links = 0;
   for (const auto& [id, link] : links_) s.links += link->closed() ? 0 : 1;
   return s;
@@ -148,7 +148,7 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
       role != llm_datadist::LlmRole::kMix)
     return Result::ParamInvalid(Msg("role ", static_cast<int>(role), " is not a valid LlmRole"));
   {
-    std::lock_guard<std::mutex> links_lock(links_mu_);
+    std::lock_guard<std::shared_mutex> links_lock(links_mu_);
     for (auto& [id, link] : links_)
       if (!link->closed())
         return Result(llm_datadist::LLM_EXIST_LINK, Msg("cluster ", id, " is still linked; unlink it first"));
@@ -158,7 +158,7 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   StopServing();
   threads_.JoinAll();
   {
-    std::lock_guard<std::mutex> links_lock(links_mu_);
+    std::lock_guard<std::shared_mutex> links_lock(links_mu_);
     links_.clear();
   }
   options_.listen = next.listen;
@@ -178,7 +178,7 @@ Result Engine::RevokeFromPeers(const std::vector<uint64_t>& region_ids, uint32_t
   };
   std::vector<Target> targets;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     for (auto& [id, link] : links_)
       if (!link->closed())
         for (const auto& path : link->paths()) targets.push_back({link, path});

@@ -226,7 +226,7 @@ class Engine {
   // Runs a job's groups with TransferOps: for the jobs of Pull*/Push*.
   std::shared_ptr<const std::function<Result(const std::vector<OpsTransfer>&, Deadline)>> ops_runner_;
 
-  std::mutex links_mu_;
+  std::shared_mutex links_mu_;  // shared: FindLink, on every transfer of every thread
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
 
   std::unique_ptr<Directory> directory_;  // with llm.Directory; changed only under lifecycle_mu_
@@ -234,7 +234,7 @@ class Engine {
   // a signal for a LinkOne waiting for the peer's link to arrive.
   std::map<uint64_t, int> dialing_;
   std::map<uint64_t, int> accepting_;  // HELLOs being accepted now, by cluster
-  std::condition_variable links_cv_;
+  std::condition_variable_any links_cv_;
   mutable std::mutex front_ends_mu_;
   std::map<std::string, FrontEndHandler> front_ends_;
 };

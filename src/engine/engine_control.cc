@@ -57,7 +57,7 @@ void Engine::ServeControl(const std::shared_ptr<Socket>& socket, const std::stri
   {
     // Only now may a LinkOne of ours adopt it (AdoptPeerLink): a request
     // sent before the HELLO_ACK would reach the peer inside its handshake.
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     link->set_answered();
   }
   links_cv_.notify_all();
@@ -73,7 +73,7 @@ void Engine::ServeJoin(const std::shared_ptr<Socket>& socket, const std::string&
   ack.role = static_cast<int32_t>(role_.load());
   LinkPtr link;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(hello.cluster_id);
     if (it != links_.end() && it->second->link_id() == hello.link_id &&
         it->second->link_secret() == hello.link_secret && !it->second->closed())

@@ -63,7 +63,7 @@ Result Engine::ResolveCluster(llm_datadist::ClusterInfo* cluster, Deadline deadl
 void Engine::OnPeerDeparted(uint64_t cluster_id, uint64_t instance_id) {
   LinkPtr link;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(cluster_id);
     if (it == links_.end() || it->second->closed()) return;
     link = it->second;

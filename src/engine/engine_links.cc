@@ -142,7 +142,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
   LinkPtr existing;
   bool accepting = false;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(remote);
     if (it != links_.end() && !it->second->closed()) existing = it->second;
     if (it == links_.end() && !HasRoomLocked())
@@ -164,7 +164,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
     if (PeerAnswers(existing, deadline.Earlier(Deadline::AfterMillis(500))))
       return Result::AlreadyLink(Msg("cluster ", remote, " is already linked"));
     existing->MarkBroken("the peer stopped answering");
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     ++dialing_[remote];
   }
   struct DialGuard {
@@ -213,7 +213,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
     return r.code() == llm_datadist::LLM_TIMEOUT ? r : Result::LinkFailed(r.message());
   }
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
     if (stopping_ || (it != links_.end() && !it->second->closed())) {
       link->Close("superseded");
@@ -233,7 +233,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
 }
 
 Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool being_accepted) {
-  std::unique_lock<std::mutex> lock(links_mu_);
+  std::unique_lock<std::shared_mutex> lock(links_mu_);
   LinkPtr link;
   auto arrived = [&] {
     auto it = links_.find(remote_cluster_id);
@@ -259,7 +259,7 @@ Result Engine::AdoptPeerLink(uint64_t remote_cluster_id, Deadline deadline, bool
 
 void Engine::EndAccept(uint64_t remote_cluster_id) {
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = accepting_.find(remote_cluster_id);
     if (it != accepting_.end() && --it->second == 0) accepting_.erase(it);
   }
@@ -267,7 +267,7 @@ void Engine::EndAccept(uint64_t remote_cluster_id) {
 }
 
 void Engine::EndDial(uint64_t remote_cluster_id) {
-  std::lock_guard<std::mutex> lock(links_mu_);
+  std::lock_guard<std::shared_mutex> lock(links_mu_);
   auto it = dialing_.find(remote_cluster_id);
   if (it != dialing_.end() && --it->second == 0) dialing_.erase(it);
 }
@@ -293,7 +293,7 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     // can take down lanes the kept link shares with it.
     LinkPtr held;
     {
-      std::lock_guard<std::mutex> lock(links_mu_);
+      std::lock_guard<std::shared_mutex> lock(links_mu_);
       if (dialing_.count(hello.cluster_id) != 0 && hello.cluster_id > cluster_id_) {
         *why = Msg("cluster ", cluster_id_, " is linking to cluster ", hello.cluster_id,
                    " at the same moment; the lower cluster id's link is kept");
@@ -335,14 +335,14 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
   }
   LinkPtr existing;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(hello.cluster_id);
     if (it != links_.end() && !it->second->closed()) existing = it->second;
   }
   if (existing && LinkIsStale(existing, hello)) existing->Close("replaced by a new link from the same cluster");
   LinkPtr replaced;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(hello.cluster_id);
     if (stopping_) return refuse(llm_datadist::LLM_LINK_FAILED, "instance is finalizing");
     // Both sides link to each other (the vendor's samples do): one link is
@@ -388,7 +388,7 @@ void Engine::RunControl(const LinkPtr& link) {
   std::string why = link->control().Run();
   bool current = false;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(link->remote_cluster_id());
     current = it != links_.end() && it->second == link;
   }
@@ -418,7 +418,7 @@ bool Engine::HasRoomLocked() {
 }
 
 void Engine::RemoveLink(const LinkPtr& link) {
-  std::lock_guard<std::mutex> lock(links_mu_);
+  std::lock_guard<std::shared_mutex> lock(links_mu_);
   auto it = links_.find(link->remote_cluster_id());
   if (it != links_.end() && it->second == link) {
     links_.erase(it);
@@ -429,7 +429,7 @@ void Engine::RemoveLink(const LinkPtr& link) {
 
 Result Engine::FindLink(uint64_t cluster_id, LinkPtr* link) {
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::shared_lock<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(cluster_id);
     if (it == links_.end()) return Result::NotYetLink(Msg("cluster ", cluster_id, " is not linked"));
     *link = it->second;
@@ -451,7 +451,7 @@ Result Engine::Unlink(const std::vector<ClusterInfo>& clusters, std::vector<Stat
 Result Engine::UnlinkOne(const ClusterInfo& cluster, Deadline deadline, bool force) {
   LinkPtr link;
   {
-    std::lock_guard<std::mutex> lock(links_mu_);
+    std::lock_guard<std::shared_mutex> lock(links_mu_);
     auto it = links_.find(cluster.remote_cluster_id);
     if (it == links_.end()) return Result::NotYetLink(Msg("cluster ", cluster.remote_cluster_id, " is not linked"));
     link = it->second;
@@ -465,7 +465,7 @@ Result Engine::UnlinkOne(const ClusterInfo& cluster, Deadline deadline, bool for
     if (!r.ok()) {
       bool gone = link->closed();
       {
-        std::lock_guard<std::mutex> lock(links_mu_);
+        std::lock_guard<std::shared_mutex> lock(links_mu_);
         auto it = links_.find(cluster.remote_cluster_id);
         gone = gone || it == links_.end() || it->second != link;
       }

@@ -36,7 +36,7 @@ class OpsJob : public TransferJob {
   size_t ops() const override { return ops_; }
   uint64_t bytes() const override { return bytes_; }
   void Report(const Result& result) const override {
-    if (meter_) meter_->Report(result.code());
+    if (meter_) meter_->Finish(result.code());
   }
 
  private:

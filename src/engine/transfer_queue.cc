@@ -1,5 +1,8 @@
 #include "engine/transfer_queue.h"
 
+#include <algorithm>
+
+#include "common/brief_lock.h"
 #include "common/logging.h"
 
 namespace lldd {
@@ -21,7 +24,7 @@ RequestStatus TransferQueue::StatusOf(const Result& r) {
 Result TransferQueue::Admit(const RequestPtr& req) {
   if (stopping_) return Result::Failed("the engine is finalizing");
   req->id = next_id_++;
-  unfinished_[req->peer].insert(req->id);
+  unfinished_[req->peer].push_back(req->id);  // ids rise: the list stays sorted
   return Result::Ok();
 }
 
@@ -32,18 +35,26 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   req->deadline = deadline;
   req->job = std::move(job);
   req->queued_at = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!stopping_ && requests_.size() >= max_requests_)
-    return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
-                                   " query their status (which releases finished ones) first"));
-  LDD_RETURN_IF_ERROR(Admit(req));
+  req->async = true;
+  auto lock = BriefLock(mu_);
+  {
+    auto handles_lock = BriefLock(handles_mu_);
+    if (!stopping_ && requests_.size() >= max_requests_)
+      return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
+                                     " query their status (which releases finished ones) first"));
+    LDD_RETURN_IF_ERROR(Admit(req));
+    requests_[req->id] = req;
+    handles_.store(requests_.size(), std::memory_order_relaxed);
+  }
   // Workers start with the first asynchronous request: an engine used
   // only synchronously keeps no idle threads.
   while (threads_.size() < threads_wanted_) threads_.emplace_back([this] { Work(); });
-  requests_[req->id] = req;
   queued_bytes_ += req->job->bytes();
   queue_.push_back(req);
   submitted_.fetch_add(1, std::memory_order_release);
+  ++async_unfinished_;
+  // A watcher that saw nothing outstanding for long sleeps untimed.
+  if (watcher_asleep_) watch_cv_.notify_one();
   MaybeWake();
   *id = req->id;
   return Result::Ok();
@@ -67,33 +78,34 @@ void TransferQueue::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   bool just_ran = false;  // a worker that ran a batch takes what queued behind it
   for (;;) {
-    if (queue_.empty()) {
-      if (stopping_) return;
+    if (stopping_ && queue_.empty()) return;
+    const bool runnable = !queue_.empty() && (just_ran || wake_pending_ || stopping_ || FrontOverdue());
+    if (!runnable) {
       // A worker that just ran looks for the next request a little before
       // it sleeps: a caller keeping requests in flight submits again within
       // microseconds, and a sleeping worker costs a wake-up (a system call
-      // and a context switch on both sides) per transfer.
-      // (It looks again from the top either way: Stop may have come.)
-      if (just_ran) {
+      // and a context switch on both sides) per transfer. One looks at a
+      // time: more would take the cores the callers need.
+      if (just_ran && queue_.empty() && spinning_ == 0) {
         just_ran = SpinForWork(lock);
         continue;
       }
-      cv_.wait(lock);
-      continue;
-    }
-    const auto overdue_at = queue_.front()->queued_at + kTakeOverAfter;
-    if (!just_ran && !wake_pending_ && !stopping_ && std::chrono::steady_clock::now() < overdue_at) {
-      // Left for a running transfer to take when it ends. One idle worker
-      // watches, in case that transfer is slow or stuck (a frozen peer).
-      if (watching_) {
-        cv_.wait(lock);
+      just_ran = false;
+      if (!watching_) {
+        Watch(lock);
       } else {
-        watching_ = true;
-        cv_.wait_until(lock, overdue_at);
-        watching_ = false;
+        ++idle_;
+        cv_.wait(lock);
+        --idle_;
       }
       continue;
     }
+    // A caller streaming small requests submits the next within a
+    // microsecond or so; waiting while they keep coming makes one transfer
+    // of them rather than one each (each costs a system call or a round
+    // trip, and the locks the caller needs).
+    if (just_ran && Streaming()) Linger(lock);
+    if (queue_.empty()) continue;  // Stop took them
     wake_pending_ = false;
     std::vector<RequestPtr> batch{std::move(queue_.front())};
     queue_.pop_front();
@@ -104,15 +116,37 @@ void TransferQueue::Work() {
   }
 }
 
-namespace {
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
+bool TransferQueue::FrontOverdue() const {
+  return std::chrono::steady_clock::now() >= queue_.front()->queued_at + kTakeOverAfter;
 }
-}  // namespace
+
+void TransferQueue::Watch(std::unique_lock<std::mutex>& lock) {
+  // The watcher keeps its role while it sleeps, woken by a timer rather
+  // than by each submission: a queued request is left for the running
+  // transfer to take when it ends, and only one that waited kTakeOverAfter
+  // (that transfer is slow or stuck: a frozen peer) is the watcher's to
+  // run. After a while with nothing outstanding it sleeps until the next
+  // submission (not sooner: a caller whose requests all finished submits
+  // again at once, and waking the watcher each time costs a system call).
+  watching_ = true;
+  auto quiet_since = std::chrono::steady_clock::now();
+  while (!stopping_ && (queue_.empty() || (!wake_pending_ && !FrontOverdue()))) {
+    if (async_unfinished_ > 0) {
+      quiet_since = std::chrono::steady_clock::now();
+      watch_cv_.wait_for(lock, kTakeOverAfter);
+    } else if (std::chrono::steady_clock::now() - quiet_since < kWatchWhileQuiet) {
+      watch_cv_.wait_for(lock, kTakeOverAfter);
+    } else {
+      watcher_asleep_ = true;
+      watch_cv_.wait(lock);
+      watcher_asleep_ = false;
+      quiet_since = std::chrono::steady_clock::now();
+    }
+  }
+  watching_ = false;
+  // Someone else watches while this one runs (it may be the stuck one next).
+  if (!stopping_ && idle_ > 0) cv_.notify_one();
+}
 
 bool TransferQueue::SpinForWork(std::unique_lock<std::mutex>& lock) {
   const uint64_t seen = submitted_.load(std::memory_order_relaxed);
@@ -123,9 +157,34 @@ bool TransferQueue::SpinForWork(std::unique_lock<std::mutex>& lock) {
     CpuRelax();
     if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
   }
-  lock.lock();
+  RelockBriefly(lock);
   --spinning_;
   return !queue_.empty();
+}
+
+bool TransferQueue::Streaming() const {
+  return handles_.load(std::memory_order_relaxed) > 1 && queue_.size() < join_.requests / 8;
+}
+
+void TransferQueue::Linger(std::unique_lock<std::mutex>& lock) {
+  uint64_t seen = submitted_.load(std::memory_order_relaxed);
+  ++spinning_;  // what is submitted meanwhile is this worker's: nobody is woken
+  lock.unlock();
+  const auto start = std::chrono::steady_clock::now();
+  for (auto last = start;;) {
+    CpuRelax();
+    const uint64_t now_seen = submitted_.load(std::memory_order_acquire);
+    const auto now = std::chrono::steady_clock::now();
+    if (now_seen != seen) {
+      seen = now_seen;
+      last = now;
+    } else if (now - last >= kQuietGap) {
+      break;
+    }
+    if (now - start >= kLinger) break;
+  }
+  RelockBriefly(lock);
+  --spinning_;
 }
 
 void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
@@ -139,15 +198,17 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
   const std::vector<Result> results = RunBatch(batch);
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i]->job->Report(results[i]);
-    batch[i]->job.reset();  // what it holds (peer, op lists, meter) goes now
+    // What a job holds (peer, op lists, meter) goes now on a caller's
+    // thread; a worker hands it back to the callers (Retire).
+    if (first_result != nullptr) batch[i]->job.reset();
   }
-  lock.lock();
+  RelockBriefly(lock);
   --running_;
   running_bytes_ -= bytes;
   // A caller's transfer ends here, not in a worker's loop: hand on what queued.
   if (first_result != nullptr && !queue_.empty()) MaybeWake();
   for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->status = StatusOf(results[i]);
+    batch[i]->status.store(StatusOf(results[i]), std::memory_order_release);
     // An asynchronous request's status carries no message: log it.
     if (!results[i].ok() && (i > 0 || first_result == nullptr))
       LDD_LOG(Warn) << "asynchronous request " << batch[i]->id << " to cluster " << batch[i]->peer << ": "
@@ -155,6 +216,25 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
     Finished(*batch[i]);
   }
   if (first_result != nullptr) *first_result = results[0];
+  if (first_result == nullptr) Retire(batch);
+}
+
+void TransferQueue::Retire(const std::vector<RequestPtr>& batch) {
+  // The callers allocated these jobs; freeing them on their threads keeps
+  // the allocator's per-thread caches filled, where a worker's frees would
+  // send every caller's next allocations to the shared arena and its lock.
+  auto lock = BriefLock(handles_mu_);
+  retired_.insert(retired_.end(), batch.begin(), batch.end());
+}
+
+void TransferQueue::DropRetired(std::unique_lock<std::mutex>& handles_lock) {
+  if (retired_.empty()) return;
+  std::vector<RequestPtr> dropped;
+  dropped.swap(retired_);
+  handles_lock.unlock();
+  for (const RequestPtr& req : dropped) req->job.reset();
+  dropped.clear();
+  RelockBriefly(handles_lock);
 }
 
 void TransferQueue::MaybeWake() {
@@ -168,9 +248,11 @@ void TransferQueue::MaybeWake() {
   const bool worth_sharing = queued_bytes_ >= kShareBytes || running_bytes_ >= kShareBytes;
   if (nobody || worth_sharing) {
     wake_pending_ = true;
-    cv_.notify_one();
-  } else if (!watching_) {
-    cv_.notify_one();  // an idle worker starts watching the queue's front
+    // An idle worker, if any, so that the watcher stays in its role.
+    if (idle_ > 0)
+      cv_.notify_one();
+    else if (watching_)
+      watch_cv_.notify_one();
   }
 }
 
@@ -222,26 +304,35 @@ std::vector<Result> TransferQueue::RunBatch(const std::vector<RequestPtr>& batch
 }
 
 Result TransferQueue::Status(uint64_t id, RequestStatus* status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Not under mu_: a caller polling its requests must not slow the
+  // workers that finish them.
+  auto lock = BriefLock(handles_mu_);
+  DropRetired(lock);
   auto it = requests_.find(id);
   if (it == requests_.end()) return Result::ParamInvalid(Msg("no asynchronous request ", id, " (finished ones are released when queried)"));
-  *status = it->second->status;
-  if (*status != RequestStatus::kWaiting) requests_.erase(it);
+  *status = it->second->status.load(std::memory_order_acquire);
+  if (*status != RequestStatus::kWaiting) {
+    requests_.erase(it);
+    handles_.store(requests_.size(), std::memory_order_relaxed);
+  }
   return Result::Ok();
 }
 
 void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResult>* results) {
   results->clear();
-  std::lock_guard<std::mutex> lock(mu_);
+  auto lock = BriefLock(handles_mu_);
+  DropRetired(lock);
   for (auto it = requests_.begin(); it != requests_.end() && results->size() < max;) {
     const Request& req = *it->second;
-    if (req.status == RequestStatus::kWaiting && skip_waiting) {
+    const RequestStatus status = req.status.load(std::memory_order_acquire);
+    if (status == RequestStatus::kWaiting && skip_waiting) {
       ++it;
       continue;
     }
-    results->push_back({req.id, req.user_data, req.status});
-    it = req.status == RequestStatus::kWaiting ? std::next(it) : requests_.erase(it);
+    results->push_back({req.id, req.user_data, status});
+    it = status == RequestStatus::kWaiting ? std::next(it) : requests_.erase(it);
   }
+  handles_.store(requests_.size(), std::memory_order_relaxed);
 }
 
 void TransferQueue::FailPeer(uint64_t peer) {
@@ -249,7 +340,7 @@ void TransferQueue::FailPeer(uint64_t peer) {
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
       queued_bytes_ -= (*it)->job->bytes();
-      (*it)->status = RequestStatus::kFailed;
+      (*it)->status.store(RequestStatus::kFailed, std::memory_order_release);
       (*it)->job.reset();
       Finished(**it);
       it = queue_.erase(it);
@@ -257,13 +348,19 @@ void TransferQueue::FailPeer(uint64_t peer) {
       ++it;
     }
   }
+  if (queue_.empty()) wake_pending_ = false;  // a worker woken for them finds nothing
 }
 
 void TransferQueue::Finished(const Request& req) {
+  if (req.async) --async_unfinished_;
   auto it = unfinished_.find(req.peer);
   if (it == unfinished_.end()) return;
-  it->second.erase(req.id);
-  if (it->second.empty()) unfinished_.erase(it);
+  std::vector<uint64_t>& ids = it->second;
+  auto at = std::lower_bound(ids.begin(), ids.end(), req.id);
+  if (at != ids.end() && *at == req.id) ids.erase(at);
+  // A peer's list keeps its storage between bursts (no allocation per
+  // request); only when many peers came and went are empty lists dropped.
+  if (ids.empty() && unfinished_.size() > kKeptPeerLists) unfinished_.erase(it);
   finished_.notify_all();
 }
 
@@ -272,7 +369,7 @@ Result TransferQueue::WaitPeer(uint64_t peer, Deadline deadline) {
   const uint64_t last = next_id_ - 1;  // requests submitted later do not count
   const bool done = finished_.wait_until(lock, deadline.when(), [&] {
     auto it = unfinished_.find(peer);
-    return it == unfinished_.end() || *it->second.begin() > last;
+    return it == unfinished_.end() || it->second.empty() || it->second.front() > last;
   });
   return done ? Result::Ok() : Result::Timeout(Msg("earlier requests to cluster ", peer, " did not finish in time"));
 }
@@ -282,17 +379,20 @@ void TransferQueue::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     for (auto& req : queue_) {
-      req->status = RequestStatus::kFailed;
+      req->status.store(RequestStatus::kFailed, std::memory_order_release);
       req->job.reset();
       Finished(*req);
     }
     queue_.clear();
     queued_bytes_ = 0;
     cv_.notify_all();
+    watch_cv_.notify_all();
   }
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
+  auto lock = BriefLock(handles_mu_);
+  DropRetired(lock);
 }
 
 }  // namespace lldd

@@ -29,7 +29,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -109,15 +108,26 @@ class TransferQueue {
     Deadline deadline = Deadline::Never();
     std::chrono::steady_clock::time_point queued_at;
     JobPtr job;
-    RequestStatus status = RequestStatus::kWaiting;
+    std::atomic<RequestStatus> status{RequestStatus::kWaiting};  // set under mu_, read under handles_mu_
+    bool async = false;
   };
   using RequestPtr = std::shared_ptr<Request>;
   void Work();
   // Wakes a worker if the queue's work needs one (mu_ held).
   void MaybeWake();
+  // The queue's front has waited kTakeOverAfter (mu_ held, queue not empty).
+  bool FrontOverdue() const;
+  // Sleeps as the watcher until the queue's front is overdue, a wake is
+  // pending or the queue stops (mu_ held).
+  void Watch(std::unique_lock<std::mutex>& lock);
   // Waits up to kSpinFor, without the lock and without sleeping, for a
   // request to be submitted; true if the queue then holds one.
   bool SpinForWork(std::unique_lock<std::mutex>& lock);
+  // Callers hold several handles but few are queued: more are coming.
+  bool Streaming() const;
+  // Waits without the lock, up to kLinger, while requests keep being
+  // submitted (kQuietGap apart at most).
+  void Linger(std::unique_lock<std::mutex>& lock);
   // A new request's id and accounting (mu_ held).
   Result Admit(const RequestPtr& req);
   // Moves the queued requests that can join `first` into `batch` (mu_ held).
@@ -129,15 +139,24 @@ class TransferQueue {
   static Result RunAlone(const Request& req);
   void Finished(const Request& req);  // with mu_ held
   static RequestStatus StatusOf(const Result& r);
+  // A worker's finished requests, whose jobs the callers free (handles_mu_
+  // not held; DropRetired: held, and held again on return).
+  void Retire(const std::vector<RequestPtr>& batch);
+  void DropRetired(std::unique_lock<std::mutex>& handles_lock);
 
   const uint32_t threads_wanted_;
   const size_t max_requests_;
   const JoinLimits join_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle
+  // Lock order: mu_, then handles_mu_.
+  std::mutex handles_mu_;
+  std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle (handles_mu_)
+  std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
+  std::vector<RequestPtr> retired_;          // finished by a worker, job not yet freed (handles_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
-  std::map<uint64_t, std::set<uint64_t>> unfinished_;  // request ids per peer, not yet finished
+  std::map<uint64_t, std::vector<uint64_t>> unfinished_;  // request ids per peer, not yet finished, sorted
+  static constexpr size_t kKeptPeerLists = 64;
   std::condition_variable finished_;
   uint64_t next_id_ = 1;
   bool stopping_ = false;
@@ -149,10 +168,17 @@ class TransferQueue {
   uint64_t running_bytes_ = 0;
   uint64_t queued_bytes_ = 0;
   bool wake_pending_ = false;  // a worker was woken and has not taken its batch yet
-  bool watching_ = false;
+  bool watching_ = false;                 // an idle worker watches the queue's front (Watch)
+  std::condition_variable watch_cv_;      // the watcher sleeps here, the other idle workers on cv_
+  size_t async_unfinished_ = 0;           // asynchronous requests not finished: the watcher's timer runs
+  bool watcher_asleep_ = false;           // the watcher sleeps untimed (nothing outstanding for a while)
   size_t spinning_ = 0;                   // workers in SpinForWork
+  size_t idle_ = 0;                       // workers asleep on cv_
   std::atomic<uint64_t> submitted_{0};    // asynchronous requests ever queued
-  static constexpr std::chrono::microseconds kSpinFor{20};      // an idle worker waits for the queue's front to be overdue
+  static constexpr std::chrono::microseconds kSpinFor{20};
+  static constexpr std::chrono::microseconds kLinger{10};
+  static constexpr std::chrono::nanoseconds kQuietGap{1500};
+  static constexpr std::chrono::milliseconds kWatchWhileQuiet{100};
   // How long a queued request waits for a running transfer to take it
   // before an idle worker does.
   static constexpr std::chrono::microseconds kTakeOverAfter{1000};

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -254,6 +256,34 @@ TEST(TransferQueueTest, OutstandingRequestsAreBoundedAndStopFailsTheQueuedOnes) 
   EXPECT_TRUE(results.empty());
   EXPECT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 0, 0), &more).ok());
   EXPECT_EQ(WaitDone(t, more), RequestStatus::kCompleted);
+}
+
+// A worker woken for requests that FailPeer (a Disconnect) took before it
+// ran finds the queue empty and goes back to sleep: it once spun holding
+// the queue's lock, so that nothing more could be submitted and Stop hung.
+TEST(TransferQueueTest, WorkersWokenForRequestsFailPeerTookGoBackToSleep) {
+  Log log;
+  log.Open();
+  for (int round = 0; round < 50; ++round) {
+    TransferQueue t(2, 1024);
+    uint64_t gone = 0, later = 0;
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &gone).ok());
+    t.FailPeer(7);  // usually before a worker wakes for it
+    std::promise<void> submitted;
+    std::thread other([&] {
+      EXPECT_TRUE(t.Submit(8, nullptr, Deadline::Never(), std::make_shared<FakeJob>(&log, 1, 0), &later).ok());
+      submitted.set_value();
+    });
+    if (submitted.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+      ADD_FAILURE() << "round " << round << ": Submit blocked behind a worker holding the queue's lock";
+      std::abort();  // the queue cannot be stopped either
+    }
+    other.join();
+    const RequestStatus first = WaitDone(t, gone);
+    EXPECT_TRUE(first == RequestStatus::kFailed || first == RequestStatus::kCompleted) << round;
+    EXPECT_EQ(WaitDone(t, later), RequestStatus::kCompleted) << round;
+    t.Stop();
+  }
 }
 
 }  // namespace

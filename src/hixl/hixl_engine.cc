@@ -425,9 +425,11 @@ Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp
   for (size_t i = 0; i < descs.size(); ++i)
     if (descs[i].len == 0) return Result::ParamInvalid(Msg("op_descs[", i, "].len is 0"));
   LDD_RETURN_IF_ERROR(FindPeer(remote_engine, deadline, &plan->peer));
-  std::vector<MemEntry> local;
+  // Reused by each call on this thread: a request of one op should cost
+  // no allocation it does not keep.
+  thread_local std::vector<MemEntry> local;
+  thread_local std::vector<MemEntry> remote;
   LDD_RETURN_IF_ERROR(ResolveLocal(descs, &local));
-  std::vector<MemEntry> remote;
   LDD_RETURN_IF_ERROR(ResolveRemote(*plan->peer, descs, deadline, &remote));
   plan->write = op == ::hixl::WRITE;
   // One group per pair of memory kinds (rarely more than one).

@@ -1,9 +1,9 @@
-// One transfer call measured from construction to destruction, for front
+// One transfer call measured from construction to its Finish, for front
 // ends whose calls end on another thread (HIXL's asynchronous requests) or
 // may never run (a request refused, or failed by Finalize while queued):
-// the call is in flight while the meter lives, and its outcome is the
-// status last reported (LLM_FAILED if none was). Thread-safe: Report may
-// come from any thread.
+// the call is in flight until Finish, or until the meter is destroyed
+// (then as LLM_FAILED). Finish counts once. Thread-safe: Finish may come
+// from any thread.
 #ifndef LLM_DATADIST_SRC_METRICS_CALL_METER_H_
 #define LLM_DATADIST_SRC_METRICS_CALL_METER_H_
 
@@ -22,14 +22,15 @@ class CallMeter {
         bytes_(bytes), start_(std::chrono::steady_clock::now()) {
     registry_->Begin(peer_);
   }
-  ~CallMeter() {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    registry_->Finish(peer_, transport_, dir_, bytes_, seconds, status_.load(std::memory_order_relaxed));
-  }
+  ~CallMeter() { Finish(llm_datadist::LLM_FAILED); }
   CallMeter(const CallMeter&) = delete;
   CallMeter& operator=(const CallMeter&) = delete;
 
-  void Report(Status status) { status_.store(status, std::memory_order_relaxed); }
+  void Finish(Status status) {
+    if (finished_.exchange(true, std::memory_order_relaxed)) return;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    registry_->Finish(peer_, transport_, dir_, bytes_, seconds, status);
+  }
 
  private:
   Registry* const registry_;
@@ -38,7 +39,7 @@ class CallMeter {
   const Direction dir_;
   const uint64_t bytes_;
   const std::chrono::steady_clock::time_point start_;
-  std::atomic<Status> status_{llm_datadist::LLM_FAILED};
+  std::atomic<bool> finished_{false};
 };
 
 }  // namespace lldd::metrics
