@@ -162,6 +162,16 @@ bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const Bl
   return true;
 }
 
+// The n-th poll in a row that found a request still in flight: a yield
+// for the first few (small requests finish within microseconds), then a
+// short sleep.
+void PollPause(uint32_t n) {
+  if (n < 32)
+    std::this_thread::yield();
+  else
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
 // Keeps `window` requests in flight until the time budget is spent, then
 // drains them; a request's latency runs from its submission to the poll
 // that saw it complete.
@@ -176,6 +186,7 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
   const auto until = r.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits.min_seconds));
   std::deque<InFlight> q;
   uint64_t submitted = 0;
+  uint32_t waits = 0;  // polls in a row that saw the front still WAITING
   const hixl::TransferOp op = c.write ? hixl::WRITE : hixl::READ;
   for (;;) {
     const auto now = Clock::now();
@@ -197,9 +208,13 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
     hixl::TransferStatus status = hixl::TransferStatus::WAITING;
     hixl::Status st = s.engine.GetTransferStatus(q.front().req, status);
     if (st == hixl::SUCCESS && status == hixl::TransferStatus::WAITING) {
-      std::this_thread::yield();
+      // Polls back off as a caller with other work would: a loop of yields
+      // keeps a core busy that the data path (or, on a small machine, the
+      // serving peer) needs. The first polls are quick, for small requests.
+      PollPause(++waits);
       continue;
     }
+    waits = 0;
     const Clock::time_point front_submitted = q.front().submitted;
     q.pop_front();  // reported once: its handle is released
     if (st != hixl::SUCCESS || status != hixl::TransferStatus::COMPLETED) {
