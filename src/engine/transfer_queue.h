@@ -18,6 +18,14 @@
 // peer submitted so far, synchronous ones included. An asynchronous
 // request's terminal status is reported once, then its handle is released,
 // as the vendor documents. Thread-safe.
+//
+// How the workers share the work, so that a stream of small requests costs
+// no system call per request: the worker that ran a transfer takes what
+// queued meanwhile (first waiting up to kLinger while callers holding
+// several handles keep submitting), or spins briefly for the next
+// submission; one idle worker watches on a timer and takes over a request
+// that waited kTakeOverAfter behind a slow or stuck transfer; the others
+// sleep until there is enough work to share (kShareBytes).
 #ifndef LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 #define LLM_DATADIST_SRC_ENGINE_TRANSFER_QUEUE_H_
 
@@ -117,8 +125,8 @@ class TransferQueue {
   void MaybeWake();
   // The queue's front has waited kTakeOverAfter (mu_ held, queue not empty).
   bool FrontOverdue() const;
-  // Sleeps as the watcher until the queue's front is overdue, a wake is
-  // pending or the queue stops (mu_ held).
+  // Sleeps as the watcher until the queue's front is overdue, a wake for
+  // queued work is pending, or the queue stops (mu_ held).
   void Watch(std::unique_lock<std::mutex>& lock);
   // Waits up to kSpinFor, without the lock and without sleeping, for a
   // request to be submitted; true if the queue then holds one.
@@ -172,7 +180,7 @@ class TransferQueue {
   std::condition_variable watch_cv_;      // the watcher sleeps here, the other idle workers on cv_
   size_t async_unfinished_ = 0;           // asynchronous requests not finished: the watcher's timer runs
   bool watcher_asleep_ = false;           // the watcher sleeps untimed (nothing outstanding for a while)
-  size_t spinning_ = 0;                   // workers in SpinForWork
+  size_t spinning_ = 0;                   // workers in SpinForWork or Linger: they take what comes
   size_t idle_ = 0;                       // workers asleep on cv_
   std::atomic<uint64_t> submitted_{0};    // asynchronous requests ever queued
   static constexpr std::chrono::microseconds kSpinFor{20};
