@@ -1,5 +1,7 @@
 #include "bench/hixl_runner.h"
 
+#include <algorithm>
+
 #include <sys/mman.h>
 
 #include <deque>
@@ -81,13 +83,15 @@ Config HixlConfig::AsConfig() const {
 
 const BaselineResult& HixlRow::target_limit() const { return socket_bound() ? socket_link : memory.cma_all; }
 
-std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke) {
+std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke,
+                                  const std::vector<uint32_t>& windows) {
+  auto wanted = [&](uint32_t w) { return windows.empty() || std::find(windows.begin(), windows.end(), w) != windows.end(); };
   constexpr uint64_t kKiB = 1024;
   std::vector<HixlConfig> out;
   for (const std::string& t : transports) {
     if (smoke) {
-      out.push_back({t, false, 4 * kKiB, 1, 0});
-      out.push_back({t, true, 4 * kKiB, 16, 8});
+      if (wanted(0)) out.push_back({t, false, 4 * kKiB, 1, 0});
+      if (wanted(8)) out.push_back({t, true, 4 * kKiB, 16, 8});
       continue;
     }
     for (uint64_t op_bytes : {4 * kKiB, 64 * kKiB, 1024 * kKiB}) {
@@ -95,7 +99,7 @@ std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bo
         if (quick && op_bytes == 64 * kKiB) continue;
         for (bool write : {false, true}) {
           for (uint32_t window : {0U, 1U, 8U, 64U}) {
-            if (quick && (write || window == 1 || window == 8)) continue;
+            if ((quick && (write || window == 1 || window == 8)) || !wanted(window)) continue;
             out.push_back({t, write, op_bytes, ops, window});
           }
         }
@@ -162,16 +166,6 @@ bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const Bl
   return true;
 }
 
-// The n-th poll in a row that found a request still in flight: a yield
-// for the first few (small requests finish within microseconds), then a
-// short sleep.
-void PollPause(uint32_t n) {
-  if (n < 32)
-    std::this_thread::yield();
-  else
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
-}
-
 // Keeps `window` requests in flight until the time budget is spent, then
 // drains them; a request's latency runs from its submission to the poll
 // that saw it complete.
@@ -186,7 +180,6 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
   const auto until = r.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits.min_seconds));
   std::deque<InFlight> q;
   uint64_t submitted = 0;
-  uint32_t waits = 0;  // polls in a row that saw the front still WAITING
   const hixl::TransferOp op = c.write ? hixl::WRITE : hixl::READ;
   for (;;) {
     const auto now = Clock::now();
@@ -208,13 +201,9 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
     hixl::TransferStatus status = hixl::TransferStatus::WAITING;
     hixl::Status st = s.engine.GetTransferStatus(q.front().req, status);
     if (st == hixl::SUCCESS && status == hixl::TransferStatus::WAITING) {
-      // Polls back off as a caller with other work would: a loop of yields
-      // keeps a core busy that the data path (or, on a small machine, the
-      // serving peer) needs. The first polls are quick, for small requests.
-      PollPause(++waits);
+      std::this_thread::yield();
       continue;
     }
-    waits = 0;
     const Clock::time_point front_submitted = q.front().submitted;
     q.pop_front();  // reported once: its handle is released
     if (st != hixl::SUCCESS || status != hixl::TransferStatus::COMPLETED) {

@@ -51,8 +51,10 @@ struct HixlRow {
 // The sweep of the issue: READ and WRITE, 4 KiB / 64 KiB / 1 MiB ops,
 // batches of 1 and 256, sync and 1 / 8 / 64 in flight, per transport;
 // quick: the rows the targets judge, and a few beside them; smoke: two
-// tiny rows per transport, for ctest.
-std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke);
+// tiny rows per transport, for ctest. `windows`, if not empty, keeps only
+// those (0: TransferSync).
+std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke,
+                                  const std::vector<uint32_t>& windows = {});
 
 // Runs every config of one transport (consecutive in the sweep) against
 // the peer: starts the peer's engine per memory shape, measures, verifies

@@ -50,6 +50,7 @@ struct Args {
   bool smoke = false;
   bool json = false;
   bool hixl = false;
+  std::vector<uint32_t> in_flight;  // HIXL rows kept (0: sync); empty: all
   std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
@@ -174,6 +175,9 @@ int main(int argc, char** argv) {
                "the HIXL rows instead (TransferSync and TransferAsync with 1/8/64 requests in flight; READ and WRITE; "
                "4K/64K/1M ops; 1 and 256 ops per request), beside the library pull of one 1 MiB block; with --quick, "
                "the rows its targets judge. Default transports: tcp,shm");
+  app.add_option("--in-flight", a.in_flight,
+                 "with --hixl: only the rows with these requests in flight (0: TransferSync), e.g. 1,8")
+      ->delimiter(',');
   app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
   app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
@@ -281,7 +285,7 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   std::vector<HixlRow> hixl_rows;
-  const std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke) : std::vector<HixlConfig>{};
+  const std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke, a.in_flight) : std::vector<HixlConfig>{};
   HixlRunner hixl_runner(peer, socket, host, limits, all_cores, a.seed);
   bool hixl_header = false;
   uint64_t verified_calls = 0;
