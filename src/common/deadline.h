@@ -16,6 +16,8 @@ class Deadline {
   static Deadline Never() { return Deadline(Clock::time_point::max()); }
 
   bool Expired() const { return Clock::now() >= when_; }
+  // For many deadlines judged at one moment (one clock read for all).
+  bool ExpiredAt(Clock::time_point now) const { return now >= when_; }
   // Milliseconds left, rounded up, clamped to [0, INT32_MAX]; for poll().
   int RemainingMillisForPoll() const {
     if (when_ == Clock::time_point::max()) return -1;

@@ -117,7 +117,7 @@ class Engine {
   // Measures one call of a front end that runs as a request of the queue
   // (metrics: in flight while the meter lives; the data path is the one
   // the first group takes). Engine::Transfer measures its own calls.
-  std::shared_ptr<metrics::CallMeter> MeterCall(uint64_t remote_cluster_id, const std::vector<OpsTransfer>& groups);
+  metrics::MeterSpec MeterCall(uint64_t remote_cluster_id, const std::vector<OpsTransfer>& groups);
   // Every transfer is a request of this queue (transfer_queue.h): front
   // ends submit asynchronous ones; Pull*/Push* run theirs through RunNow.
   TransferQueue& transfers() { return transfers_; }

@@ -145,7 +145,7 @@ Result Engine::TransferOps(const OpsTransfer& t, Deadline deadline) {
   return r;
 }
 
-std::shared_ptr<metrics::CallMeter> Engine::MeterCall(uint64_t remote_cluster_id,
+metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id,
                                                      const std::vector<OpsTransfer>& groups) {
   uint64_t bytes = 0;
   for (const OpsTransfer& t : groups)
@@ -156,8 +156,7 @@ std::shared_ptr<metrics::CallMeter> Engine::MeterCall(uint64_t remote_cluster_id
   std::string why;
   if (!groups.empty() && FindLink(remote_cluster_id, &link).ok())
     if (Endpoint* path = link->PathFor(groups[0].local_kind, groups[0].remote_kind, &why)) transport = path->name();
-  return std::make_shared<metrics::CallMeter>(&metrics_, remote_cluster_id, transport,
-                                              push ? metrics::kPush : metrics::kPull, bytes);
+  return {&metrics_, remote_cluster_id, transport, push ? metrics::kPush : metrics::kPull, bytes};
 }
 
 Result Engine::CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges) {

@@ -1,6 +1,9 @@
 #include "engine/ops_job.h"
 
 #include <algorithm>
+#include <typeinfo>
+
+#include "engine/spare_transfers.h"
 
 namespace lldd {
 
@@ -12,17 +15,23 @@ void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
 }
 
 OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
-               std::shared_ptr<metrics::CallMeter> meter)
-    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)), meter_(std::move(meter)) {
+               const metrics::MeterSpec& meter)
+    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)) {
+  if (meter.registry != nullptr) meter_.emplace(meter);
   for (const auto& g : groups_) {
     ops_ += g.ops.size();
     for (const auto& op : g.ops) bytes_ += op.length;
   }
 }
 
+OpsJob::~OpsJob() { RecycleGroups(std::move(groups_)); }
+
 bool OpsJob::CanJoin(const TransferJob& other) const {
-  const auto* o = dynamic_cast<const OpsJob*>(&other);
-  if (o == nullptr || o->key_ != key_ || o->push_ != push_ || o->groups_.size() != groups_.size()) return false;
+  // typeid, not dynamic_cast: a worker asks this of every queued request
+  // it looks at, with the queue locked.
+  if (typeid(other) != typeid(OpsJob)) return false;
+  const auto* o = static_cast<const OpsJob*>(&other);
+  if (o->key_ != key_ || o->push_ != push_ || o->groups_.size() != groups_.size()) return false;
   for (size_t i = 0; i < groups_.size(); ++i)
     if (o->groups_[i].local_kind != groups_[i].local_kind || o->groups_[i].remote_kind != groups_[i].remote_kind)
       return false;
@@ -30,7 +39,20 @@ bool OpsJob::CanJoin(const TransferJob& other) const {
 }
 
 std::unique_ptr<TransferJob> OpsJob::Join(const std::vector<const TransferJob*>& jobs) const {
-  Groups joined = groups_;
+  // The joined lists from this (worker) thread's spare storage: a join is
+  // made and dropped per transfer.
+  Groups joined = SpareGroups();
+  for (const Engine::OpsTransfer& g : groups_) {
+    Engine::OpsTransfer t = SpareTransfer();
+    t.remote_cluster_id = g.remote_cluster_id;
+    t.push = g.push;
+    t.local_kind = g.local_kind;
+    t.remote_kind = g.remote_kind;
+    t.local_region_ids.assign(g.local_region_ids.begin(), g.local_region_ids.end());
+    t.remote_region_ids.assign(g.remote_region_ids.begin(), g.remote_region_ids.end());
+    t.ops.assign(g.ops.begin(), g.ops.end());
+    joined.push_back(std::move(t));
+  }
   for (size_t j = 1; j < jobs.size(); ++j) {
     const Groups& more = static_cast<const OpsJob*>(jobs[j])->groups_;
     for (size_t i = 0; i < more.size(); ++i) {

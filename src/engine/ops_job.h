@@ -10,10 +10,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "engine/engine.h"
 #include "engine/transfer_queue.h"
+#include "metrics/call_meter.h"
 
 namespace lldd {
 
@@ -25,9 +27,12 @@ class OpsJob : public TransferJob {
   using Groups = std::vector<Engine::OpsTransfer>;
   using Runner = std::function<Result(const Groups& groups, Deadline deadline)>;
 
-  // `meter`, if any, measures this request (not a join made of it).
+  // `meter`, if it names a registry, measures this request (not a join
+  // made of it). `groups` from SpareGroups/SpareTransfer, or any.
   OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
-         std::shared_ptr<metrics::CallMeter> meter = nullptr);
+         const metrics::MeterSpec& meter = {});
+  // The op lists go back to this thread's spare storage.
+  ~OpsJob() override;
 
   const Groups& groups() const { return groups_; }
   Result Run(Deadline deadline) const override { return (*runner_)(groups_, deadline); }
@@ -35,6 +40,9 @@ class OpsJob : public TransferJob {
   std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override;
   size_t ops() const override { return ops_; }
   uint64_t bytes() const override { return bytes_; }
+  void Started() const override {
+    if (meter_) meter_->Begin();
+  }
   void Report(const Result& result) const override {
     if (meter_) meter_->Finish(result.code());
   }
@@ -42,9 +50,9 @@ class OpsJob : public TransferJob {
  private:
   const void* const key_;
   const bool push_;
-  const Groups groups_;
+  Groups groups_;  // not changed before the destructor recycles it
   const std::shared_ptr<const Runner> runner_;
-  const std::shared_ptr<metrics::CallMeter> meter_;
+  mutable std::optional<metrics::CallMeter> meter_;  // in place: no allocation of its own
   size_t ops_ = 0;
   uint64_t bytes_ = 0;
 };

@@ -28,12 +28,19 @@ Result TransferQueue::Admit(const RequestPtr& req) {
   return Result::Ok();
 }
 
-Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id) {
+TransferQueue::RequestPtr TransferQueue::NewRequest(uint64_t peer, Deadline deadline, JobPtr job) {
   auto req = std::make_shared<Request>();
   req->peer = peer;
-  req->user_data = user_data;
   req->deadline = deadline;
+  req->ops = job->ops();
+  req->bytes = job->bytes();
   req->job = std::move(job);
+  return req;
+}
+
+Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id) {
+  auto req = NewRequest(peer, deadline, std::move(job));
+  req->user_data = user_data;
   req->queued_at = std::chrono::steady_clock::now();
   req->async = true;
   auto lock = BriefLock(mu_);
@@ -49,7 +56,7 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   // Workers start with the first asynchronous request: an engine used
   // only synchronously keeps no idle threads.
   while (threads_.size() < threads_wanted_) threads_.emplace_back([this] { Work(); });
-  queued_bytes_ += req->job->bytes();
+  queued_bytes_ += req->bytes;
   queue_.push_back(req);
   submitted_.fetch_add(1, std::memory_order_release);
   ++async_unfinished_;
@@ -61,10 +68,7 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
 }
 
 Result TransferQueue::RunNow(uint64_t peer, Deadline deadline, JobPtr job) {
-  auto req = std::make_shared<Request>();
-  req->peer = peer;
-  req->deadline = deadline;
-  req->job = std::move(job);
+  auto req = NewRequest(peer, deadline, std::move(job));
   std::unique_lock<std::mutex> lock(mu_);
   LDD_RETURN_IF_ERROR(Admit(req));
   std::vector<RequestPtr> batch{req};
@@ -109,7 +113,7 @@ void TransferQueue::Work() {
     wake_pending_ = false;
     std::vector<RequestPtr> batch{std::move(queue_.front())};
     queue_.pop_front();
-    queued_bytes_ -= batch[0]->job->bytes();
+    queued_bytes_ -= batch[0]->bytes;
     TakeJoinable(batch[0], &batch);
     RunAndFinish(batch, lock, nullptr);
     just_ran = true;
@@ -190,33 +194,39 @@ void TransferQueue::Linger(std::unique_lock<std::mutex>& lock) {
 void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
                                  Result* first_result) {
   uint64_t bytes = 0;
-  for (const auto& req : batch) bytes += req->job->bytes();
+  for (const auto& req : batch) bytes += req->bytes;
   ++running_;
   running_bytes_ += bytes;
   if (!queue_.empty()) MaybeWake();
   lock.unlock();
+  for (const auto& req : batch) req->job->Started();
   const std::vector<Result> results = RunBatch(batch);
+  const bool async = first_result == nullptr;
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i]->job->Report(results[i]);
     // What a job holds (peer, op lists, meter) goes now on a caller's
     // thread; a worker hands it back to the callers (Retire).
-    if (first_result != nullptr) batch[i]->job.reset();
+    if (!async) batch[i]->job.reset();
+    // Before the lock: the queue's lock is then held for the bookkeeping
+    // only, not for a store to each request (a cache miss each) while a
+    // caller waits to submit.
+    batch[i]->status.store(StatusOf(results[i]), std::memory_order_release);
+    // An asynchronous request's status carries no message: log it.
+    if (!results[i].ok() && (i > 0 || async))
+      LDD_LOG(Warn) << "asynchronous request " << batch[i]->id << " to cluster " << batch[i]->peer << ": "
+                    << results[i].message();
   }
   RelockBriefly(lock);
   --running_;
   running_bytes_ -= bytes;
   // A caller's transfer ends here, not in a worker's loop: hand on what queued.
-  if (first_result != nullptr && !queue_.empty()) MaybeWake();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->status.store(StatusOf(results[i]), std::memory_order_release);
-    // An asynchronous request's status carries no message: log it.
-    if (!results[i].ok() && (i > 0 || first_result == nullptr))
-      LDD_LOG(Warn) << "asynchronous request " << batch[i]->id << " to cluster " << batch[i]->peer << ": "
-                    << results[i].message();
-    Finished(*batch[i]);
+  if (!async && !queue_.empty()) MaybeWake();
+  Finished(batch);
+  if (async) {
+    Retire(batch);
+  } else {
+    *first_result = results[0];
   }
-  if (first_result != nullptr) *first_result = results[0];
-  if (first_result == nullptr) Retire(batch);
 }
 
 void TransferQueue::Retire(const std::vector<RequestPtr>& batch) {
@@ -258,21 +268,22 @@ void TransferQueue::MaybeWake() {
 
 void TransferQueue::TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch) {
   // `first` by value: it is batch's first element, and batch grows.
-  if (first->deadline.Expired()) return;
-  size_t ops = first->job->ops();
-  uint64_t bytes = first->job->bytes();
+  const auto now = std::chrono::steady_clock::now();
+  if (first->deadline.ExpiredAt(now)) return;
+  size_t ops = first->ops;
+  uint64_t bytes = first->bytes;
   size_t looked = 0;
   for (auto it = queue_.begin(); it != queue_.end() && batch->size() < join_.requests && looked < join_.scan;
        ++looked) {
     const Request& r = **it;
-    if (r.deadline.Expired() || !first->job->CanJoin(*r.job) || ops + r.job->ops() > join_.ops ||
-        bytes + r.job->bytes() > join_.bytes) {
+    if (ops + r.ops > join_.ops || bytes + r.bytes > join_.bytes || r.deadline.ExpiredAt(now) ||
+        !first->job->CanJoin(*r.job)) {
       ++it;
       continue;
     }
-    ops += r.job->ops();
-    bytes += r.job->bytes();
-    queued_bytes_ -= r.job->bytes();
+    ops += r.ops;
+    bytes += r.bytes;
+    queued_bytes_ -= r.bytes;
     batch->push_back(std::move(*it));
     it = queue_.erase(it);
   }
@@ -337,31 +348,51 @@ void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResu
 
 void TransferQueue::FailPeer(uint64_t peer) {
   std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RequestPtr> failed;
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
-      queued_bytes_ -= (*it)->job->bytes();
+      queued_bytes_ -= (*it)->bytes;
       (*it)->status.store(RequestStatus::kFailed, std::memory_order_release);
       (*it)->job.reset();
-      Finished(**it);
+      failed.push_back(std::move(*it));
       it = queue_.erase(it);
     } else {
       ++it;
     }
   }
+  Finished(failed);
   if (queue_.empty()) wake_pending_ = false;  // a worker woken for them finds nothing
 }
 
-void TransferQueue::Finished(const Request& req) {
-  if (req.async) --async_unfinished_;
-  auto it = unfinished_.find(req.peer);
-  if (it == unfinished_.end()) return;
-  std::vector<uint64_t>& ids = it->second;
-  auto at = std::lower_bound(ids.begin(), ids.end(), req.id);
-  if (at != ids.end() && *at == req.id) ids.erase(at);
-  // A peer's list keeps its storage between bursts (no allocation per
-  // request); only when many peers came and went are empty lists dropped.
-  if (ids.empty() && unfinished_.size() > kKeptPeerLists) unfinished_.erase(it);
-  finished_.notify_all();
+void TransferQueue::Finished(const std::vector<RequestPtr>& reqs) {
+  thread_local std::vector<uint64_t> done;  // one peer's finished ids, sorted
+  for (size_t from = 0; from < reqs.size();) {
+    const uint64_t peer = reqs[from]->peer;
+    done.clear();
+    size_t to = from;
+    for (; to < reqs.size() && reqs[to]->peer == peer; ++to) {
+      if (reqs[to]->async) --async_unfinished_;
+      done.push_back(reqs[to]->id);
+    }
+    from = to;
+    auto it = unfinished_.find(peer);
+    if (it == unfinished_.end()) continue;
+    std::sort(done.begin(), done.end());
+    // Both lists sorted: one pass removes every finished id.
+    std::vector<uint64_t>& ids = it->second;
+    size_t kept = 0;
+    size_t d = 0;
+    for (uint64_t id : ids) {
+      while (d < done.size() && done[d] < id) ++d;
+      if (d < done.size() && done[d] == id) continue;
+      ids[kept++] = id;
+    }
+    ids.resize(kept);
+    // A peer's list keeps its storage between bursts (no allocation per
+    // request); only when many peers came and went are empty lists dropped.
+    if (ids.empty() && unfinished_.size() > kKeptPeerLists) unfinished_.erase(it);
+  }
+  if (!reqs.empty()) finished_.notify_all();
 }
 
 Result TransferQueue::WaitPeer(uint64_t peer, Deadline deadline) {
@@ -378,11 +409,12 @@ void TransferQueue::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    for (auto& req : queue_) {
+    std::vector<RequestPtr> failed(queue_.begin(), queue_.end());
+    for (auto& req : failed) {
       req->status.store(RequestStatus::kFailed, std::memory_order_release);
       req->job.reset();
-      Finished(*req);
     }
+    Finished(failed);
     queue_.clear();
     queued_bytes_ = 0;
     cv_.notify_all();

@@ -55,6 +55,9 @@ class TransferJob {
   virtual std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const = 0;
   virtual size_t ops() const = 0;
   virtual uint64_t bytes() const = 0;
+  // The request starts on a data path now (alone or in a join), on the
+  // thread that runs it.
+  virtual void Started() const {}
   // The request's own outcome, once it ran (in a join too), before the
   // queue lets go of the job.
   virtual void Report(const Result& /*result*/) const {}
@@ -116,10 +119,13 @@ class TransferQueue {
     Deadline deadline = Deadline::Never();
     std::chrono::steady_clock::time_point queued_at;
     JobPtr job;
-    std::atomic<RequestStatus> status{RequestStatus::kWaiting};  // set under mu_, read under handles_mu_
+    size_t ops = 0;  // job->ops() and job->bytes(), read without a virtual call while the queue is locked
+    uint64_t bytes = 0;
+    std::atomic<RequestStatus> status{RequestStatus::kWaiting};  // set once, before Finished; read under handles_mu_
     bool async = false;
   };
   using RequestPtr = std::shared_ptr<Request>;
+  static RequestPtr NewRequest(uint64_t peer, Deadline deadline, JobPtr job);
   void Work();
   // Wakes a worker if the queue's work needs one (mu_ held).
   void MaybeWake();
@@ -145,7 +151,9 @@ class TransferQueue {
   // One result per request of `batch`.
   static std::vector<Result> RunBatch(const std::vector<RequestPtr>& batch);
   static Result RunAlone(const Request& req);
-  void Finished(const Request& req);  // with mu_ held
+  // The bookkeeping of finished requests (mu_ held): one lookup per peer
+  // and one wake-up of WaitPeer for all of them.
+  void Finished(const std::vector<RequestPtr>& reqs);
   static RequestStatus StatusOf(const Result& r);
   // A worker's finished requests, whose jobs the callers free (handles_mu_
   // not held; DropRetired: held, and held again on return).

@@ -6,6 +6,7 @@
 #include "common/random.h"
 #include "common/wire.h"
 #include "engine/ops_job.h"
+#include "engine/spare_transfers.h"
 #include "hixl/hixl_options.h"
 
 namespace lldd::hixl_impl {
@@ -432,15 +433,17 @@ Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp
   LDD_RETURN_IF_ERROR(ResolveLocal(descs, &local));
   LDD_RETURN_IF_ERROR(ResolveRemote(*plan->peer, descs, deadline, &remote));
   plan->write = op == ::hixl::WRITE;
-  // One group per pair of memory kinds (rarely more than one).
+  // One group per pair of memory kinds (rarely more than one), in storage
+  // a finished request of this thread left (spare_transfers.h).
   std::vector<Engine::OpsTransfer>& groups = plan->groups;
+  if (groups.empty()) groups = SpareGroups();
   for (size_t i = 0; i < descs.size(); ++i) {
     auto same_kinds = [&](const Engine::OpsTransfer& g) {
       return g.local_kind == local[i].kind && g.remote_kind == remote[i].kind;
     };
     auto found = std::find_if(groups.begin(), groups.end(), same_kinds);
     if (found == groups.end()) {
-      Engine::OpsTransfer fresh;
+      Engine::OpsTransfer fresh = SpareTransfer();
       fresh.remote_cluster_id = plan->peer->cluster_id;
       fresh.push = plan->write;
       fresh.local_kind = local[i].kind;
@@ -478,8 +481,8 @@ std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan) {
   PeerPtr peer = plan.peer;
   // The peer's runner, kept alive (with the peer) by every job holding it.
   std::shared_ptr<const OpsJob::Runner> runner(peer, &peer->runner);
-  auto meter = engine_->MeterCall(peer->cluster_id, plan.groups);
-  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner), std::move(meter));
+  const metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
+  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner), meter);
 }
 
 void HixlEngine::SetRunner(const PeerPtr& peer) {

@@ -1,13 +1,17 @@
-// One transfer call measured from construction to its Finish, for front
-// ends whose calls end on another thread (HIXL's asynchronous requests) or
-// may never run (a request refused, or failed by Finalize while queued):
-// the call is in flight until Finish, or until the meter is destroyed
-// (then as LLM_FAILED). Finish counts once. Thread-safe: Finish may come
-// from any thread.
+// One transfer call measured from construction (when it was planned) to
+// its Finish, for front ends whose calls are requests of the engine's
+// transfer queue: they may end on another thread (HIXL's asynchronous
+// requests) or never run (refused, or failed by Finalize while queued).
+// The call counts as in flight from Begin (a data path starts it) to
+// Finish, or to the meter's destruction (then as LLM_FAILED); its latency
+// runs from construction, queueing included. A queued request touches no
+// shared counter: the thread that queues it and the worker that runs it
+// would otherwise pass those cache lines between their cores per request.
+// Finish counts once. Begin and Finish: one thread at a time, ordered
+// with the destruction (the queue hands finished jobs back under a lock).
 #ifndef LLM_DATADIST_SRC_METRICS_CALL_METER_H_
 #define LLM_DATADIST_SRC_METRICS_CALL_METER_H_
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 
@@ -15,31 +19,47 @@
 
 namespace lldd::metrics {
 
+// What a meter measures, worked out when the call is planned.
+struct MeterSpec {
+  Registry* registry = nullptr;  // null: the call is not measured
+  uint64_t cluster_id = 0;
+  const char* transport = nullptr;  // a static name, or null
+  Direction dir = kPull;
+  uint64_t bytes = 0;
+};
+
 class CallMeter {
  public:
-  CallMeter(Registry* registry, uint64_t cluster_id, const char* transport, Direction dir, uint64_t bytes)
-      : registry_(registry), peer_(registry->Peer(cluster_id, false)), transport_(transport), dir_(dir),
-        bytes_(bytes), start_(std::chrono::steady_clock::now()) {
-    registry_->Begin(peer_);
-  }
+  explicit CallMeter(const MeterSpec& spec) : spec_(spec), start_(std::chrono::steady_clock::now()) {}
   ~CallMeter() { Finish(llm_datadist::LLM_FAILED); }
   CallMeter(const CallMeter&) = delete;
   CallMeter& operator=(const CallMeter&) = delete;
 
+  void Begin() {
+    if (begun_ || finished_) return;
+    peer_ = spec_.registry->Peer(spec_.cluster_id, false);
+    spec_.registry->Begin(peer_);
+    begun_ = true;
+  }
+
   void Finish(Status status) {
-    if (finished_.exchange(true, std::memory_order_relaxed)) return;
+    if (finished_) return;
+    finished_ = true;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    registry_->Finish(peer_, transport_, dir_, bytes_, seconds, status);
+    if (begun_) {
+      spec_.registry->Finish(peer_, spec_.transport, spec_.dir, spec_.bytes, seconds, status);
+    } else {
+      spec_.registry->Record(spec_.registry->Peer(spec_.cluster_id, false), spec_.transport, spec_.dir, spec_.bytes,
+                             seconds, status);
+    }
   }
 
  private:
-  Registry* const registry_;
-  const std::shared_ptr<TransferCounters> peer_;
-  const char* const transport_;
-  const Direction dir_;
-  const uint64_t bytes_;
+  const MeterSpec spec_;
   const std::chrono::steady_clock::time_point start_;
-  std::atomic<bool> finished_{false};
+  std::shared_ptr<TransferCounters> peer_;  // from Begin
+  bool begun_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace lldd::metrics

@@ -92,10 +92,13 @@ void Registry::Begin(const std::shared_ptr<TransferCounters>& peer) {
 void Registry::Finish(const std::shared_ptr<TransferCounters>& peer, const char* transport, Direction dir,
                       uint64_t bytes, double seconds, Status status) {
   in_flight.fetch_sub(1, kRelaxed);
-  if (peer) {
-    peer->in_flight.fetch_sub(1, kRelaxed);
-    peer->Record(dir, bytes, seconds, status);
-  }
+  if (peer) peer->in_flight.fetch_sub(1, kRelaxed);
+  Record(peer, transport, dir, bytes, seconds, status);
+}
+
+void Registry::Record(const std::shared_ptr<TransferCounters>& peer, const char* transport, Direction dir,
+                      uint64_t bytes, double seconds, Status status) {
+  if (peer) peer->Record(dir, bytes, seconds, status);
   if (transport != nullptr && transport[0] != '\0') Transport(transport).Record(dir, bytes, seconds, status);
 }
 

@@ -76,6 +76,10 @@ class Registry {
   void Begin(const std::shared_ptr<TransferCounters>& peer);
   void Finish(const std::shared_ptr<TransferCounters>& peer, const char* transport, Direction dir, uint64_t bytes,
               double seconds, Status status);
+  // A call that ended without a Begin (it never started): counted, never
+  // in flight.
+  void Record(const std::shared_ptr<TransferCounters>& peer, const char* transport, Direction dir, uint64_t bytes,
+              double seconds, Status status);
 
   // Links and admission (names as in Stats).
   std::atomic<uint64_t> links_initiated{0};
