@@ -14,6 +14,8 @@ void TransferQueue::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   stopping_ = false;
   wake_pending_ = false;  // a woken worker may have left at the Stop
+  std::lock_guard<std::mutex> inbox_lock(inbox_mu_);
+  inbox_closed_ = false;
 }
 
 RequestStatus TransferQueue::StatusOf(const Result& r) {
@@ -21,11 +23,28 @@ RequestStatus TransferQueue::StatusOf(const Result& r) {
   return r.code() == llm_datadist::LLM_TIMEOUT ? RequestStatus::kTimeout : RequestStatus::kFailed;
 }
 
-Result TransferQueue::Admit(const RequestPtr& req) {
-  if (stopping_) return Result::Failed("the engine is finalizing");
-  req->id = next_id_++;
-  unfinished_[req->peer].push_back(req->id);  // ids rise: the list stays sorted
-  return Result::Ok();
+uint64_t TransferQueue::TakeInbox(Request* sync) {
+  uint64_t next_id = 0;
+  if (sync == nullptr && submitted_.load(std::memory_order_seq_cst) == taken_) return 0;
+  {
+    auto inbox_lock = BriefLock(inbox_mu_);
+    inbox_.swap(inbox_taken_);
+    inbox_bytes_ = 0;
+    if (sync != nullptr) sync->id = next_id_++;
+    next_id = next_id_;
+  }
+  taken_ += inbox_taken_.size();
+  for (RequestPtr& req : inbox_taken_) {
+    unfinished_[req->peer].push_back(req->id);  // ids rise: the lists stay sorted
+    queued_bytes_ += req->bytes;
+    ++async_unfinished_;
+    queue_.push_back(std::move(req));
+  }
+  // A watcher that saw nothing outstanding for long sleeps untimed.
+  if (!inbox_taken_.empty() && watcher_asleep_.load(std::memory_order_relaxed)) watch_cv_.notify_one();
+  inbox_taken_.clear();
+  if (sync != nullptr) unfinished_[sync->peer].push_back(sync->id);
+  return next_id;
 }
 
 TransferQueue::RequestPtr TransferQueue::NewRequest(uint64_t peer, Deadline deadline, JobPtr job) {
@@ -43,34 +62,44 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
   req->user_data = user_data;
   req->queued_at = std::chrono::steady_clock::now();
   req->async = true;
-  auto lock = BriefLock(mu_);
+  uint64_t inbox_bytes = 0;
   {
     auto handles_lock = BriefLock(handles_mu_);
-    if (!stopping_ && requests_.size() >= max_requests_)
-      return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
-                                     " query their status (which releases finished ones) first"));
-    LDD_RETURN_IF_ERROR(Admit(req));
+    {
+      auto inbox_lock = BriefLock(inbox_mu_);
+      if (inbox_closed_) return Result::Failed("the engine is finalizing");
+      if (requests_.size() >= max_requests_)
+        return Result::OutOfMemory(Msg(requests_.size(), " asynchronous requests are outstanding, the most there may be;"
+                                       " query their status (which releases finished ones) first"));
+      req->id = next_id_++;
+      inbox_.push_back(req);
+      inbox_bytes = inbox_bytes_ += req->bytes;
+      submitted_.fetch_add(1, std::memory_order_seq_cst);
+    }
     requests_[req->id] = req;
     handles_.store(requests_.size(), std::memory_order_relaxed);
   }
+  *id = req->id;
+  // A worker bound to look takes it (takers_ is read after the inbox was
+  // filled, and a worker drains the inbox after it stops being a taker:
+  // one of the two sees the other). Enough to share: MaybeWake judges.
+  if (inbox_bytes < kShareBytes && !sharing_wanted_.load(std::memory_order_relaxed) &&
+      takers_.load(std::memory_order_seq_cst) > 0)
+    return Result::Ok();
+  auto lock = BriefLock(mu_);
   // Workers start with the first asynchronous request: an engine used
   // only synchronously keeps no idle threads.
   while (threads_.size() < threads_wanted_) threads_.emplace_back([this] { Work(); });
-  queued_bytes_ += req->bytes;
-  queue_.push_back(req);
-  submitted_.fetch_add(1, std::memory_order_release);
-  ++async_unfinished_;
-  // A watcher that saw nothing outstanding for long sleeps untimed.
-  if (watcher_asleep_) watch_cv_.notify_one();
+  TakeInbox();
   MaybeWake();
-  *id = req->id;
   return Result::Ok();
 }
 
 Result TransferQueue::RunNow(uint64_t peer, Deadline deadline, JobPtr job) {
   auto req = NewRequest(peer, deadline, std::move(job));
   std::unique_lock<std::mutex> lock(mu_);
-  LDD_RETURN_IF_ERROR(Admit(req));
+  if (stopping_) return Result::Failed("the engine is finalizing");
+  TakeInbox(req.get());
   std::vector<RequestPtr> batch{req};
   TakeJoinable(req, &batch);
   Result result;
@@ -81,8 +110,11 @@ Result TransferQueue::RunNow(uint64_t peer, Deadline deadline, JobPtr job) {
 void TransferQueue::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   bool just_ran = false;  // a worker that ran a batch takes what queued behind it
+  // Awake, this worker takes the inbox before it sleeps (Sleep).
+  takers_.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
-    if (stopping_ && queue_.empty()) return;
+    TakeInbox();
+    if (stopping_ && queue_.empty()) break;
     const bool runnable = !queue_.empty() && (just_ran || wake_pending_ || stopping_ || FrontOverdue());
     if (!runnable) {
       // A worker that just ran looks for the next request a little before
@@ -95,13 +127,7 @@ void TransferQueue::Work() {
         continue;
       }
       just_ran = false;
-      if (!watching_) {
-        Watch(lock);
-      } else {
-        ++idle_;
-        cv_.wait(lock);
-        --idle_;
-      }
+      Sleep(lock);
       continue;
     }
     // A caller streaming small requests submits the next within a
@@ -109,6 +135,7 @@ void TransferQueue::Work() {
     // of them rather than one each (each costs a system call or a round
     // trip, and the locks the caller needs).
     if (just_ran && Streaming()) Linger(lock);
+    TakeInbox();
     if (queue_.empty()) continue;  // Stop took them
     wake_pending_ = false;
     std::vector<RequestPtr> batch{std::move(queue_.front())};
@@ -118,6 +145,26 @@ void TransferQueue::Work() {
     RunAndFinish(batch, lock, nullptr);
     just_ran = true;
   }
+  takers_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void TransferQueue::Sleep(std::unique_lock<std::mutex>& lock) {
+  // Not a taker from here: a submission from now on takes mu_ and wakes
+  // whom MaybeWake says. One that came before is taken here (takers_ is
+  // left before the inbox is looked at; a caller reads it after filling
+  // the inbox: one of the two sees the other).
+  takers_.fetch_sub(1, std::memory_order_seq_cst);
+  const size_t queued = queue_.size();
+  TakeInbox();
+  if (queue_.size() > queued) MaybeWake();
+  if (!watching_) {
+    Watch(lock);
+  } else {
+    ++idle_;
+    cv_.wait(lock);
+    --idle_;
+  }
+  takers_.fetch_add(1, std::memory_order_seq_cst);
 }
 
 bool TransferQueue::FrontOverdue() const {
@@ -134,16 +181,19 @@ void TransferQueue::Watch(std::unique_lock<std::mutex>& lock) {
   // again at once, and waking the watcher each time costs a system call).
   watching_ = true;
   auto quiet_since = std::chrono::steady_clock::now();
-  while (!stopping_ && (queue_.empty() || (!wake_pending_ && !FrontOverdue()))) {
+  for (;;) {
+    TakeInbox();
+    if (stopping_ || (!queue_.empty() && (wake_pending_ || FrontOverdue()))) break;
     if (async_unfinished_ > 0) {
       quiet_since = std::chrono::steady_clock::now();
       watch_cv_.wait_for(lock, kTakeOverAfter);
     } else if (std::chrono::steady_clock::now() - quiet_since < kWatchWhileQuiet) {
       watch_cv_.wait_for(lock, kTakeOverAfter);
     } else {
-      watcher_asleep_ = true;
-      watch_cv_.wait(lock);
-      watcher_asleep_ = false;
+      watcher_asleep_.store(true, std::memory_order_seq_cst);
+      // A submission before the flag was seen took the fast path: look again.
+      if (submitted_.load(std::memory_order_seq_cst) == taken_) watch_cv_.wait(lock);
+      watcher_asleep_.store(false, std::memory_order_relaxed);
       quiet_since = std::chrono::steady_clock::now();
     }
   }
@@ -163,6 +213,7 @@ bool TransferQueue::SpinForWork(std::unique_lock<std::mutex>& lock) {
   }
   RelockBriefly(lock);
   --spinning_;
+  TakeInbox();
   return !queue_.empty();
 }
 
@@ -197,11 +248,12 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
   for (const auto& req : batch) bytes += req->bytes;
   ++running_;
   running_bytes_ += bytes;
+  sharing_wanted_.store(running_bytes_ >= kShareBytes, std::memory_order_relaxed);
   if (!queue_.empty()) MaybeWake();
+  const bool async = first_result == nullptr;
   lock.unlock();
   for (const auto& req : batch) req->job->Started();
   const std::vector<Result> results = RunBatch(batch);
-  const bool async = first_result == nullptr;
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i]->job->Report(results[i]);
     // What a job holds (peer, op lists, meter) goes now on a caller's
@@ -219,6 +271,7 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
   RelockBriefly(lock);
   --running_;
   running_bytes_ -= bytes;
+  sharing_wanted_.store(running_bytes_ >= kShareBytes, std::memory_order_relaxed);
   // A caller's transfer ends here, not in a worker's loop: hand on what queued.
   if (!async && !queue_.empty()) MaybeWake();
   Finished(batch);
@@ -348,6 +401,7 @@ void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResu
 
 void TransferQueue::FailPeer(uint64_t peer) {
   std::lock_guard<std::mutex> lock(mu_);
+  TakeInbox();
   std::vector<RequestPtr> failed;
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->peer == peer) {
@@ -397,7 +451,16 @@ void TransferQueue::Finished(const std::vector<RequestPtr>& reqs) {
 
 Result TransferQueue::WaitPeer(uint64_t peer, Deadline deadline) {
   std::unique_lock<std::mutex> lock(mu_);
-  const uint64_t last = next_id_ - 1;  // requests submitted later do not count
+  uint64_t next_id = 0;
+  {
+    std::lock_guard<std::mutex> inbox_lock(inbox_mu_);
+    next_id = next_id_;
+  }
+  // Every request with a lower id is in the inbox (an id is given with the
+  // push), in unfinished_, or finished; requests submitted later do not
+  // count.
+  TakeInbox();
+  const uint64_t last = next_id - 1;
   const bool done = finished_.wait_until(lock, deadline.when(), [&] {
     auto it = unfinished_.find(peer);
     return it == unfinished_.end() || it->second.empty() || it->second.front() > last;
@@ -409,6 +472,11 @@ void TransferQueue::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    {
+      std::lock_guard<std::mutex> inbox_lock(inbox_mu_);
+      inbox_closed_ = true;
+    }
+    TakeInbox();
     std::vector<RequestPtr> failed(queue_.begin(), queue_.end());
     for (auto& req : failed) {
       req->status.store(RequestStatus::kFailed, std::memory_order_release);

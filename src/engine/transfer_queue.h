@@ -127,6 +127,8 @@ class TransferQueue {
   using RequestPtr = std::shared_ptr<Request>;
   static RequestPtr NewRequest(uint64_t peer, Deadline deadline, JobPtr job);
   void Work();
+  // Sleeps as the watcher or on cv_ until woken (mu_ held; Work's).
+  void Sleep(std::unique_lock<std::mutex>& lock);
   // Wakes a worker if the queue's work needs one (mu_ held).
   void MaybeWake();
   // The queue's front has waited kTakeOverAfter (mu_ held, queue not empty).
@@ -142,8 +144,11 @@ class TransferQueue {
   // Waits without the lock, up to kLinger, while requests keep being
   // submitted (kQuietGap apart at most).
   void Linger(std::unique_lock<std::mutex>& lock);
-  // A new request's id and accounting (mu_ held).
-  Result Admit(const RequestPtr& req);
+  // Moves what the inbox holds into queue_ (mu_ held). With `sync` (a
+  // request run by its caller), gives it the next id in the same step, so
+  // that each peer's unfinished ids stay sorted. Returns the id the next
+  // request will get.
+  uint64_t TakeInbox(Request* sync = nullptr);
   // Moves the queued requests that can join `first` into `batch` (mu_ held).
   void TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch);
   // Runs `batch` (mu_ not held) and records each request's status.
@@ -171,10 +176,26 @@ class TransferQueue {
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
   std::vector<RequestPtr> retired_;          // finished by a worker, job not yet freed (handles_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
+  // Submissions land in the inbox under inbox_mu_ alone, held for a push,
+  // so a caller streaming small requests does not wait for the workers'
+  // bookkeeping under mu_ (nor they for it). Whoever looks at queue_ first
+  // moves the inbox into it (TakeInbox). A submission while a worker is
+  // bound to look (takers_ > 0: it runs, lingers or spins, and drains the
+  // inbox before it sleeps) wakes nobody; otherwise the caller takes mu_
+  // and does what MaybeWake says. Lock order: mu_ or handles_mu_, then
+  // inbox_mu_.
+  std::mutex inbox_mu_;
+  std::vector<RequestPtr> inbox_;        // (inbox_mu_)
+  uint64_t inbox_bytes_ = 0;             // (inbox_mu_)
+  bool inbox_closed_ = false;            // stopped (inbox_mu_)
+  uint64_t next_id_ = 1;                 // (inbox_mu_)
+  std::vector<RequestPtr> inbox_taken_;  // the inbox's other storage, swapped in when it is taken (mu_)
+  uint64_t taken_ = 0;                   // submissions moved to queue_ (mu_)
+  std::atomic<int> takers_{0};           // workers bound to drain the inbox before they sleep
+  std::atomic<bool> sharing_wanted_{false};  // running_bytes_ >= kShareBytes, read without mu_
   std::map<uint64_t, std::vector<uint64_t>> unfinished_;  // request ids per peer, not yet finished, sorted
   static constexpr size_t kKeptPeerLists = 64;
   std::condition_variable finished_;
-  uint64_t next_id_ = 1;
   bool stopping_ = false;
   // Work running now and waiting: what MaybeWake judges by. A transfer
   // stripes itself over the data path (connections, copy threads), so a
@@ -187,10 +208,10 @@ class TransferQueue {
   bool watching_ = false;                 // an idle worker watches the queue's front (Watch)
   std::condition_variable watch_cv_;      // the watcher sleeps here, the other idle workers on cv_
   size_t async_unfinished_ = 0;           // asynchronous requests not finished: the watcher's timer runs
-  bool watcher_asleep_ = false;           // the watcher sleeps untimed (nothing outstanding for a while)
+  std::atomic<bool> watcher_asleep_{false};  // the watcher sleeps untimed (nothing outstanding for a while)
   size_t spinning_ = 0;                   // workers in SpinForWork or Linger: they take what comes
   size_t idle_ = 0;                       // workers asleep on cv_
-  std::atomic<uint64_t> submitted_{0};    // asynchronous requests ever queued
+  std::atomic<uint64_t> submitted_{0};    // asynchronous requests ever put in the inbox (inbox_mu_ held)
   static constexpr std::chrono::microseconds kSpinFor{20};
   static constexpr std::chrono::microseconds kLinger{10};
   static constexpr std::chrono::nanoseconds kQuietGap{1500};
