@@ -121,6 +121,7 @@ void Engine::Finalize() {
   {
     std::lock_guard<std::shared_mutex> links_lock(links_mu_);
     links_.clear();
+    links_version_.fetch_add(1, std::memory_order_release);
   }
   caches_.Clear();
   transports_.Stop();
@@ -160,6 +161,7 @@ Result Engine::SetRole(llm_datadist::LlmRole role, const OptionMap& options) {
   {
     std::lock_guard<std::shared_mutex> links_lock(links_mu_);
     links_.clear();
+    links_version_.fetch_add(1, std::memory_order_release);
   }
   options_.listen = next.listen;
   options_.listen_host = next.listen_host;

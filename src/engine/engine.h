@@ -228,6 +228,9 @@ class Engine {
 
   std::shared_mutex links_mu_;  // shared: FindLink, on every transfer of every thread
   std::map<uint64_t, LinkPtr> links_;  // by remote cluster id
+  // Changes whenever links_ does (under links_mu_), so that what was
+  // learnt from a link can be reused without the lock (MeterCall).
+  std::atomic<uint64_t> links_version_{0};
 
   std::unique_ptr<Directory> directory_;  // with llm.Directory; changed only under lifecycle_mu_
   // Mutual linking: clusters a LinkOne is dialing now (count of calls), and

@@ -223,6 +223,7 @@ Result Engine::LinkOne(const ClusterInfo& given, Deadline deadline) {
     if (it != links_.end()) it->second->Close("replaced by a new link");
     link->set_held(true);
     links_[cluster.remote_cluster_id] = link;
+    links_version_.fetch_add(1, std::memory_order_release);
   }
   metrics_.Peer(cluster.remote_cluster_id, true);
   metrics_.links_initiated.fetch_add(1, std::memory_order_relaxed);
@@ -365,6 +366,7 @@ Status Engine::AcceptControl(const std::shared_ptr<Socket>& socket, const Hello&
     if (it != links_.end()) replaced = it->second;
     link->set_answered(false);
     links_[hello.cluster_id] = link;
+    links_version_.fetch_add(1, std::memory_order_release);
   }
   if (replaced) LDD_LOG(Info) << "cluster " << hello.cluster_id << " re-linked from " << peer << "; old link dropped";
   EnableKeepAlive(socket->fd(), kKeepAliveIdleS, kKeepAliveIntervalS, kKeepAliveCount);
@@ -413,6 +415,7 @@ bool Engine::HasRoomLocked() {
     metrics_.ForgetPeer(it->first);
     metrics_.links_closed.fetch_add(1, std::memory_order_relaxed);
     it = links_.erase(it);
+    links_version_.fetch_add(1, std::memory_order_release);
   }
   return links_.size() < options_.max_links;
 }
@@ -422,6 +425,7 @@ void Engine::RemoveLink(const LinkPtr& link) {
   auto it = links_.find(link->remote_cluster_id());
   if (it != links_.end() && it->second == link) {
     links_.erase(it);
+    links_version_.fetch_add(1, std::memory_order_release);
     metrics_.ForgetPeer(link->remote_cluster_id());
     metrics_.links_closed.fetch_add(1, std::memory_order_relaxed);
   }

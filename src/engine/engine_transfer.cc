@@ -150,13 +150,35 @@ metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id,
   uint64_t bytes = 0;
   for (const OpsTransfer& t : groups)
     for (const IoOp& op : t.ops) bytes += op.length;
-  const char* transport = nullptr;
   const bool push = !groups.empty() && groups[0].push;
-  LinkPtr link;
-  std::string why;
-  if (!groups.empty() && FindLink(remote_cluster_id, &link).ok())
-    if (Endpoint* path = link->PathFor(groups[0].local_kind, groups[0].remote_kind, &why)) transport = path->name();
-  return {&metrics_, remote_cluster_id, transport, push ? metrics::kPush : metrics::kPull, bytes};
+  if (groups.empty()) return {&metrics_, remote_cluster_id, nullptr, push ? metrics::kPush : metrics::kPull, bytes};
+  // The data path's name, as last found by this thread for the same peer
+  // and memory kinds while the links stayed as they are: a caller
+  // streaming requests then takes no lock here (the links' lock is one
+  // the workers take per transfer; sharing it costs a cache line's trip
+  // between cores per request).
+  struct Known {
+    uint64_t instance = 0;
+    uint64_t version = 0;
+    uint64_t cluster = 0;
+    uint32_t local_kind = 0;
+    uint32_t remote_kind = 0;
+    const char* transport = nullptr;
+  };
+  thread_local Known known;
+  const uint64_t version = links_version_.load(std::memory_order_acquire);
+  const OpsTransfer& first = groups[0];
+  if (known.transport == nullptr || known.instance != instance_id_ || known.version != version ||
+      known.cluster != remote_cluster_id || known.local_kind != first.local_kind ||
+      known.remote_kind != first.remote_kind) {
+    const char* transport = nullptr;
+    LinkPtr link;
+    std::string why;
+    if (FindLink(remote_cluster_id, &link).ok())
+      if (Endpoint* path = link->PathFor(first.local_kind, first.remote_kind, &why)) transport = path->name();
+    known = {instance_id_, version, remote_cluster_id, first.local_kind, first.remote_kind, transport};
+  }
+  return {&metrics_, remote_cluster_id, known.transport, push ? metrics::kPush : metrics::kPull, bytes};
 }
 
 Result Engine::CopyLocal(const LocalCache& src, const LocalCache& dst, const std::vector<CopyRange>& ranges) {

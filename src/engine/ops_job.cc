@@ -65,7 +65,11 @@ std::unique_ptr<TransferJob> OpsJob::Join(const std::vector<const TransferJob*>&
     }
   }
   for (Engine::OpsTransfer& g : joined) LeaseEachRegionOnce(&g);
-  return std::make_unique<OpsJob>(key_, push_, std::move(joined), runner_);
+  // The runner, not owned: the joined jobs own it and outlive the join
+  // (the queue runs the join while it holds them). Owning it would change
+  // a count on the peer's line, which the callers' cores use per request.
+  std::shared_ptr<const Runner> runner(std::shared_ptr<const Runner>(), runner_.get());
+  return std::make_unique<OpsJob>(key_, push_, std::move(joined), std::move(runner));
 }
 
 }  // namespace lldd

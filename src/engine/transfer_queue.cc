@@ -286,16 +286,16 @@ void TransferQueue::Retire(const std::vector<RequestPtr>& batch) {
   // The callers allocated these jobs; freeing them on their threads keeps
   // the allocator's per-thread caches filled, where a worker's frees would
   // send every caller's next allocations to the shared arena and its lock.
+  // The jobs move (no reference count changes hands between the cores).
   auto lock = BriefLock(handles_mu_);
-  retired_.insert(retired_.end(), batch.begin(), batch.end());
+  for (const RequestPtr& req : batch) retired_.push_back(std::move(req->job));
 }
 
 void TransferQueue::DropRetired(std::unique_lock<std::mutex>& handles_lock) {
   if (retired_.empty()) return;
-  std::vector<RequestPtr> dropped;
+  std::vector<JobPtr> dropped;
   dropped.swap(retired_);
   handles_lock.unlock();
-  for (const RequestPtr& req : dropped) req->job.reset();
   dropped.clear();
   RelockBriefly(handles_lock);
 }

@@ -174,7 +174,7 @@ class TransferQueue {
   std::mutex handles_mu_;
   std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle (handles_mu_)
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
-  std::vector<RequestPtr> retired_;          // finished by a worker, job not yet freed (handles_mu_)
+  std::vector<JobPtr> retired_;              // jobs of requests a worker finished, not yet freed (handles_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
   // Submissions land in the inbox under inbox_mu_ alone, held for a push,
   // so a caller streaming small requests does not wait for the workers'

@@ -478,11 +478,13 @@ Result HixlEngine::RunGroups(Peer& peer, const OpsJob::Groups& groups, Deadline 
 }
 
 std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan) {
-  PeerPtr peer = plan.peer;
-  // The peer's runner, kept alive (with the peer) by every job holding it.
-  std::shared_ptr<const OpsJob::Runner> runner(peer, &peer->runner);
+  Peer* peer = plan.peer.get();
+  // The peer's runner, kept alive (with the peer) by every job holding it;
+  // the plan's reference moves there (each count change is a locked
+  // instruction on a line the workers touch too).
+  std::shared_ptr<const OpsJob::Runner> runner(std::move(plan.peer), &peer->runner);
   const metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
-  return std::make_shared<OpsJob>(peer.get(), plan.write, std::move(plan.groups), std::move(runner), meter);
+  return std::make_shared<OpsJob>(peer, plan.write, std::move(plan.groups), std::move(runner), meter);
 }
 
 void HixlEngine::SetRunner(const PeerPtr& peer) {
