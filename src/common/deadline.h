@@ -13,6 +13,7 @@ class Deadline {
   using Clock = std::chrono::steady_clock;
 
   static Deadline AfterMillis(int64_t ms) { return Deadline(Clock::now() + std::chrono::milliseconds(ms)); }
+  static Deadline At(Clock::time_point when) { return Deadline(when); }
   static Deadline Never() { return Deadline(Clock::time_point::max()); }
 
   bool Expired() const { return Clock::now() >= when_; }

@@ -57,10 +57,11 @@ TransferQueue::RequestPtr TransferQueue::NewRequest(uint64_t peer, Deadline dead
   return req;
 }
 
-Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id) {
+Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id,
+                             std::chrono::steady_clock::time_point now) {
   auto req = NewRequest(peer, deadline, std::move(job));
   req->user_data = user_data;
-  req->queued_at = std::chrono::steady_clock::now();
+  req->queued_at = now != std::chrono::steady_clock::time_point{} ? now : std::chrono::steady_clock::now();
   req->async = true;
   uint64_t inbox_bytes = 0;
   {

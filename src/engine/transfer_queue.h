@@ -95,7 +95,9 @@ class TransferQueue {
   // Accepts requests again after a Stop (the engine initialized again).
   void Start();
   // An asynchronous request to `peer` (a cluster id); its handle in `id`.
-  Result Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id);
+  // `now`, if set: the caller's reading of the clock, taken just before.
+  Result Submit(uint64_t peer, const void* user_data, Deadline deadline, JobPtr job, uint64_t* id,
+                std::chrono::steady_clock::time_point now = {});
   // A synchronous request, run on this thread; its result.
   Result RunNow(uint64_t peer, Deadline deadline, JobPtr job);
   // PARAM_INVALID for an unknown (or already released) handle.

@@ -477,13 +477,14 @@ Result HixlEngine::RunGroups(Peer& peer, const OpsJob::Groups& groups, Deadline 
   return Result::Ok();
 }
 
-std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan) {
+std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan, std::chrono::steady_clock::time_point start) {
   Peer* peer = plan.peer.get();
   // The peer's runner, kept alive (with the peer) by every job holding it;
   // the plan's reference moves there (each count change is a locked
   // instruction on a line the workers touch too).
   std::shared_ptr<const OpsJob::Runner> runner(std::move(plan.peer), &peer->runner);
-  const metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
+  metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
+  meter.start = start;
   return std::make_shared<OpsJob>(peer, plan.write, std::move(plan.groups), std::move(runner), meter);
 }
 
@@ -517,12 +518,14 @@ Result HixlEngine::TransferAsync(const std::string& remote_engine, ::hixl::Trans
                                  const std::vector<TransferOpDesc>& descs, const void* user_data, uint64_t* req) {
   std::shared_lock<std::shared_mutex> lock(life_mu_);
   LDD_RETURN_IF_ERROR(CheckInitialized());
-  const Deadline deadline = Deadline::AfterMillis(async_timeout_ms_);
+  // One clock reading for the deadline, the meter and the queue.
+  const auto now = std::chrono::steady_clock::now();
+  const Deadline deadline = Deadline::At(now + std::chrono::milliseconds(async_timeout_ms_));
   Plan plan;
   LDD_RETURN_IF_ERROR(MakePlan(remote_engine, op, descs, deadline, &plan));
   // Runs on the engine's workers; Finalize stops them before the engine goes.
   const uint64_t cluster = plan.peer->cluster_id;
-  return engine_->transfers().Submit(cluster, user_data, deadline, JobOf(std::move(plan)), req);
+  return engine_->transfers().Submit(cluster, user_data, deadline, JobOf(std::move(plan), now), req, now);
 }
 
 namespace {

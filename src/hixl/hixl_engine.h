@@ -110,7 +110,8 @@ class HixlEngine {
   void SetRunner(const PeerPtr& peer);
   // A plan as a request of the engine's queue: joinable with others to the
   // same peer in the same direction, run by the peer's runner.
-  std::shared_ptr<const TransferJob> JobOf(Plan plan);
+  // `start`: when the call began (for its meter), if known.
+  std::shared_ptr<const TransferJob> JobOf(Plan plan, std::chrono::steady_clock::time_point start = {});
   // `step`, and once more over a fresh link if the link under a connected
   // peer failed (two engines that connect to each other at the same moment
   // can each close the link the other kept; the connection stays, the link

@@ -26,11 +26,14 @@ struct MeterSpec {
   const char* transport = nullptr;  // a static name, or null
   Direction dir = kPull;
   uint64_t bytes = 0;
+  std::chrono::steady_clock::time_point start{};  // when the call began; unset: the meter's construction
 };
 
 class CallMeter {
  public:
-  explicit CallMeter(const MeterSpec& spec) : spec_(spec), start_(std::chrono::steady_clock::now()) {}
+  explicit CallMeter(const MeterSpec& spec)
+      : spec_(spec),
+        start_(spec.start != std::chrono::steady_clock::time_point{} ? spec.start : std::chrono::steady_clock::now()) {}
   ~CallMeter() { Finish(llm_datadist::LLM_FAILED); }
   CallMeter(const CallMeter&) = delete;
   CallMeter& operator=(const CallMeter&) = delete;
