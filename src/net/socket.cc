@@ -170,9 +170,44 @@ Result Connect(const std::string& host, uint16_t port, const std::string& local_
   return Result::Ok();
 }
 
+namespace {
+
+bool IsLoopback(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET)
+    return (ntohl(reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr) >> 24) == 127;
+  if (a.ss_family != AF_INET6) return false;
+  const in6_addr& v6 = reinterpret_cast<const sockaddr_in6&>(a).sin6_addr;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
+}  // namespace
+
+bool SameHost(const sockaddr_storage& local, const sockaddr_storage& peer) {
+  if (IsLoopback(local) && IsLoopback(peer)) return true;
+  if (local.ss_family != peer.ss_family) return false;
+  if (local.ss_family == AF_INET)
+    return reinterpret_cast<const sockaddr_in&>(local).sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in&>(peer).sin_addr.s_addr;
+  if (local.ss_family == AF_INET6)
+    return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(local).sin6_addr,
+                       &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, sizeof(in6_addr)) == 0;
+  return false;
+}
+
 void TuneForTransfer(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_storage local{};
+  sockaddr_storage peer{};
+  socklen_t local_len = sizeof(local);
+  socklen_t peer_len = sizeof(peer);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 || !SameHost(local, peer))
+    return;
+  const int bytes = kSameHostSocketBuffer;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
 void EnableKeepAlive(int fd, int idle_s, int interval_s, int count) {

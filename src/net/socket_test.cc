@@ -1,6 +1,10 @@
 #include "net/socket.h"
 
+#include <arpa/inet.h>
+
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include <atomic>
 #include <numeric>
@@ -321,6 +325,66 @@ TEST(SocketTest, ConnectFromLocalAddress) {
   std::string peer;
   ASSERT_TRUE(Accept(listener, &s, &peer).ok());
   EXPECT_TRUE(s.valid());
+}
+
+sockaddr_storage Address(const char* text) {
+  sockaddr_storage a{};
+  if (inet_pton(AF_INET, text, &reinterpret_cast<sockaddr_in&>(a).sin_addr) == 1) {
+    a.ss_family = AF_INET;
+  } else {
+    EXPECT_EQ(inet_pton(AF_INET6, text, &reinterpret_cast<sockaddr_in6&>(a).sin6_addr), 1) << text;
+    a.ss_family = AF_INET6;
+  }
+  return a;
+}
+
+TEST(SocketTest, SameHostMeansEqualOrLoopbackAddresses) {
+  EXPECT_TRUE(SameHost(Address("127.0.0.1"), Address("127.0.0.1")));
+  EXPECT_TRUE(SameHost(Address("127.0.0.1"), Address("127.0.0.2")));
+  EXPECT_TRUE(SameHost(Address("::1"), Address("::1")));
+  EXPECT_TRUE(SameHost(Address("::ffff:127.0.0.1"), Address("127.0.0.1")));
+  EXPECT_TRUE(SameHost(Address("10.1.2.3"), Address("10.1.2.3")));
+  EXPECT_TRUE(SameHost(Address("fd00::5"), Address("fd00::5")));
+  EXPECT_FALSE(SameHost(Address("10.1.2.3"), Address("10.1.2.4")));
+  EXPECT_FALSE(SameHost(Address("127.0.0.1"), Address("10.1.2.3")));
+  EXPECT_FALSE(SameHost(Address("fd00::5"), Address("fd00::6")));
+  EXPECT_FALSE(SameHost(Address("::ffff:10.1.2.3"), Address("10.1.2.3")));  // mixed families: not judged equal
+}
+
+int SysctlBytes(const char* path) {
+  FILE* f = std::fopen(path, "r");
+  long v = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld", &v) != 1) v = 0;
+    std::fclose(f);
+  }
+  return static_cast<int>(v);
+}
+
+TEST(SocketTest, SameHostConnectionsGetSmallFixedBuffers) {
+  Pair p = ConnectedPair();  // Connect tuned the client's end
+  int rcv = 0;
+  int snd = 0;
+  socklen_t len = sizeof(int);
+  ASSERT_EQ(getsockopt(p.client.fd(), SOL_SOCKET, SO_RCVBUF, &rcv, &len), 0);
+  len = sizeof(int);
+  ASSERT_EQ(getsockopt(p.client.fd(), SOL_SOCKET, SO_SNDBUF, &snd, &len), 0);
+  // The kernel doubles what is set, within net.core.[rw]mem_max.
+  EXPECT_EQ(rcv, 2 * std::min(kSameHostSocketBuffer, SysctlBytes("/proc/sys/net/core/rmem_max")));
+  EXPECT_EQ(snd, 2 * std::min(kSameHostSocketBuffer, SysctlBytes("/proc/sys/net/core/wmem_max")));
+  // Tuning the accepted end too, and again, changes nothing else.
+  TuneForTransfer(p.server.fd());
+  TuneForTransfer(p.client.fd());
+  int again = 0;
+  len = sizeof(int);
+  ASSERT_EQ(getsockopt(p.server.fd(), SOL_SOCKET, SO_RCVBUF, &again, &len), 0);
+  EXPECT_EQ(again, rcv);
+  std::vector<uint8_t> out(4 << 20, 0x3C);
+  std::vector<uint8_t> in(out.size(), 0);
+  std::thread sender([&] { EXPECT_TRUE(SendAll(p.client.fd(), out.data(), out.size(), Deadline::AfterMillis(20000)).ok()); });
+  EXPECT_TRUE(RecvAll(p.server.fd(), in.data(), in.size(), Deadline::AfterMillis(20000)).ok());
+  sender.join();
+  EXPECT_EQ(in, out);
 }
 
 TEST(SocketTest, AcceptOnShutDownListenerReturnsInvalidSocket) {
