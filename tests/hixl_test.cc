@@ -63,6 +63,14 @@ struct Client {
     EXPECT_EQ(engine.Initialize("127.0.0.1", opts), SUCCESS);
     EXPECT_EQ(engine.RegisterMem(Desc(buf, n), MEM_HOST, handle), SUCCESS);
   }
+  // Initialize's status in `init` (for options that may fail, such as a
+  // port another process took meanwhile), not checked here.
+  Client(size_t n, std::map<AscendString, AscendString> opts, Status* init) : buf(Alloc(n, 0)), len(n) {
+    *init = engine.Initialize("127.0.0.1", opts);
+    if (*init == SUCCESS) {
+      EXPECT_EQ(engine.RegisterMem(Desc(buf, n), MEM_HOST, handle), SUCCESS);
+    }
+  }
   ~Client() { engine.Finalize(); }
   uintptr_t at(size_t off) const { return reinterpret_cast<uintptr_t>(buf.get()) + off; }
 };
@@ -312,9 +320,19 @@ TEST(HixlTest, TransfersCountInTheMetrics) {
   FillHixlPattern(sbuf.get(), kLen, 61);
   MemHandle sh = nullptr;
   ASSERT_EQ(server.RegisterMem(Desc(sbuf, kLen), MEM_HOST, sh), SUCCESS);
-  const uint16_t metrics_port = lldd_test::FreeLoopbackPort();
-  const std::string mp = std::to_string(metrics_port);
-  Client client(kLen, {{"llm.TransferBackend", "tcp"}, {"llm.MetricsPort", mp.c_str()}});
+  // A free port may be taken by a test running beside this one before the
+  // engine binds it: then another.
+  uint16_t metrics_port = 0;
+  std::unique_ptr<Client> metered;
+  for (int tries = 0; tries < 20 && metered == nullptr; ++tries) {
+    metrics_port = lldd_test::FreeLoopbackPort();
+    const std::string mp = std::to_string(metrics_port);
+    Status init = FAILED;
+    metered = std::make_unique<Client>(kLen, std::map<AscendString, AscendString>{{"llm.TransferBackend", "tcp"}, {"llm.MetricsPort", mp.c_str()}}, &init);
+    if (init != SUCCESS) metered.reset();
+  }
+  ASSERT_NE(metered, nullptr) << "no metrics port could be bound";
+  Client& client = *metered;
   ASSERT_EQ(client.engine.Connect(name.c_str(), kTimeoutMs), SUCCESS);
   const uintptr_t remote = reinterpret_cast<uintptr_t>(sbuf.get());
   ASSERT_EQ(client.engine.TransferSync(name.c_str(), READ, {{client.at(0), remote, 4096}, {client.at(8192), remote + 8192, 4096}},

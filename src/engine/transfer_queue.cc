@@ -243,7 +243,7 @@ void TransferQueue::Linger(std::unique_lock<std::mutex>& lock) {
   --spinning_;
 }
 
-void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
+void TransferQueue::RunAndFinish(std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock,
                                  Result* first_result) {
   uint64_t bytes = 0;
   for (const auto& req : batch) bytes += req->bytes;
@@ -283,20 +283,24 @@ void TransferQueue::RunAndFinish(const std::vector<RequestPtr>& batch, std::uniq
   }
 }
 
-void TransferQueue::Retire(const std::vector<RequestPtr>& batch) {
-  // The callers allocated these jobs; freeing them on their threads keeps
-  // the allocator's per-thread caches filled, where a worker's frees would
-  // send every caller's next allocations to the shared arena and its lock.
-  // The jobs move (no reference count changes hands between the cores).
+void TransferQueue::Retire(std::vector<RequestPtr>& batch) {
+  // The callers allocated these requests and jobs; freeing them on their
+  // threads keeps the allocator's per-thread caches filled, where a
+  // worker's frees would send every caller's next allocations to the
+  // shared arena and its lock. The references move: no count changes on
+  // this core, so none of the requests' lines comes back here dirty.
   auto lock = BriefLock(handles_mu_);
-  for (const RequestPtr& req : batch) retired_.push_back(std::move(req->job));
+  for (RequestPtr& req : batch) retired_.push_back(std::move(req));
 }
 
 void TransferQueue::DropRetired(std::unique_lock<std::mutex>& handles_lock) {
   if (retired_.empty()) return;
-  std::vector<JobPtr> dropped;
+  std::vector<RequestPtr> dropped;
   dropped.swap(retired_);
   handles_lock.unlock();
+  // A finished request keeps no job (its peer, op lists, meter), even while
+  // its handle waits to be queried.
+  for (RequestPtr& req : dropped) req->job.reset();
   dropped.clear();
   RelockBriefly(handles_lock);
 }

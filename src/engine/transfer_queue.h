@@ -154,7 +154,7 @@ class TransferQueue {
   // Moves the queued requests that can join `first` into `batch` (mu_ held).
   void TakeJoinable(RequestPtr first, std::vector<RequestPtr>* batch);
   // Runs `batch` (mu_ not held) and records each request's status.
-  void RunAndFinish(const std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock, Result* first_result);
+  void RunAndFinish(std::vector<RequestPtr>& batch, std::unique_lock<std::mutex>& lock, Result* first_result);
   // One result per request of `batch`.
   static std::vector<Result> RunBatch(const std::vector<RequestPtr>& batch);
   static Result RunAlone(const Request& req);
@@ -162,9 +162,10 @@ class TransferQueue {
   // and one wake-up of WaitPeer for all of them.
   void Finished(const std::vector<RequestPtr>& reqs);
   static RequestStatus StatusOf(const Result& r);
-  // A worker's finished requests, whose jobs the callers free (handles_mu_
-  // not held; DropRetired: held, and held again on return).
-  void Retire(const std::vector<RequestPtr>& batch);
+  // A worker's finished requests (moved out of `batch`), which the callers
+  // free with their jobs (handles_mu_ not held; DropRetired: held, and held
+  // again on return).
+  void Retire(std::vector<RequestPtr>& batch);
   void DropRetired(std::unique_lock<std::mutex>& handles_lock);
 
   const uint32_t threads_wanted_;
@@ -176,7 +177,7 @@ class TransferQueue {
   std::mutex handles_mu_;
   std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle (handles_mu_)
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
-  std::vector<JobPtr> retired_;              // jobs of requests a worker finished, not yet freed (handles_mu_)
+  std::vector<RequestPtr> retired_;          // requests a worker finished, their jobs not yet freed (handles_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
   // Submissions land in the inbox under inbox_mu_ alone, held for a push,
   // so a caller streaming small requests does not wait for the workers'

@@ -51,6 +51,10 @@ class CallMeter {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     if (begun_) {
       spec_.registry->Finish(peer_, spec_.transport, spec_.dir, spec_.bytes, seconds, status);
+      // Let go here, on the thread that took it in Begin: the meter's
+      // owner may be on another core, and a count change there would move
+      // the counters' line between the cores per call.
+      peer_.reset();
     } else {
       spec_.registry->Record(spec_.registry->Peer(spec_.cluster_id, false), spec_.transport, spec_.dir, spec_.bytes,
                              seconds, status);
