@@ -118,6 +118,9 @@ class Engine {
   // (metrics: in flight while the meter lives; the data path is the one
   // the first group takes). Engine::Transfer measures its own calls.
   metrics::MeterSpec MeterCall(uint64_t remote_cluster_id, const std::vector<OpsTransfer>& groups);
+  // The same for one group's kinds and bytes.
+  metrics::MeterSpec MeterCall(uint64_t remote_cluster_id, bool push, uint32_t local_kind, uint32_t remote_kind,
+                               uint64_t bytes);
   // Every transfer is a request of this queue (transfer_queue.h): front
   // ends submit asynchronous ones; Pull*/Push* run theirs through RunNow.
   TransferQueue& transfers() { return transfers_; }

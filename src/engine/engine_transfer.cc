@@ -145,13 +145,17 @@ Result Engine::TransferOps(const OpsTransfer& t, Deadline deadline) {
   return r;
 }
 
-metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id,
-                                                     const std::vector<OpsTransfer>& groups) {
+metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id, const std::vector<OpsTransfer>& groups) {
   uint64_t bytes = 0;
   for (const OpsTransfer& t : groups)
     for (const IoOp& op : t.ops) bytes += op.length;
   const bool push = !groups.empty() && groups[0].push;
   if (groups.empty()) return {&metrics_, remote_cluster_id, nullptr, push ? metrics::kPush : metrics::kPull, bytes};
+  return MeterCall(remote_cluster_id, push, groups[0].local_kind, groups[0].remote_kind, bytes);
+}
+
+metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id, bool push, uint32_t local_kind, uint32_t remote_kind,
+                                     uint64_t bytes) {
   // The data path's name, as last found by this thread for the same peer
   // and memory kinds while the links stayed as they are: a caller
   // streaming requests then takes no lock here (the links' lock is one
@@ -167,16 +171,14 @@ metrics::MeterSpec Engine::MeterCall(uint64_t remote_cluster_id,
   };
   thread_local Known known;
   const uint64_t version = links_version_.load(std::memory_order_acquire);
-  const OpsTransfer& first = groups[0];
   if (known.transport == nullptr || known.instance != instance_id_ || known.version != version ||
-      known.cluster != remote_cluster_id || known.local_kind != first.local_kind ||
-      known.remote_kind != first.remote_kind) {
+      known.cluster != remote_cluster_id || known.local_kind != local_kind || known.remote_kind != remote_kind) {
     const char* transport = nullptr;
     LinkPtr link;
     std::string why;
     if (FindLink(remote_cluster_id, &link).ok())
-      if (Endpoint* path = link->PathFor(first.local_kind, first.remote_kind, &why)) transport = path->name();
-    known = {instance_id_, version, remote_cluster_id, first.local_kind, first.remote_kind, transport};
+      if (Endpoint* path = link->PathFor(local_kind, remote_kind, &why)) transport = path->name();
+    known = {instance_id_, version, remote_cluster_id, local_kind, remote_kind, transport};
   }
   return {&metrics_, remote_cluster_id, known.transport, push ? metrics::kPush : metrics::kPull, bytes};
 }

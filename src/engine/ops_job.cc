@@ -16,7 +16,7 @@ void LeaseEachRegionOnce(Engine::OpsTransfer* t) {
 
 OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
                const metrics::MeterSpec& meter)
-    : key_(key), push_(push), groups_(std::move(groups)), runner_(std::move(runner)) {
+    : key_(key), push_(push), single_(false), groups_(std::move(groups)), runner_(std::move(runner)) {
   if (meter.registry != nullptr) meter_.emplace(meter);
   for (const auto& g : groups_) {
     ops_ += g.ops.size();
@@ -24,17 +24,70 @@ OpsJob::OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const 
   }
 }
 
-OpsJob::~OpsJob() { RecycleGroups(std::move(groups_)); }
+OpsJob::OpsJob(const void* key, bool push, const OneOp& one, std::shared_ptr<const Runner> runner,
+               const metrics::MeterSpec& meter)
+    : key_(key), push_(push), single_(true), one_(one), runner_(std::move(runner)), ops_(1), bytes_(one.op.length) {
+  if (meter.registry != nullptr) meter_.emplace(meter);
+}
+
+OpsJob::~OpsJob() {
+  if (!single_) RecycleGroups(std::move(groups_));
+}
+
+Result OpsJob::Run(Deadline deadline) const {
+  if (!single_) return (*runner_)(groups_, deadline);
+  // The lists from this (running) thread's spare storage.
+  Groups lists = SpareGroups();
+  lists.push_back(SpareTransfer());
+  CopyHeader(0, &lists[0]);
+  AppendGroup(0, &lists[0]);
+  Result r = (*runner_)(lists, deadline);
+  RecycleGroups(std::move(lists));
+  return r;
+}
+
+bool OpsJob::SameKinds(size_t i, const OpsJob& other) const {
+  const auto kinds = [i](const OpsJob& j) {
+    return j.single_ ? std::pair(j.one_.local_kind, j.one_.remote_kind)
+                     : std::pair(j.groups_[i].local_kind, j.groups_[i].remote_kind);
+  };
+  return kinds(*this) == kinds(other);
+}
+
+void OpsJob::CopyHeader(size_t i, Engine::OpsTransfer* t) const {
+  t->push = push_;
+  if (single_) {
+    t->remote_cluster_id = one_.remote_cluster_id;
+    t->local_kind = one_.local_kind;
+    t->remote_kind = one_.remote_kind;
+  } else {
+    t->remote_cluster_id = groups_[i].remote_cluster_id;
+    t->local_kind = groups_[i].local_kind;
+    t->remote_kind = groups_[i].remote_kind;
+  }
+}
+
+void OpsJob::AppendGroup(size_t i, Engine::OpsTransfer* t) const {
+  if (single_) {
+    t->ops.push_back(one_.op);
+    t->local_region_ids.push_back(one_.local_region_id);
+    t->remote_region_ids.push_back(one_.op.region_id);
+    return;
+  }
+  const Engine::OpsTransfer& g = groups_[i];
+  t->ops.insert(t->ops.end(), g.ops.begin(), g.ops.end());
+  t->local_region_ids.insert(t->local_region_ids.end(), g.local_region_ids.begin(), g.local_region_ids.end());
+  t->remote_region_ids.insert(t->remote_region_ids.end(), g.remote_region_ids.begin(), g.remote_region_ids.end());
+}
 
 bool OpsJob::CanJoin(const TransferJob& other) const {
   // typeid, not dynamic_cast: a worker asks this of every queued request
   // it looks at, with the queue locked.
   if (typeid(other) != typeid(OpsJob)) return false;
   const auto* o = static_cast<const OpsJob*>(&other);
-  if (o->key_ != key_ || o->push_ != push_ || o->groups_.size() != groups_.size()) return false;
-  for (size_t i = 0; i < groups_.size(); ++i)
-    if (o->groups_[i].local_kind != groups_[i].local_kind || o->groups_[i].remote_kind != groups_[i].remote_kind)
-      return false;
+  if (o->key_ != key_ || o->push_ != push_ || o->group_count() != group_count()) return false;
+  for (size_t i = 0; i < group_count(); ++i)
+    if (!SameKinds(i, *o)) return false;
   return true;
 }
 
@@ -42,27 +95,13 @@ std::unique_ptr<TransferJob> OpsJob::Join(const std::vector<const TransferJob*>&
   // The joined lists from this (worker) thread's spare storage: a join is
   // made and dropped per transfer.
   Groups joined = SpareGroups();
-  for (const Engine::OpsTransfer& g : groups_) {
-    Engine::OpsTransfer t = SpareTransfer();
-    t.remote_cluster_id = g.remote_cluster_id;
-    t.push = g.push;
-    t.local_kind = g.local_kind;
-    t.remote_kind = g.remote_kind;
-    t.local_region_ids.assign(g.local_region_ids.begin(), g.local_region_ids.end());
-    t.remote_region_ids.assign(g.remote_region_ids.begin(), g.remote_region_ids.end());
-    t.ops.assign(g.ops.begin(), g.ops.end());
-    joined.push_back(std::move(t));
+  for (size_t i = 0; i < group_count(); ++i) {
+    joined.push_back(SpareTransfer());
+    CopyHeader(i, &joined[i]);
   }
-  for (size_t j = 1; j < jobs.size(); ++j) {
-    const Groups& more = static_cast<const OpsJob*>(jobs[j])->groups_;
-    for (size_t i = 0; i < more.size(); ++i) {
-      Engine::OpsTransfer& g = joined[i];
-      g.ops.insert(g.ops.end(), more[i].ops.begin(), more[i].ops.end());
-      g.local_region_ids.insert(g.local_region_ids.end(), more[i].local_region_ids.begin(),
-                                more[i].local_region_ids.end());
-      g.remote_region_ids.insert(g.remote_region_ids.end(), more[i].remote_region_ids.begin(),
-                                 more[i].remote_region_ids.end());
-    }
+  for (const TransferJob* job : jobs) {
+    const auto* j = static_cast<const OpsJob*>(job);
+    for (size_t i = 0; i < joined.size(); ++i) j->AppendGroup(i, &joined[i]);
   }
   for (Engine::OpsTransfer& g : joined) LeaseEachRegionOnce(&g);
   // The runner, not owned: the joined jobs own it and outlive the join

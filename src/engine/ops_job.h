@@ -5,6 +5,12 @@
 // the same memory kinds group by group, join into one job whose groups
 // carry all their ops, so the join is the same engine transfers, only
 // longer.
+//
+// A request of one op (HIXL's small request) keeps that op in the job
+// itself (OneOp) rather than in op lists: the worker that runs or joins it
+// reads the job's few cache lines and no others, and each line it read is
+// one the caller's core must take back when it reuses the memory. Op lists
+// for a lone one-op job are made on the running thread.
 #ifndef LLM_DATADIST_SRC_ENGINE_OPS_JOB_H_
 #define LLM_DATADIST_SRC_ENGINE_OPS_JOB_H_
 
@@ -26,16 +32,25 @@ class OpsJob : public TransferJob {
  public:
   using Groups = std::vector<Engine::OpsTransfer>;
   using Runner = std::function<Result(const Groups& groups, Deadline deadline)>;
+  // One op and what its group needs (`op.region_id` is the remote region).
+  struct OneOp {
+    uint64_t remote_cluster_id = 0;
+    uint32_t local_kind = 0;
+    uint32_t remote_kind = 0;
+    uint64_t local_region_id = 0;
+    IoOp op;
+  };
 
   // `meter`, if it names a registry, measures this request (not a join
   // made of it). `groups` from SpareGroups/SpareTransfer, or any.
   OpsJob(const void* key, bool push, Groups groups, std::shared_ptr<const Runner> runner,
          const metrics::MeterSpec& meter = {});
+  OpsJob(const void* key, bool push, const OneOp& one, std::shared_ptr<const Runner> runner,
+         const metrics::MeterSpec& meter = {});
   // The op lists go back to this thread's spare storage.
   ~OpsJob() override;
 
-  const Groups& groups() const { return groups_; }
-  Result Run(Deadline deadline) const override { return (*runner_)(groups_, deadline); }
+  Result Run(Deadline deadline) const override;
   bool CanJoin(const TransferJob& other) const override;
   std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override;
   size_t ops() const override { return ops_; }
@@ -48,8 +63,17 @@ class OpsJob : public TransferJob {
   }
 
  private:
+  size_t group_count() const { return single_ ? 1 : groups_.size(); }
+  bool SameKinds(size_t i, const OpsJob& other) const;
+  // Group i's peer, direction and memory kinds, on an empty transfer.
+  void CopyHeader(size_t i, Engine::OpsTransfer* t) const;
+  // Appends group i's ops and region ids to `t`.
+  void AppendGroup(size_t i, Engine::OpsTransfer* t) const;
+
   const void* const key_;
   const bool push_;
+  const bool single_;  // the request's op is one_, groups_ is empty
+  OneOp one_;
   Groups groups_;  // not changed before the destructor recycles it
   const std::shared_ptr<const Runner> runner_;
   mutable std::optional<metrics::CallMeter> meter_;  // in place: no allocation of its own

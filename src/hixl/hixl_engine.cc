@@ -433,6 +433,14 @@ Result HixlEngine::MakePlan(const std::string& remote_engine, ::hixl::TransferOp
   LDD_RETURN_IF_ERROR(ResolveLocal(descs, &local));
   LDD_RETURN_IF_ERROR(ResolveRemote(*plan->peer, descs, deadline, &remote));
   plan->write = op == ::hixl::WRITE;
+  if (descs.size() == 1) {
+    // Kept in the job itself (ops_job.h): no op lists.
+    plan->single = true;
+    plan->one = {plan->peer->cluster_id, local[0].kind, remote[0].kind, local[0].region_id,
+                 IoOp{reinterpret_cast<uint8_t*>(descs[0].local_addr), remote[0].region_id,
+                      descs[0].remote_addr - remote[0].addr, descs[0].len}};
+    return Result::Ok();
+  }
   // One group per pair of memory kinds (rarely more than one), in storage
   // a finished request of this thread left (spare_transfers.h).
   std::vector<Engine::OpsTransfer>& groups = plan->groups;
@@ -483,6 +491,13 @@ std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan, std::chrono::ste
   // the plan's reference moves there (each count change is a locked
   // instruction on a line the workers touch too).
   std::shared_ptr<const OpsJob::Runner> runner(std::move(plan.peer), &peer->runner);
+  if (plan.single) {
+    const OpsJob::OneOp& one = plan.one;
+    metrics::MeterSpec meter =
+        engine_->MeterCall(peer->cluster_id, plan.write, one.local_kind, one.remote_kind, one.op.length);
+    meter.start = start;
+    return std::make_shared<OpsJob>(peer, plan.write, one, std::move(runner), meter);
+  }
   metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
   meter.start = start;
   return std::make_shared<OpsJob>(peer, plan.write, std::move(plan.groups), std::move(runner), meter);

@@ -102,7 +102,9 @@ class HixlEngine {
   struct Plan {
     PeerPtr peer;
     bool write = false;
-    std::vector<Engine::OpsTransfer> groups;
+    std::vector<Engine::OpsTransfer> groups;  // or, for a request of one op:
+    bool single = false;
+    OpsJob::OneOp one;
   };
   Result MakePlan(const std::string& remote_engine, ::hixl::TransferOp op,
                   const std::vector<::hixl::TransferOpDesc>& descs, Deadline deadline, Plan* plan);

@@ -32,8 +32,9 @@ struct MeterSpec {
 class CallMeter {
  public:
   explicit CallMeter(const MeterSpec& spec)
-      : spec_(spec),
-        start_(spec.start != std::chrono::steady_clock::time_point{} ? spec.start : std::chrono::steady_clock::now()) {}
+      : spec_(spec) {
+    if (spec_.start == std::chrono::steady_clock::time_point{}) spec_.start = std::chrono::steady_clock::now();
+  }
   ~CallMeter() { Finish(llm_datadist::LLM_FAILED); }
   CallMeter(const CallMeter&) = delete;
   CallMeter& operator=(const CallMeter&) = delete;
@@ -48,7 +49,7 @@ class CallMeter {
   void Finish(Status status) {
     if (finished_) return;
     finished_ = true;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - spec_.start).count();
     if (begun_) {
       spec_.registry->Finish(peer_, spec_.transport, spec_.dir, spec_.bytes, seconds, status);
       // Let go here, on the thread that took it in Begin: the meter's
@@ -62,8 +63,7 @@ class CallMeter {
   }
 
  private:
-  const MeterSpec spec_;
-  const std::chrono::steady_clock::time_point start_;
+  MeterSpec spec_;  // its start set: one copy of the time, the meter lives in each request
   std::shared_ptr<TransferCounters> peer_;  // from Begin
   bool begun_ = false;
   bool finished_ = false;
