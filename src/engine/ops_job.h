@@ -16,7 +16,7 @@
 
 #include <functional>
 #include <memory>
-#include <optional>
+#include <variant>
 #include <vector>
 
 #include "engine/engine.h"
@@ -55,29 +55,28 @@ class OpsJob : public TransferJob {
   std::unique_ptr<TransferJob> Join(const std::vector<const TransferJob*>& jobs) const override;
   size_t ops() const override { return ops_; }
   uint64_t bytes() const override { return bytes_; }
-  void Started() const override {
-    if (meter_) meter_->Begin();
-  }
-  void Report(const Result& result) const override {
-    if (meter_) meter_->Finish(result.code());
-  }
+  void Started() const override { meter_.Begin(); }
+  void Report(const Result& result) const override { meter_.Finish(result.code()); }
 
  private:
-  size_t group_count() const { return single_ ? 1 : groups_.size(); }
+  bool single() const { return std::holds_alternative<OneOp>(ops_of_); }
+  const OneOp& one() const { return std::get<OneOp>(ops_of_); }
+  const Groups& groups() const { return std::get<Groups>(ops_of_); }
+  size_t group_count() const { return single() ? 1 : groups().size(); }
   bool SameKinds(size_t i, const OpsJob& other) const;
   // Group i's peer, direction and memory kinds, on an empty transfer.
   void CopyHeader(size_t i, Engine::OpsTransfer* t) const;
   // Appends group i's ops and region ids to `t`.
   void AppendGroup(size_t i, Engine::OpsTransfer* t) const;
 
+  // Laid out to fill three cache lines with the shared_ptr's counts (an
+  // OpsJob of one op is made per request; see the top of this file).
   const void* const key_;
   const bool push_;
-  const bool single_;  // the request's op is one_, groups_ is empty
-  OneOp one_;
-  Groups groups_;  // not changed before the destructor recycles it
+  uint32_t ops_ = 0;
+  std::variant<OneOp, Groups> ops_of_;  // Groups: not changed before the destructor recycles them
   const std::shared_ptr<const Runner> runner_;
-  mutable std::optional<metrics::CallMeter> meter_;  // in place: no allocation of its own
-  size_t ops_ = 0;
+  mutable metrics::CallMeter meter_;  // in place: no allocation of its own
   uint64_t bytes_ = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include "common/brief_lock.h"
 #include "common/logging.h"
+#include "memory/line_pool.h"
 
 namespace lldd {
 
@@ -48,7 +49,8 @@ uint64_t TransferQueue::TakeInbox(Request* sync) {
 }
 
 TransferQueue::RequestPtr TransferQueue::NewRequest(uint64_t peer, Deadline deadline, JobPtr job) {
-  auto req = std::make_shared<Request>();
+  // Whole cache lines, from this thread's pool (line_pool.h).
+  auto req = std::allocate_shared<Request>(LineAllocator<Request>{});
   req->peer = peer;
   req->deadline = deadline;
   req->ops = job->ops();

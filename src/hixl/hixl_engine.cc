@@ -8,6 +8,7 @@
 #include "engine/ops_job.h"
 #include "engine/spare_transfers.h"
 #include "hixl/hixl_options.h"
+#include "memory/line_pool.h"
 
 namespace lldd::hixl_impl {
 namespace {
@@ -496,7 +497,8 @@ std::shared_ptr<const TransferJob> HixlEngine::JobOf(Plan plan, std::chrono::ste
     metrics::MeterSpec meter =
         engine_->MeterCall(peer->cluster_id, plan.write, one.local_kind, one.remote_kind, one.op.length);
     meter.start = start;
-    return std::make_shared<OpsJob>(peer, plan.write, one, std::move(runner), meter);
+    // Whole cache lines, from this thread's pool (line_pool.h).
+    return std::allocate_shared<OpsJob>(LineAllocator<OpsJob>{}, peer, plan.write, one, std::move(runner), meter);
   }
   metrics::MeterSpec meter = engine_->MeterCall(peer->cluster_id, plan.groups);
   meter.start = start;

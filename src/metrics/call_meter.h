@@ -13,6 +13,7 @@
 #define LLM_DATADIST_SRC_METRICS_CALL_METER_H_
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "metrics/metrics.h"
@@ -31,40 +32,55 @@ struct MeterSpec {
 
 class CallMeter {
  public:
+  // A spec without a registry makes a meter that measures nothing.
   explicit CallMeter(const MeterSpec& spec)
-      : spec_(spec) {
-    if (spec_.start == std::chrono::steady_clock::time_point{}) spec_.start = std::chrono::steady_clock::now();
-  }
+      : registry_(spec.registry),
+        cluster_id_(spec.cluster_id),
+        transport_(spec.transport),
+        bytes_(spec.bytes),
+        start_(spec.start != std::chrono::steady_clock::time_point{} ? spec.start : Now(spec.registry)),
+        dir_(static_cast<uint8_t>(spec.dir)) {}
   ~CallMeter() { Finish(llm_datadist::LLM_FAILED); }
   CallMeter(const CallMeter&) = delete;
   CallMeter& operator=(const CallMeter&) = delete;
 
   void Begin() {
-    if (begun_ || finished_) return;
-    peer_ = spec_.registry->Peer(spec_.cluster_id, false);
-    spec_.registry->Begin(peer_);
+    if (registry_ == nullptr || begun_ || finished_) return;
+    peer_ = registry_->Peer(cluster_id_, false);
+    registry_->Begin(peer_);
     begun_ = true;
   }
 
   void Finish(Status status) {
-    if (finished_) return;
+    if (registry_ == nullptr || finished_) return;
     finished_ = true;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - spec_.start).count();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const auto dir = static_cast<Direction>(dir_);
     if (begun_) {
-      spec_.registry->Finish(peer_, spec_.transport, spec_.dir, spec_.bytes, seconds, status);
+      registry_->Finish(peer_, transport_, dir, bytes_, seconds, status);
       // Let go here, on the thread that took it in Begin: the meter's
       // owner may be on another core, and a count change there would move
       // the counters' line between the cores per call.
       peer_.reset();
     } else {
-      spec_.registry->Record(spec_.registry->Peer(spec_.cluster_id, false), spec_.transport, spec_.dir, spec_.bytes,
-                             seconds, status);
+      registry_->Record(registry_->Peer(cluster_id_, false), transport_, dir, bytes_, seconds, status);
     }
   }
 
  private:
-  MeterSpec spec_;  // its start set: one copy of the time, the meter lives in each request
+  static std::chrono::steady_clock::time_point Now(const Registry* registry) {
+    return registry != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  }
+
+  // The spec's fields, packed: a meter lives in each request (one cache
+  // line's worth), which the caller and a worker both touch.
+  Registry* const registry_;
+  const uint64_t cluster_id_;
+  const char* const transport_;
+  const uint64_t bytes_;
+  const std::chrono::steady_clock::time_point start_;
   std::shared_ptr<TransferCounters> peer_;  // from Begin
+  const uint8_t dir_;
   bool begun_ = false;
   bool finished_ = false;
 };

@@ -1,0 +1,75 @@
+#include "memory/line_pool.h"
+
+#include <new>
+#include <vector>
+
+namespace lldd {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kPooled = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kPooled = false;
+#else
+constexpr bool kPooled = true;
+#endif
+#else
+constexpr bool kPooled = true;
+#endif
+
+constexpr size_t kPooledLines = 4;   // blocks of 1..4 lines are kept
+constexpr size_t kKeptPerSize = 1024;  // per thread: a few windows of requests in flight
+
+size_t LinesOf(size_t bytes) { return bytes == 0 ? 1 : (bytes + kCacheLine - 1) / kCacheLine; }
+
+void* NewBlock(size_t lines) { return ::operator new(lines * kCacheLine, std::align_val_t{kCacheLine}); }
+void DeleteBlock(void* block) { ::operator delete(block, std::align_val_t{kCacheLine}); }
+
+struct Pool {
+  std::vector<void*> free[kPooledLines];  // by lines - 1
+  ~Pool() {
+    for (auto& list : free)
+      for (void* block : list) DeleteBlock(block);
+  }
+};
+
+// As in spare_transfers.cc: objects freed on a thread after its pool went
+// (thread-local and static destructors that run later) go to the allocator.
+thread_local bool t_gone = false;
+struct PoolHolder {
+  Pool pool;
+  ~PoolHolder() { t_gone = true; }
+};
+thread_local PoolHolder t_holder;
+
+Pool* ThisThreadsPool() { return t_gone ? nullptr : &t_holder.pool; }
+
+}  // namespace
+
+void* AllocateLines(size_t bytes) {
+  const size_t lines = LinesOf(bytes);
+  if (kPooled && lines <= kPooledLines) {
+    if (Pool* pool = ThisThreadsPool(); pool != nullptr && !pool->free[lines - 1].empty()) {
+      void* block = pool->free[lines - 1].back();
+      pool->free[lines - 1].pop_back();
+      return block;
+    }
+  }
+  return NewBlock(lines);
+}
+
+void FreeLines(void* block, size_t bytes) {
+  if (block == nullptr) return;
+  const size_t lines = LinesOf(bytes);
+  if (kPooled && lines <= kPooledLines) {
+    Pool* pool = ThisThreadsPool();
+    if (pool != nullptr && pool->free[lines - 1].size() < kKeptPerSize) {
+      pool->free[lines - 1].push_back(block);
+      return;
+    }
+  }
+  DeleteBlock(block);
+}
+
+}  // namespace lldd
