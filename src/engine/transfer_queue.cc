@@ -79,7 +79,7 @@ Result TransferQueue::Submit(uint64_t peer, const void* user_data, Deadline dead
       inbox_bytes = inbox_bytes_ += req->bytes;
       submitted_.fetch_add(1, std::memory_order_seq_cst);
     }
-    requests_[req->id] = req;
+    requests_.Insert(req->id, req);  // ids rise: given under inbox_mu_, inserted in that order under handles_mu_
     handles_.store(requests_.size(), std::memory_order_relaxed);
   }
   *id = req->id;
@@ -379,11 +379,11 @@ Result TransferQueue::Status(uint64_t id, RequestStatus* status) {
   // workers that finish them.
   auto lock = BriefLock(handles_mu_);
   DropRetired(lock);
-  auto it = requests_.find(id);
-  if (it == requests_.end()) return Result::ParamInvalid(Msg("no asynchronous request ", id, " (finished ones are released when queried)"));
-  *status = it->second->status.load(std::memory_order_acquire);
+  RequestPtr* req = requests_.Find(id);
+  if (req == nullptr) return Result::ParamInvalid(Msg("no asynchronous request ", id, " (finished ones are released when queried)"));
+  *status = (*req)->status.load(std::memory_order_acquire);
   if (*status != RequestStatus::kWaiting) {
-    requests_.erase(it);
+    requests_.Erase(id);
     handles_.store(requests_.size(), std::memory_order_relaxed);
   }
   return Result::Ok();
@@ -393,16 +393,14 @@ void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResu
   results->clear();
   auto lock = BriefLock(handles_mu_);
   DropRetired(lock);
-  for (auto it = requests_.begin(); it != requests_.end() && results->size() < max;) {
-    const Request& req = *it->second;
-    const RequestStatus status = req.status.load(std::memory_order_acquire);
-    if (status == RequestStatus::kWaiting && skip_waiting) {
-      ++it;
-      continue;
-    }
-    results->push_back({req.id, req.user_data, status});
-    it = status == RequestStatus::kWaiting ? std::next(it) : requests_.erase(it);
-  }
+  requests_.Scan([&](uint64_t id, RequestPtr& req) {
+    if (results->size() >= max) return false;
+    const RequestStatus status = req->status.load(std::memory_order_acquire);
+    if (status == RequestStatus::kWaiting && skip_waiting) return true;
+    results->push_back({id, req->user_data, status});
+    if (status != RequestStatus::kWaiting) req.reset();  // reported: released
+    return true;
+  });
   handles_.store(requests_.size(), std::memory_order_relaxed);
 }
 

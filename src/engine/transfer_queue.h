@@ -42,6 +42,7 @@
 
 #include "common/deadline.h"
 #include "common/result.h"
+#include "engine/handle_table.h"
 
 namespace lldd {
 
@@ -175,7 +176,7 @@ class TransferQueue {
   std::condition_variable cv_;
   // Lock order: mu_, then handles_mu_.
   std::mutex handles_mu_;
-  std::map<uint64_t, RequestPtr> requests_;  // every unreleased asynchronous handle (handles_mu_)
+  HandleTable<RequestPtr> requests_;          // every unreleased asynchronous handle (handles_mu_)
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
   std::vector<RequestPtr> retired_;          // requests a worker finished, their jobs not yet freed (handles_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
