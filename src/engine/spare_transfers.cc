@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "common/per_thread.h"
+
 namespace lldd {
 namespace {
 
@@ -13,18 +15,8 @@ struct Pool {
   std::vector<std::vector<Engine::OpsTransfer>> groups;
 };
 
-// The pool lives until its thread ends. Jobs may still be destroyed after
-// that on the same thread (thread-local and static objects that hold a
-// queue are destroyed later): `t_gone` (trivially destructible, so it
-// outlives the holder) sends them to the allocator instead.
-thread_local bool t_gone = false;
-struct PoolHolder {
-  Pool pool;
-  ~PoolHolder() { t_gone = true; }
-};
-thread_local PoolHolder t_holder;
-
-Pool* ThisThreadsPool() { return t_gone ? nullptr : &t_holder.pool; }
+// Null on a thread whose pool is gone (per_thread.h): the allocator's then.
+Pool* ThisThreadsPool() { return ThisThreads<Pool>(); }
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 #include <new>
 #include <vector>
 
+#include "common/per_thread.h"
+
 namespace lldd {
 namespace {
 
@@ -34,16 +36,8 @@ struct Pool {
   }
 };
 
-// As in spare_transfers.cc: objects freed on a thread after its pool went
-// (thread-local and static destructors that run later) go to the allocator.
-thread_local bool t_gone = false;
-struct PoolHolder {
-  Pool pool;
-  ~PoolHolder() { t_gone = true; }
-};
-thread_local PoolHolder t_holder;
-
-Pool* ThisThreadsPool() { return t_gone ? nullptr : &t_holder.pool; }
+// Null on a thread whose pool is gone (per_thread.h): the allocator's then.
+Pool* ThisThreadsPool() { return ThisThreads<Pool>(); }
 
 }  // namespace
 
