@@ -8,17 +8,7 @@
 namespace lldd {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kPooled = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kPooled = false;
-#else
-constexpr bool kPooled = true;
-#endif
-#else
-constexpr bool kPooled = true;
-#endif
+constexpr bool kPooled = kLinePoolKeepsBlocks;
 
 constexpr size_t kPooledLines = 4;   // blocks of 1..4 lines are kept
 constexpr size_t kKeptPerSize = 1024;  // per thread: a few windows of requests in flight

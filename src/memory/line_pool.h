@@ -22,6 +22,19 @@ namespace lldd {
 
 constexpr size_t kCacheLine = 64;
 
+// Whether freed blocks are kept for reuse (not under the sanitizers).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kLinePoolKeepsBlocks = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kLinePoolKeepsBlocks = false;
+#else
+constexpr bool kLinePoolKeepsBlocks = true;
+#endif
+#else
+constexpr bool kLinePoolKeepsBlocks = true;
+#endif
+
 // At least `bytes`, aligned to a cache line; never null (std::bad_alloc).
 void* AllocateLines(size_t bytes);
 // A block from AllocateLines of the same `bytes`.
