@@ -49,25 +49,18 @@ Result OpsJob::Run(Deadline deadline) const {
   return r;
 }
 
-bool OpsJob::SameKinds(size_t i, const OpsJob& other) const {
-  const auto kinds = [i](const OpsJob& j) {
-    return j.single() ? std::pair(j.one().local_kind, j.one().remote_kind)
-                      : std::pair(j.groups()[i].local_kind, j.groups()[i].remote_kind);
-  };
-  return kinds(*this) == kinds(other);
+OpsJob::Header OpsJob::HeaderOf(size_t i) const {
+  if (single()) return {one().remote_cluster_id, one().local_kind, one().remote_kind};
+  const Engine::OpsTransfer& g = groups()[i];
+  return {g.remote_cluster_id, g.local_kind, g.remote_kind};
 }
 
 void OpsJob::CopyHeader(size_t i, Engine::OpsTransfer* t) const {
+  const Header h = HeaderOf(i);
   t->push = push_;
-  if (single()) {
-    t->remote_cluster_id = one().remote_cluster_id;
-    t->local_kind = one().local_kind;
-    t->remote_kind = one().remote_kind;
-  } else {
-    t->remote_cluster_id = groups()[i].remote_cluster_id;
-    t->local_kind = groups()[i].local_kind;
-    t->remote_kind = groups()[i].remote_kind;
-  }
+  t->remote_cluster_id = h.remote_cluster_id;
+  t->local_kind = h.local_kind;
+  t->remote_kind = h.remote_kind;
 }
 
 void OpsJob::AppendGroup(size_t i, Engine::OpsTransfer* t) const {
@@ -89,8 +82,11 @@ bool OpsJob::CanJoin(const TransferJob& other) const {
   if (typeid(other) != typeid(OpsJob)) return false;
   const auto* o = static_cast<const OpsJob*>(&other);
   if (o->key_ != key_ || o->push_ != push_ || o->group_count() != group_count()) return false;
-  for (size_t i = 0; i < group_count(); ++i)
-    if (!SameKinds(i, *o)) return false;
+  for (size_t i = 0; i < group_count(); ++i) {
+    const Header mine = HeaderOf(i);
+    const Header theirs = o->HeaderOf(i);
+    if (mine.local_kind != theirs.local_kind || mine.remote_kind != theirs.remote_kind) return false;
+  }
   return true;
 }
 

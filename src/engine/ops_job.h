@@ -63,7 +63,13 @@ class OpsJob : public TransferJob {
   const OneOp& one() const { return std::get<OneOp>(ops_of_); }
   const Groups& groups() const { return std::get<Groups>(ops_of_); }
   size_t group_count() const { return single() ? 1 : groups().size(); }
-  bool SameKinds(size_t i, const OpsJob& other) const;
+  // Group i's peer and memory kinds.
+  struct Header {
+    uint64_t remote_cluster_id;
+    uint32_t local_kind;
+    uint32_t remote_kind;
+  };
+  Header HeaderOf(size_t i) const;
   // Group i's peer, direction and memory kinds, on an empty transfer.
   void CopyHeader(size_t i, Engine::OpsTransfer* t) const;
   // Appends group i's ops and region ids to `t`.

@@ -8,8 +8,6 @@
 namespace lldd {
 namespace {
 
-constexpr bool kPooled = kLinePoolKeepsBlocks;
-
 constexpr size_t kPooledLines = 4;   // blocks of 1..4 lines are kept
 constexpr size_t kKeptPerSize = 1024;  // per thread: a few windows of requests in flight
 
@@ -33,7 +31,7 @@ Pool* ThisThreadsPool() { return ThisThreads<Pool>(); }
 
 void* AllocateLines(size_t bytes) {
   const size_t lines = LinesOf(bytes);
-  if (kPooled && lines <= kPooledLines) {
+  if (kLinePoolKeepsBlocks && lines <= kPooledLines) {
     if (Pool* pool = ThisThreadsPool(); pool != nullptr && !pool->free[lines - 1].empty()) {
       void* block = pool->free[lines - 1].back();
       pool->free[lines - 1].pop_back();
@@ -46,7 +44,7 @@ void* AllocateLines(size_t bytes) {
 void FreeLines(void* block, size_t bytes) {
   if (block == nullptr) return;
   const size_t lines = LinesOf(bytes);
-  if (kPooled && lines <= kPooledLines) {
+  if (kLinePoolKeepsBlocks && lines <= kPooledLines) {
     Pool* pool = ThisThreadsPool();
     if (pool != nullptr && pool->free[lines - 1].size() < kKeptPerSize) {
       pool->free[lines - 1].push_back(block);
