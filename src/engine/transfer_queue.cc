@@ -291,20 +291,25 @@ void TransferQueue::Retire(std::vector<RequestPtr>& batch) {
   // worker's frees would send every caller's next allocations to the
   // shared arena and its lock. The references move: no count changes on
   // this core, so none of the requests' lines comes back here dirty.
-  auto lock = BriefLock(handles_mu_);
+  auto lock = BriefLock(retired_mu_);
   for (RequestPtr& req : batch) retired_.push_back(std::move(req));
+  any_retired_.store(true, std::memory_order_release);
 }
 
-void TransferQueue::DropRetired(std::unique_lock<std::mutex>& handles_lock) {
-  if (retired_.empty()) return;
-  std::vector<RequestPtr> dropped;
-  dropped.swap(retired_);
-  handles_lock.unlock();
+void TransferQueue::DropRetired() {
+  if (!any_retired_.load(std::memory_order_acquire)) return;
+  // Emptied before each return: it lends its storage to retired_ for the
+  // next batch, so neither side allocates in a steady stream.
+  thread_local std::vector<RequestPtr> dropped;
+  {
+    auto lock = BriefLock(retired_mu_);
+    dropped.swap(retired_);
+    any_retired_.store(false, std::memory_order_relaxed);
+  }
   // A finished request keeps no job (its peer, op lists, meter), even while
   // its handle waits to be queried.
   for (RequestPtr& req : dropped) req->job.reset();
   dropped.clear();
-  RelockBriefly(handles_lock);
 }
 
 void TransferQueue::MaybeWake() {
@@ -377,8 +382,8 @@ std::vector<Result> TransferQueue::RunBatch(const std::vector<RequestPtr>& batch
 Result TransferQueue::Status(uint64_t id, RequestStatus* status) {
   // Not under mu_: a caller polling its requests must not slow the
   // workers that finish them.
+  DropRetired();
   auto lock = BriefLock(handles_mu_);
-  DropRetired(lock);
   RequestPtr* req = requests_.Find(id);
   if (req == nullptr) return Result::ParamInvalid(Msg("no asynchronous request ", id, " (finished ones are released when queried)"));
   *status = (*req)->status.load(std::memory_order_acquire);
@@ -391,8 +396,8 @@ Result TransferQueue::Status(uint64_t id, RequestStatus* status) {
 
 void TransferQueue::Query(size_t max, bool skip_waiting, std::vector<RequestResult>* results) {
   results->clear();
+  DropRetired();
   auto lock = BriefLock(handles_mu_);
-  DropRetired(lock);
   requests_.Scan([&](uint64_t id, RequestPtr& req) {
     if (results->size() >= max) return false;
     const RequestStatus status = req->status.load(std::memory_order_acquire);
@@ -496,8 +501,7 @@ void TransferQueue::Stop() {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
-  auto lock = BriefLock(handles_mu_);
-  DropRetired(lock);
+  DropRetired();
 }
 
 }  // namespace lldd

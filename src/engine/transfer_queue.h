@@ -164,10 +164,9 @@ class TransferQueue {
   void Finished(const std::vector<RequestPtr>& reqs);
   static RequestStatus StatusOf(const Result& r);
   // A worker's finished requests (moved out of `batch`), which the callers
-  // free with their jobs (handles_mu_ not held; DropRetired: held, and held
-  // again on return).
+  // free with their jobs (DropRetired, with no lock held).
   void Retire(std::vector<RequestPtr>& batch);
-  void DropRetired(std::unique_lock<std::mutex>& handles_lock);
+  void DropRetired();
 
   const uint32_t threads_wanted_;
   const size_t max_requests_;
@@ -178,7 +177,12 @@ class TransferQueue {
   std::mutex handles_mu_;
   HandleTable<RequestPtr> requests_;          // every unreleased asynchronous handle (handles_mu_)
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
-  std::vector<RequestPtr> retired_;          // requests a worker finished, their jobs not yet freed (handles_mu_)
+  // Apart from handles_mu_: a caller polling its handles then takes a lock
+  // that only callers take (its line stays on their core), and this one
+  // only when a worker retired something since.
+  std::mutex retired_mu_;
+  std::vector<RequestPtr> retired_;          // requests a worker finished, their jobs not yet freed (retired_mu_)
+  std::atomic<bool> any_retired_{false};     // retired_ is not empty (set under retired_mu_)
   std::deque<RequestPtr> queue_;             // asynchronous, not yet started
   // Submissions land in the inbox under inbox_mu_ alone, held for a push,
   // so a caller streaming small requests does not wait for the workers'

@@ -258,6 +258,42 @@ TEST(TransferQueueTest, OutstandingRequestsAreBoundedAndStopFailsTheQueuedOnes) 
   EXPECT_EQ(WaitDone(t, more), RequestStatus::kCompleted);
 }
 
+// A FakeJob that counts the live jobs: what a job holds (its peer, op
+// lists, meter) must go once its request finished.
+class CountedJob : public FakeJob {
+ public:
+  CountedJob(Log* log, std::atomic<int>* alive) : FakeJob(log, 0, 0), alive_(alive) { ++*alive_; }
+  ~CountedJob() override { --*alive_; }
+  bool CanJoin(const TransferJob&) const override { return false; }
+
+ private:
+  std::atomic<int>* alive_;
+};
+
+// The workers hand finished requests back; the next poll of any handle
+// frees their jobs (not the poll of each one's own handle), and so does
+// Stop.
+TEST(TransferQueueTest, FinishedRequestsLetGoOfTheirJobsAtTheNextPoll) {
+  Log log;
+  log.Open();
+  std::atomic<int> alive{0};
+  TransferQueue t(1, 16);
+  uint64_t a = 0, b = 0;
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &a).ok());
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &b).ok());
+  ASSERT_TRUE(t.WaitPeer(7, Deadline::AfterMillis(10000)).ok());
+  EXPECT_EQ(alive.load(), 2);  // finished, handed back, not yet polled
+  EXPECT_EQ(WaitDone(t, a), RequestStatus::kCompleted);
+  EXPECT_EQ(alive.load(), 0);  // b's too, though b was not asked about
+  EXPECT_EQ(WaitDone(t, b), RequestStatus::kCompleted);
+  uint64_t c = 0;
+  ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &c).ok());
+  ASSERT_TRUE(t.WaitPeer(7, Deadline::AfterMillis(10000)).ok());
+  t.Stop();
+  EXPECT_EQ(alive.load(), 0);
+  EXPECT_EQ(WaitDone(t, c), RequestStatus::kCompleted);
+}
+
 // A worker woken for requests that FailPeer (a Disconnect) took before it
 // ran finds the queue empty and goes back to sleep: it once spun holding
 // the queue's lock, so that nothing more could be submitted and Stop hung.
