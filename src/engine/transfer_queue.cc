@@ -4,6 +4,7 @@
 
 #include "common/brief_lock.h"
 #include "common/logging.h"
+#include "common/per_thread.h"
 #include "memory/line_pool.h"
 
 namespace lldd {
@@ -298,18 +299,22 @@ void TransferQueue::Retire(std::vector<RequestPtr>& batch) {
 
 void TransferQueue::DropRetired() {
   if (!any_retired_.load(std::memory_order_acquire)) return;
-  // Emptied before each return: it lends its storage to retired_ for the
-  // next batch, so neither side allocates in a steady stream.
-  thread_local std::vector<RequestPtr> dropped;
+  // This thread's spare list, emptied before each return: it lends its
+  // storage to retired_ for the next batch, so neither side allocates in a
+  // steady stream. A queue stopped after the thread's locals went (held by
+  // one, or by a static at exit) uses a list of its own.
+  std::vector<RequestPtr> own;
+  std::vector<RequestPtr>* dropped = ThisThreads<std::vector<RequestPtr>>();
+  if (dropped == nullptr) dropped = &own;
   {
     auto lock = BriefLock(retired_mu_);
-    dropped.swap(retired_);
+    dropped->swap(retired_);
     any_retired_.store(false, std::memory_order_relaxed);
   }
   // A finished request keeps no job (its peer, op lists, meter), even while
   // its handle waits to be queried.
-  for (RequestPtr& req : dropped) req->job.reset();
-  dropped.clear();
+  for (RequestPtr& req : *dropped) req->job.reset();
+  dropped->clear();
 }
 
 void TransferQueue::MaybeWake() {

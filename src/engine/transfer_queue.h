@@ -179,7 +179,8 @@ class TransferQueue {
   std::atomic<size_t> handles_{0};           // requests_.size(), read without the lock
   // Apart from handles_mu_: a caller polling its handles then takes a lock
   // that only callers take (its line stays on their core), and this one
-  // only when a worker retired something since.
+  // only when a worker retired something since. Taken alone, or under mu_
+  // (Retire).
   std::mutex retired_mu_;
   std::vector<RequestPtr> retired_;          // requests a worker finished, their jobs not yet freed (retired_mu_)
   std::atomic<bool> any_retired_{false};     // retired_ is not empty (set under retired_mu_)

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -292,6 +293,38 @@ TEST(TransferQueueTest, FinishedRequestsLetGoOfTheirJobsAtTheNextPoll) {
   t.Stop();
   EXPECT_EQ(alive.load(), 0);
   EXPECT_EQ(WaitDone(t, c), RequestStatus::kCompleted);
+}
+
+// A queue stopped on a thread whose thread-local storage was already
+// destroyed (a queue held by a thread-local, or by a static at exit) frees
+// its finished requests' jobs without the spare storage that thread had.
+TEST(TransferQueueTest, AQueueStoppedAfterItsThreadsLocalsWentStillFreesFinishedJobs) {
+  Log log;
+  log.Open();
+  std::atomic<int> alive{0};
+  std::thread([&] {
+    // Made before the thread's spare storage, so destroyed after it.
+    struct Holder {
+      std::unique_ptr<TransferQueue> queue;
+      ~Holder() { queue.reset(); }
+    };
+    thread_local Holder holder;
+    holder.queue = std::make_unique<TransferQueue>(1, 16);
+    TransferQueue& t = *holder.queue;
+    uint64_t a = 0, b = 0;
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &a).ok());
+    EXPECT_EQ(WaitDone(t, a), RequestStatus::kCompleted);
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &b).ok());
+    ASSERT_TRUE(t.WaitPeer(7, Deadline::AfterMillis(10000)).ok());
+    // A poll that finds a's request already handed back, so that this
+    // thread's spare storage exists and holds some.
+    RequestStatus s = RequestStatus::kWaiting;
+    EXPECT_TRUE(t.Status(b, &s).ok());
+    ASSERT_TRUE(t.Submit(7, nullptr, Deadline::Never(), std::make_shared<CountedJob>(&log, &alive), &a).ok());
+    ASSERT_TRUE(t.WaitPeer(7, Deadline::AfterMillis(10000)).ok());
+    EXPECT_EQ(alive.load(), 1);  // finished, handed back, not yet polled
+  }).join();
+  EXPECT_EQ(alive.load(), 0);
 }
 
 // A worker woken for requests that FailPeer (a Disconnect) took before it
