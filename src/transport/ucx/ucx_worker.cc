@@ -92,33 +92,59 @@ bool UcxWorker::ResourcesHaveRdma(const std::string& resources) {
   return false;
 }
 
+namespace {
+
+// UCX lists the network devices at ucp_init and opens each again at
+// ucp_worker_create: one that went away in between (a container's veth, or
+// a test's) fails the worker with UCS_ERR_NO_DEVICE, and listing them
+// again is all it takes.
+constexpr int kOpenAttempts = 3;
+
+std::function<void()>& BetweenInitAndWorker() {
+  static auto* hook = new std::function<void()>();  // never freed: read until exit
+  return *hook;
+}
+
+}  // namespace
+
+void UcxWorker::SetBetweenInitAndWorkerForTest(std::function<void()> hook) { BetweenInitAndWorker() = std::move(hook); }
+
+Result UcxWorker::OpenContextAndWorker() {
+  for (int attempt = 1;; ++attempt) {
+    ucp_config_t* config = nullptr;
+    ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
+    if (st != UCS_OK) return Result::Failed(Msg("UCX: reading its configuration failed: ", UcxStatusText(st)));
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+    params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+    params.mt_workers_shared = 0;
+    st = ucp_init(&params, config, &context_);
+    ucp_config_release(config);
+    if (st != UCS_OK) {
+      context_ = nullptr;
+      return Result::Failed(Msg("UCX: ucp_init failed: ", UcxStatusText(st)));
+    }
+    if (BetweenInitAndWorker()) BetweenInitAndWorker()();
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    st = ucp_worker_create(context_, &wp, &worker_);
+    if (st == UCS_OK) return Result::Ok();
+    worker_ = nullptr;
+    if (st != UCS_ERR_NO_DEVICE || attempt == kOpenAttempts)
+      return Result::Failed(Msg("UCX: ucp_worker_create failed: ", UcxStatusText(st)));
+    LDD_LOG(Info) << "UCX: a network device went away while the worker opened; listing them again";
+    ucp_cleanup(context_);
+    context_ = nullptr;
+  }
+}
+
 Result UcxWorker::Create(std::shared_ptr<UcxWorker>* out) {
   std::shared_ptr<UcxWorker> w(new UcxWorker());
-  ucp_config_t* config = nullptr;
-  ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
-  if (st != UCS_OK) return Result::Failed(Msg("UCX: reading its configuration failed: ", UcxStatusText(st)));
-  ucp_params_t params{};
-  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
-  params.mt_workers_shared = 0;
-  st = ucp_init(&params, config, &w->context_);
-  ucp_config_release(config);
-  if (st != UCS_OK) {
-    w->context_ = nullptr;
-    return Result::Failed(Msg("UCX: ucp_init failed: ", UcxStatusText(st)));
-  }
+  LDD_RETURN_IF_ERROR(w->OpenContextAndWorker());
   w->resources_ = ContextResources(w->context_);
   w->has_rdma_ = ResourcesHaveRdma(w->resources_);
-
-  ucp_worker_params_t wp{};
-  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
-  st = ucp_worker_create(w->context_, &wp, &w->worker_);
-  if (st != UCS_OK) {
-    w->worker_ = nullptr;
-    return Result::Failed(Msg("UCX: ucp_worker_create failed: ", UcxStatusText(st)));
-  }
-  st = ucp_worker_get_efd(w->worker_, &w->event_fd_);
+  ucs_status_t st = ucp_worker_get_efd(w->worker_, &w->event_fd_);
   if (st != UCS_OK) return Result::Failed(Msg("UCX: ucp_worker_get_efd failed: ", UcxStatusText(st)));
   ucp_address_t* address = nullptr;
   size_t address_len = 0;

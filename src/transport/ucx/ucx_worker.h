@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -71,9 +72,14 @@ class UcxWorker {
 
   // Exposed for tests: "rc_mlx5/mlx5_0:1 tcp/lo" -> true.
   static bool ResourcesHaveRdma(const std::string& resources);
+  // Tests only: runs between ucp_init and ucp_worker_create (nullptr: nothing).
+  static void SetBetweenInitAndWorkerForTest(std::function<void()> hook);
 
  private:
   UcxWorker() = default;
+  // ucp_init and ucp_worker_create, listing the devices again when one
+  // went away in between.
+  Result OpenContextAndWorker();
   void Run();
 
   std::mutex mu_;
