@@ -313,8 +313,8 @@ void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
   mine.Fill(7);
   // Warm up: the description and the connections (retried: 100 ms is short
   // on a loaded machine). A timed-out transfer closes the connections it
-  // used, so this runs again before each timed call: re-dialling them inside
-  // its 100 ms left a loaded ASan run of CI with no bytes flowing at all.
+  // used, so this runs again before each timed call, which then spends its
+  // 100 ms moving bytes rather than dialling.
   auto warm_up = [&] {
     for (int i = 0; i < 50; ++i) {
       std::vector<uint64_t> some{0, 1, 2, 3};
@@ -345,7 +345,7 @@ void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
   };
   name_each_block(repeat);
   // Three timed calls; pulls go on (up to ten) until one had bytes flowing
-  // at its deadline, which a busy machine does not grant every time.
+  // at its deadline.
   int landed = 0, calls = 0;
   for (; calls < 3 || (pull && landed == 0 && calls < 10); ++calls) {
     ASSERT_TRUE(warm_up()) << LlmDataDist::GetLastErrorMessage();
