@@ -329,21 +329,22 @@ void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
   // flowing at its deadline). Not under ThreadSanitizer: it is slow enough
   // with each block once, and a block named twice is written by two stripes
   // at once (the same bytes), which it rightly reports.
-  std::vector<uint64_t> blocks = AllBlocks(kRows);
+  const std::vector<uint64_t> once = AllBlocks(kRows);
+  std::vector<uint64_t> blocks = once;
   int repeat = 1;
+  // After a call that finished within the wait time, in `ms`.
+  auto name_each_block_more_often = [&](int64_t ms) {
+    if (lldd_test::kThreadSanitized || repeat >= 64) return;
+    repeat = static_cast<int>(std::min<int64_t>(int64_t{repeat} * (10 * kWaitMs / std::max<int64_t>(ms, 1) + 1), 64));
+    blocks.clear();
+    for (int r = 0; r < repeat; ++r) blocks.insert(blocks.end(), once.begin(), once.end());
+  };
   if (!lldd_test::kThreadSanitized) {
     const auto start = Clock::now();
     Status st = pull ? self_->PullKvBlocks(CacheIndex{kPeerId, remote}, mine.cache, blocks, blocks)
                      : self_->PushKvBlocks(mine.cache, CacheIndex{kPeerId, remote}, blocks, blocks);
-    const int64_t ms = std::max<int64_t>(MillisSince(start), 1);
-    if (st == LLM_SUCCESS) repeat = static_cast<int>(std::min<int64_t>(10 * kWaitMs / ms + 1, 64));
+    if (st == LLM_SUCCESS) name_each_block_more_often(MillisSince(start));
   }
-  const std::vector<uint64_t> once = blocks;
-  auto name_each_block = [&](int times) {
-    blocks.clear();
-    for (int r = 0; r < times; ++r) blocks.insert(blocks.end(), once.begin(), once.end());
-  };
-  name_each_block(repeat);
   // Three timed calls; pulls go on (up to ten) until one had bytes flowing
   // at its deadline.
   int landed = 0, calls = 0;
@@ -359,10 +360,7 @@ void TransferDeadlineTest::StillFlowingAtItsDeadline(bool pull) {
       // timed out on a cold start, leaving each block named once): the bound
       // still holds, and the next call names each block more often.
       EXPECT_LT(ms, kWaitMs + kMarginMs);
-      if (!lldd_test::kThreadSanitized && repeat < 64) {
-        repeat = static_cast<int>(std::min<int64_t>(int64_t{repeat} * (10 * kWaitMs / std::max<int64_t>(ms, 1) + 1), 64));
-        name_each_block(repeat);
-      }
+      name_each_block_more_often(ms);
       continue;
     }
     EXPECT_EQ(st, LLM_TIMEOUT) << Hex(st) << " " << LlmDataDist::GetLastErrorMessage();
