@@ -18,17 +18,27 @@ namespace lldd_bench {
 namespace {
 
 constexpr int32_t kTimeoutMs = 60000;
-// The peer's HIXL region and this side's both hold one request's ops.
+// The peer's HIXL region and this side's both hold `copies` requests' ops.
 constexpr int64_t kRegionId = kHixlRegionId;
+// With HixlConfig::distinct, the memory each side's copies take at most.
+constexpr uint64_t kCopyBudget = 64ULL << 20;
+
+// How many distinct copies of a request's ranges a row cycles through.
+uint64_t RequestCopies(const HixlConfig& c) {
+  if (c.in_flight == 0 || !c.distinct) return 1;
+  return std::clamp<uint64_t>(kCopyBudget / c.bytes_per_request(), 1, c.in_flight);
+}
 
 }  // namespace
 
 // This side of a row's shape: a client-only engine connected to the
-// peer's, and a registered local buffer of `ops` slots.
+// peer's, and a registered local buffer of `copies` x `ops` slots (copy k
+// holds slots k * ops ..., on both sides).
 struct HixlRunner::Session {
   std::string transport;
   uint64_t op_bytes = 0;
   uint64_t ops = 0;
+  uint64_t copies = 1;
   hixl::Hixl engine;
   std::string remote;
   uintptr_t remote_base = 0;
@@ -51,13 +61,15 @@ std::string HixlError(const char* what, hixl::Status st) {
   return std::string(what) + " returned " + std::to_string(st);
 }
 
-// The request's TransferOpDescs: lists move src rows to dst rows in the
-// direction data flows (READ: remote -> local).
-std::vector<hixl::TransferOpDesc> Descs(const Session& s, const HixlConfig& c, const BlockLists& lists) {
+// Copy `copy` of the request's TransferOpDescs: lists move src rows to dst
+// rows in the direction data flows (READ: remote -> local).
+std::vector<hixl::TransferOpDesc> Descs(const Session& s, const HixlConfig& c, const BlockLists& lists,
+                                        uint64_t copy = 0) {
   std::vector<hixl::TransferOpDesc> descs(lists.src.size());
+  const uint64_t base = copy * c.ops;
   for (size_t i = 0; i < descs.size(); ++i) {
-    const uint64_t local_slot = c.write ? lists.src[i] : lists.dst[i];
-    const uint64_t remote_slot = c.write ? lists.dst[i] : lists.src[i];
+    const uint64_t local_slot = base + (c.write ? lists.src[i] : lists.dst[i]);
+    const uint64_t remote_slot = base + (c.write ? lists.dst[i] : lists.src[i]);
     descs[i] = {reinterpret_cast<uintptr_t>(s.LocalSlot(local_slot)), s.remote_base + remote_slot * c.op_bytes,
                 c.op_bytes};
   }
@@ -115,22 +127,25 @@ namespace {
 bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c, std::unique_ptr<Session>* session,
                  std::string* error) {
   auto& s = *session;
-  if (s && s->transport == c.transport && s->op_bytes == c.op_bytes && s->ops == c.ops) return true;
+  const uint64_t copies = RequestCopies(c);
+  if (s && s->transport == c.transport && s->op_bytes == c.op_bytes && s->ops == c.ops && s->copies == copies)
+    return true;
   s.reset();
   std::string engine;
   uintptr_t base = 0;
-  if (!peer.StartHixl(c.transport, c.ops, c.op_bytes, kServerSeed, &engine, &base, error)) return false;
+  if (!peer.StartHixl(c.transport, copies * c.ops, c.op_bytes, kServerSeed, &engine, &base, error)) return false;
   auto n = std::make_unique<Session>();
   n->transport = c.transport;
   n->op_bytes = c.op_bytes;
   n->ops = c.ops;
+  n->copies = copies;
   n->remote = engine;
   n->remote_base = base;
   std::map<hixl::AscendString, hixl::AscendString> options;
   if (c.transport != "-" && !c.transport.empty()) options["llm.TransferBackend"] = c.transport.c_str();
   hixl::Status st = n->engine.Initialize(host.c_str(), options);
   if (st != hixl::SUCCESS) return *error = HixlError("Initialize", st), false;
-  n->local_bytes = c.ops * c.op_bytes;
+  n->local_bytes = copies * c.ops * c.op_bytes;
   void* p = ::mmap(nullptr, n->local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return *error = "out of memory", false;
   n->local = static_cast<uint8_t*>(p);
@@ -138,6 +153,9 @@ bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c,
   if (st != hixl::SUCCESS) return *error = HixlError("RegisterMem", st), false;
   st = n->engine.Connect(engine.c_str(), 10000);
   if (st != hixl::SUCCESS) return *error = HixlError("Connect", st), false;
+  // WRITE rows send every copy: each holds this side's pattern from the start.
+  for (uint64_t slot = 0; slot < copies * c.ops; ++slot)
+    lldd_tools::FillPattern(n->LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
   s = std::move(n);
   return true;
 }
@@ -166,10 +184,46 @@ bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const Bl
   return true;
 }
 
+// Before a timed loop: every copy's destinations hold what the loop's
+// bytes are not, so a request that never landed shows in CheckCopies
+// (the first verified request left copy 0's as it wants them).
+bool ResetDestinations(PeerClient& peer, const Session& s, const HixlConfig& c, std::string* error) {
+  if (c.write) {
+    std::vector<uint64_t> rows(s.copies * c.ops);
+    for (uint64_t r = 0; r < rows.size(); ++r) rows[r] = r;
+    return peer.Fill(kRegionId, kServerSeed, rows, error);
+  }
+  for (uint64_t slot = 0; slot < s.copies * c.ops; ++slot)
+    lldd_tools::FillPattern(s.LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
+  return true;
+}
+
+// After a timed loop of `calls` requests: every byte of each copy's
+// destinations, as the copy's last request left them.
+bool CheckCopies(PeerClient& peer, const Session& s, const HixlConfig& c, const BlockLists& lists, uint64_t calls,
+                 std::string* error) {
+  const uint64_t used = std::min(s.copies, calls);
+  if (c.write) {
+    std::vector<std::pair<uint64_t, uint64_t>> pairs;
+    for (uint64_t k = 0; k < used; ++k)
+      for (size_t i = 0; i < lists.src.size(); ++i) pairs.emplace_back(k * c.ops + lists.dst[i], k * c.ops + lists.src[i]);
+    return peer.Check(kRegionId, kClientSeed, pairs, error);
+  }
+  for (uint64_t k = 0; k < used; ++k) {
+    for (size_t i = 0; i < lists.src.size(); ++i) {
+      const uint64_t dst = k * c.ops + lists.dst[i], src = k * c.ops + lists.src[i];
+      size_t at = lldd_tools::FindPatternMismatch(s.LocalSlot(dst), c.op_bytes, RowSeed(kServerSeed, 0, src));
+      if (at != c.op_bytes)
+        return *error = "READ of remote slot " + std::to_string(src) + " differs at byte " + std::to_string(at), false;
+    }
+  }
+  return true;
+}
+
 // Keeps `window` requests in flight until the time budget is spent, then
 // drains them; a request's latency runs from its submission to the poll
-// that saw it complete.
-LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::TransferOpDesc>& descs,
+// that saw it complete. Request n moves copy n % copies.
+LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<std::vector<hixl::TransferOpDesc>>& copies,
                        const LoopLimits& limits, std::string* error) {
   struct InFlight {
     hixl::TransferReq req;
@@ -190,7 +244,8 @@ LoopResult RunWindowed(Session& s, const HixlConfig& c, const std::vector<hixl::
       // counts (one reading per pass: each costs about as much as a
       // tenth of a small request).
       const Clock::time_point submitted_at = now;
-      hixl::Status st = s.engine.TransferAsync(s.remote.c_str(), op, descs, hixl::TransferArgs{}, req);
+      hixl::Status st =
+          s.engine.TransferAsync(s.remote.c_str(), op, copies[submitted % copies.size()], hixl::TransferArgs{}, req);
       if (st != hixl::SUCCESS) {
         *error = HixlError("TransferAsync", st);
         r.ok = false;
@@ -236,16 +291,19 @@ bool HixlRunner::Measure(const HixlConfig& c, HixlRow* row, std::string* error) 
   Session& s = *session_;
   const BlockLists lists = MakeBlockLists(c.AsConfig(), seed_);
   if (!VerifiedRequest(peer_, s, c, lists, error)) return *error = "first request: " + *error, false;
-  const auto descs = Descs(s, c, lists);
+  std::vector<std::vector<hixl::TransferOpDesc>> copies(s.copies);
+  for (uint64_t k = 0; k < s.copies; ++k) copies[k] = Descs(s, c, lists, k);
+  if (!ResetDestinations(peer_, s, c, error)) return false;
   LoopResult loop;
   if (c.in_flight == 0) {
     hixl::Status last = hixl::SUCCESS;
-    loop = RunTimed(limits_, Clock::now(), [&] { return (last = Transfer(s, c, descs)) == hixl::SUCCESS; });
+    loop = RunTimed(limits_, Clock::now(), [&] { return (last = Transfer(s, c, copies[0])) == hixl::SUCCESS; });
     if (!loop.ok) *error = HixlError("TransferSync", last);
   } else {
-    loop = RunWindowed(s, c, descs, limits_, error);
+    loop = RunWindowed(s, c, copies, limits_, error);
   }
   if (!loop.ok) return false;
+  if (!CheckCopies(peer_, s, c, lists, loop.calls, error)) return *error = "timed requests: " + *error, false;
   if (!VerifiedRequest(peer_, s, c, lists, error)) return *error = "last request: " + *error, false;
   Measurement& m = row->hixl;
   m.calls = loop.calls;
@@ -254,8 +312,9 @@ bool HixlRunner::Measure(const HixlConfig& c, HixlRow* row, std::string* error) 
   m.ops_per_s = m.seconds > 0 ? static_cast<double>(c.ops) * m.calls / m.seconds : 0;
   m.p50_us = loop.latency_us.Percentile(50);
   m.p99_us = loop.latency_us.Percentile(99);
-  m.verified_calls = 2;
-  m.verified_blocks = 2 * c.ops;
+  const uint64_t checked_copies = std::min(s.copies, loop.calls);
+  m.verified_calls = 2 + checked_copies;
+  m.verified_blocks = (2 + checked_copies) * c.ops;
   row->link = c.transport;
   if (c.transport == "tcp") {
     const std::string& name = s.remote;
@@ -269,11 +328,12 @@ bool HixlRunner::Measure(const HixlConfig& c, HixlRow* row, std::string* error) 
 bool HixlRunner::MeasureLimits(const HixlConfig& c, HixlRow* row, std::string* error) {
   if (row->socket_bound()) {
     const uint64_t bytes = c.bytes_per_request();
-    return socket_.Measure(c.write, bytes, 1, limits_, &row->socket_one, error) &&
+    const uint64_t copies = RequestCopies(c);
+    return socket_.Measure(c.write, bytes, 1, limits_, &row->socket_one, error, copies) &&
            (row->link_connections <= 0 ||
             socket_.Measure(c.write, bytes, static_cast<unsigned>(row->link_connections), limits_, &row->socket_link,
-                            error)) &&
-           socket_.Measure(c.write, bytes, all_cores_, limits_, &row->socket_all, error);
+                            error, copies)) &&
+           socket_.Measure(c.write, bytes, all_cores_, limits_, &row->socket_all, error, copies);
   }
   const Config config = c.AsConfig();
   return MeasureMemoryLimits(config, MakeBlockLists(config, seed_), limits_, all_cores_, false, true, &row->memory,

@@ -27,6 +27,11 @@ struct HixlConfig {
   uint64_t op_bytes = 0;       // one TransferOpDesc
   uint64_t ops = 1;            // TransferOpDescs per request
   uint32_t in_flight = 0;      // 0: TransferSync; else TransferAsync with this window
+  // Each request in flight moves its own bytes (its own copy of the
+  // ranges, up to 64 MiB a side, as a serving system's requests each move
+  // their own KV blocks), and the socket limit cycles through as much
+  // memory; else every request names the same one buffer.
+  bool distinct = false;
 
   uint64_t bytes_per_request() const { return op_bytes * ops; }
   // The equivalent library config: its block lists and memory limits.

@@ -51,6 +51,7 @@ struct Args {
   bool json = false;
   bool hixl = false;
   std::vector<uint32_t> in_flight;  // HIXL rows kept (0: sync); empty: all
+  bool distinct_requests = false;
   std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
@@ -178,6 +179,9 @@ int main(int argc, char** argv) {
   app.add_option("--in-flight", a.in_flight,
                  "with --hixl: only the rows with these requests in flight (0: TransferSync), e.g. 1,8")
       ->delimiter(',');
+  app.add_flag("--distinct-requests", a.distinct_requests,
+               "with --hixl: each request in flight moves its own bytes (up to 64 MiB a side; the socket limit cycles "
+               "through as much) rather than all naming one buffer");
   app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
   app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
@@ -285,7 +289,8 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   std::vector<HixlRow> hixl_rows;
-  const std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke, a.in_flight) : std::vector<HixlConfig>{};
+  std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke, a.in_flight) : std::vector<HixlConfig>{};
+  for (HixlConfig& hc : hixl_configs) hc.distinct = a.distinct_requests;
   HixlRunner hixl_runner(peer, socket, host, limits, all_cores, a.seed);
   bool hixl_header = false;
   uint64_t verified_calls = 0;
@@ -360,7 +365,12 @@ int main(int argc, char** argv) {
     dd->Finalize();
     for (const HixlConfig& hc : hixl_configs) {
       if (status != 0 || hc.transport != transport) continue;
-      if (!a.json && !hixl_header) PrintHixlTableHeader(stdout);
+      if (!a.json && !hixl_header) {
+        if (a.distinct_requests)
+          std::printf("HIXL requests in flight each move their own bytes (up to 64 MiB a side); the socket limits "
+                      "cycle through as much memory\n");
+        PrintHixlTableHeader(stdout);
+      }
       hixl_header = true;
       HixlRow row;
       if (!hixl_runner.Run(hc, &row, &error)) {

@@ -25,6 +25,7 @@ struct Header {
   uint32_t magic;
   uint32_t op;
   uint64_t bytes;
+  uint64_t offset;  // where in the server's buffer the bytes lie
 };
 
 }  // namespace
@@ -73,13 +74,14 @@ void SocketBaselineServer::ServeConnection(int fd) {
   std::vector<uint8_t> buffer;
   for (;;) {
     Header h;
-    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes) break;
-    if (buffer.size() < h.bytes) buffer.resize(h.bytes, 0x5A);
+    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes || h.offset > kMaxBytes) break;
+    if (buffer.size() < h.offset + h.bytes) buffer.resize(h.offset + h.bytes, 0x5A);
+    uint8_t* at = buffer.data() + h.offset;
     if (h.op == kOpSend) {
-      if (!SendAll(fd, buffer.data(), h.bytes)) break;
+      if (!SendAll(fd, at, h.bytes)) break;
     } else if (h.op == kOpReceive) {
       uint64_t ack = h.bytes;
-      if (!RecvAll(fd, buffer.data(), h.bytes) || !SendAll(fd, &ack, sizeof(ack))) break;
+      if (!RecvAll(fd, at, h.bytes) || !SendAll(fd, &ack, sizeof(ack))) break;
     } else {
       break;
     }
@@ -102,23 +104,25 @@ bool SocketBaselineClient::Connect(const std::string& host, uint16_t port, std::
   return true;
 }
 
-bool SocketBaselineClient::Call(Conn& c, bool push, uint64_t bytes) {
-  Header h{kMagic, push ? kOpReceive : kOpSend, bytes};
+bool SocketBaselineClient::Call(Conn& c, bool push, uint64_t bytes, uint64_t offset) {
+  Header h{kMagic, push ? kOpReceive : kOpSend, bytes, offset};
   if (!SendAll(c.fd, &h, sizeof(h))) return false;
+  uint8_t* at = c.buffer.data() + offset;
   if (push) {
     uint64_t ack = 0;
-    return SendAll(c.fd, c.buffer.data(), bytes) && RecvAll(c.fd, &ack, sizeof(ack)) && ack == bytes;
+    return SendAll(c.fd, at, bytes) && RecvAll(c.fd, &ack, sizeof(ack)) && ack == bytes;
   }
-  return RecvAll(c.fd, c.buffer.data(), bytes);
+  return RecvAll(c.fd, at, bytes);
 }
 
 bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connections, const LoopLimits& limits,
-                                   BaselineResult* out, std::string* error) {
+                                   BaselineResult* out, std::string* error, uint64_t copies) {
   if (conns_.empty()) {
     *error = "not connected";
     return false;
   }
-  if (bytes > kMaxBytes) {
+  copies = std::max<uint64_t>(1, copies);
+  if (bytes > kMaxBytes || copies * bytes > kMaxBytes) {
     *error = "socket baseline is limited to " + lldd_tools::FormatBytes(kMaxBytes) + " per call";
     return false;
   }
@@ -136,9 +140,9 @@ bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connectio
   for (unsigned i = 0; i < connections; ++i) share[i] = std::min(stripe, bytes - std::min(bytes, i * stripe));
   for (unsigned i = 0; i < connections; ++i) {
     Conn& c = *conns_[i];
-    if (c.buffer.size() < share[i]) c.buffer.resize(share[i], 0xA5);
+    if (c.buffer.size() < copies * share[i]) c.buffer.resize(copies * share[i], 0xA5);
     // One untimed call each: the server sizes its buffer and the window opens.
-    if (share[i] > 0 && !Call(c, push, share[i])) {
+    if (share[i] > 0 && !Call(c, push, share[i], (copies - 1) * share[i])) {
       *error = "socket baseline connection failed";
       return false;
     }
@@ -152,7 +156,8 @@ bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connectio
         results[i].start = results[i].end = start;
         return;
       }
-      results[i] = RunTimed(limits, start, [&] { return Call(*conns_[i], push, share[i]); });
+      uint64_t call = 0;
+      results[i] = RunTimed(limits, start, [&] { return Call(*conns_[i], push, share[i], (call++ % copies) * share[i]); });
     });
   for (auto& t : threads) t.join();
   lldd_tools::LatencyStats latency;

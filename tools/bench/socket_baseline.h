@@ -57,16 +57,18 @@ class SocketBaselineClient {
   bool Connect(const std::string& host, uint16_t port, std::string* error);
   // push: the client sends `bytes` per call; else the server does. The
   // call is striped over `connections` connections (opened on first use
-  // and kept).
+  // and kept). Call n moves copy n % `copies` of its stripe: each side's
+  // buffers hold `copies` x `bytes`, as a row whose requests in flight
+  // each move their own bytes.
   bool Measure(bool push, uint64_t bytes, unsigned connections, const LoopLimits& limits, BaselineResult* out,
-               std::string* error);
+               std::string* error, uint64_t copies = 1);
 
  private:
   struct Conn {
     int fd = -1;
     std::vector<uint8_t> buffer;
   };
-  static bool Call(Conn& c, bool push, uint64_t bytes);
+  static bool Call(Conn& c, bool push, uint64_t bytes, uint64_t offset);
   std::string host_;
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<Conn>> conns_;
