@@ -141,10 +141,13 @@ bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connectio
   for (unsigned i = 0; i < connections; ++i) {
     Conn& c = *conns_[i];
     if (c.buffer.size() < copies * share[i]) c.buffer.resize(copies * share[i], 0xA5);
-    // One untimed call each: the server sizes its buffer and the window opens.
-    if (share[i] > 0 && !Call(c, push, share[i], (copies - 1) * share[i])) {
-      *error = "socket baseline connection failed";
-      return false;
+    // Untimed, each copy once: the server sizes its buffer, the window
+    // opens, and every copy has been through the socket before.
+    for (uint64_t k = 0; k < copies && share[i] > 0; ++k) {
+      if (!Call(c, push, share[i], k * share[i])) {
+        *error = "socket baseline connection failed";
+        return false;
+      }
     }
   }
   std::vector<LoopResult> results(connections);
