@@ -400,9 +400,11 @@ int main(int argc, char** argv) {
   if (json_file) std::fclose(json_file);
   if (!a.json) {
     std::printf("%zu rows; every block of %llu calls (%llu blocks x tensors) checked byte for byte: each config's first "
-                "call, and one last call per client thread after its timed calls, destinations reset before each\n",
+                "call, and one last call per client thread after its timed calls, destinations reset before each%s\n",
                 rows.size() + hixl_rows.size(), static_cast<unsigned long long>(verified_calls),
-                static_cast<unsigned long long>(verified_blocks));
+                static_cast<unsigned long long>(verified_blocks),
+                a.distinct_requests ? "; with distinct requests also each copy's untimed pass and its last timed request"
+                                    : "");
     std::printf("%s\n", TargetsLine(targets).c_str());
   }
   return status;

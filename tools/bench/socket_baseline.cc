@@ -74,7 +74,9 @@ void SocketBaselineServer::ServeConnection(int fd) {
   std::vector<uint8_t> buffer;
   for (;;) {
     Header h;
-    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes || h.offset > kMaxBytes) break;
+    if (!RecvAll(fd, &h, sizeof(h)) || h.magic != kMagic || h.bytes > kMaxBytes ||
+        h.offset > kMaxBytes - h.bytes)
+      break;
     if (buffer.size() < h.offset + h.bytes) buffer.resize(h.offset + h.bytes, 0x5A);
     uint8_t* at = buffer.data() + h.offset;
     if (h.op == kOpSend) {
