@@ -22,16 +22,23 @@ class ThreadGroup {
  public:
   ~ThreadGroup() { JoinAll(); }
   void Spawn(std::function<void()> fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    ReapLocked();
-    const uint64_t id = next_id_++;
-    // The group outlives the thread (JoinAll joins it before the group
-    // goes), so the thread may still take the group's lock at its end.
-    threads_.emplace(id, std::thread([this, id, fn = std::move(fn)] {
-                       fn();
-                       std::lock_guard<std::mutex> done(mu_);
-                       finished_.push_back(id);
-                     }));
+    std::vector<std::thread> finished;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TakeFinishedLocked(&finished);
+      const uint64_t id = next_id_++;
+      // The group outlives the thread (JoinAll joins it before the group
+      // goes), so the thread may take the group's lock at its end; what
+      // `fn` holds (a connection's socket, which its link counts) goes
+      // first, so no wait for the lock keeps it.
+      threads_.emplace(id, std::thread([this, id, fn = std::move(fn)]() mutable {
+                         fn();
+                         fn = nullptr;
+                         std::lock_guard<std::mutex> done(mu_);
+                         finished_.push_back(id);
+                       }));
+    }
+    JoinOutsideTheLock(finished);
   }
   void JoinAll() {
     for (;;) {
@@ -50,22 +57,34 @@ class ThreadGroup {
   }
   // Threads not yet joined (finished ones are joined first).
   size_t size() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ReapLocked();
-    return threads_.size();
+    std::vector<std::thread> finished;
+    size_t live = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TakeFinishedLocked(&finished);
+      live = threads_.size();
+    }
+    JoinOutsideTheLock(finished);
+    return live;
   }
 
  private:
-  // A thread on finished_ has left its function and the lock: joining it
-  // waits only for its exit.
-  void ReapLocked() {
+  // Moves the threads on finished_ out of threads_, for joining without
+  // the lock: many threads ending at once (a burst of connections closed)
+  // would otherwise wait in turn for each other's exits.
+  void TakeFinishedLocked(std::vector<std::thread>* out) {
     for (uint64_t id : finished_) {
       auto it = threads_.find(id);
       if (it == threads_.end()) continue;  // JoinAll took it
-      it->second.join();
+      out->push_back(std::move(it->second));
       threads_.erase(it);
     }
     finished_.clear();
+  }
+  // These threads have left their function and the lock: joining them
+  // waits only for their exit.
+  static void JoinOutsideTheLock(std::vector<std::thread>& threads) {
+    for (auto& t : threads) t.join();
   }
   std::mutex mu_;
   uint64_t next_id_ = 0;
