@@ -123,6 +123,13 @@ std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bo
 
 namespace {
 
+// This side's slots 0 .. slots - 1 hold its own pattern (a WRITE's
+// sources, or a READ's destinations before the bytes land).
+void FillLocalSlots(const Session& s, const HixlConfig& c, uint64_t slots) {
+  for (uint64_t slot = 0; slot < slots; ++slot)
+    lldd_tools::FillPattern(s.LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
+}
+
 // Starts (or reuses) the peer's engine and this side's for `c`'s shape.
 bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c, std::unique_ptr<Session>* session,
                  std::string* error) {
@@ -154,47 +161,23 @@ bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c,
   st = n->engine.Connect(engine.c_str(), 10000);
   if (st != hixl::SUCCESS) return *error = HixlError("Connect", st), false;
   // WRITE rows send every copy: each holds this side's pattern from the start.
-  for (uint64_t slot = 0; slot < copies * c.ops; ++slot)
-    lldd_tools::FillPattern(n->LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
+  FillLocalSlots(*n, c, copies * c.ops);
   s = std::move(n);
-  return true;
-}
-
-// One request, then every byte of its destinations checked.
-bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const BlockLists& lists, std::string* error) {
-  for (uint64_t slot = 0; slot < c.ops; ++slot)
-    lldd_tools::FillPattern(s.LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
-  std::vector<uint64_t> all(c.ops);
-  for (uint64_t i = 0; i < c.ops; ++i) all[i] = i;
-  if (c.write && !peer.Fill(kRegionId, kServerSeed, all, error)) return false;
-  hixl::Status st = Transfer(s, c, Descs(s, c, lists));
-  if (st != hixl::SUCCESS) return *error = HixlError("TransferSync", st), false;
-  if (c.write) {
-    std::vector<std::pair<uint64_t, uint64_t>> pairs;
-    for (size_t i = 0; i < lists.src.size(); ++i) pairs.emplace_back(lists.dst[i], lists.src[i]);
-    return peer.Check(kRegionId, kClientSeed, pairs, error);
-  }
-  for (size_t i = 0; i < lists.src.size(); ++i) {
-    size_t at = lldd_tools::FindPatternMismatch(s.LocalSlot(lists.dst[i]), c.op_bytes,
-                                                RowSeed(kServerSeed, 0, lists.src[i]));
-    if (at != c.op_bytes)
-      return *error = "READ of remote slot " + std::to_string(lists.src[i]) + " differs at byte " + std::to_string(at),
-             false;
-  }
   return true;
 }
 
 // Before a timed loop: every copy's destinations hold what the loop's
 // bytes are not, so a request that never landed shows in CheckCopies
-// (the first verified request left copy 0's as it wants them).
-bool ResetDestinations(PeerClient& peer, const Session& s, const HixlConfig& c, std::string* error) {
+// (the first verified request left copy 0's as it wants them). Copies
+// 0 .. copies - 1.
+bool ResetDestinations(PeerClient& peer, const Session& s, const HixlConfig& c, uint64_t copies,
+                       std::string* error) {
   if (c.write) {
-    std::vector<uint64_t> rows(s.copies * c.ops);
+    std::vector<uint64_t> rows(copies * c.ops);
     for (uint64_t r = 0; r < rows.size(); ++r) rows[r] = r;
     return peer.Fill(kRegionId, kServerSeed, rows, error);
   }
-  for (uint64_t slot = 0; slot < s.copies * c.ops; ++slot)
-    lldd_tools::FillPattern(s.LocalSlot(slot), c.op_bytes, RowSeed(kClientSeed, 0, slot));
+  FillLocalSlots(s, c, copies * c.ops);
   return true;
 }
 
@@ -218,6 +201,15 @@ bool CheckCopies(PeerClient& peer, const Session& s, const HixlConfig& c, const 
     }
   }
   return true;
+}
+
+// One request, then every byte of its destinations checked.
+bool VerifiedRequest(PeerClient& peer, Session& s, const HixlConfig& c, const BlockLists& lists, std::string* error) {
+  FillLocalSlots(s, c, c.ops);
+  if (c.write && !ResetDestinations(peer, s, c, 1, error)) return false;
+  hixl::Status st = Transfer(s, c, Descs(s, c, lists));
+  if (st != hixl::SUCCESS) return *error = HixlError("TransferSync", st), false;
+  return CheckCopies(peer, s, c, lists, 1, error);
 }
 
 // Keeps `window` requests in flight until the time budget is spent, then
@@ -298,14 +290,14 @@ bool HixlRunner::Measure(const HixlConfig& c, HixlRow* row, std::string* error) 
   // first pass over 64 fresh MiB took half a second), as the socket limit
   // warms its copies.
   if (s.copies > 1) {
-    if (!ResetDestinations(peer_, s, c, error)) return false;
+    if (!ResetDestinations(peer_, s, c, s.copies, error)) return false;
     for (const auto& descs : copies) {
       hixl::Status st = Transfer(s, c, descs);
       if (st != hixl::SUCCESS) return *error = "warm-up: " + HixlError("TransferSync", st), false;
     }
     if (!CheckCopies(peer_, s, c, lists, s.copies, error)) return *error = "warm-up: " + *error, false;
   }
-  if (!ResetDestinations(peer_, s, c, error)) return false;
+  if (!ResetDestinations(peer_, s, c, s.copies, error)) return false;
   LoopResult loop;
   if (c.in_flight == 0) {
     hixl::Status last = hixl::SUCCESS;
