@@ -34,6 +34,7 @@
 #include "transport/tcp/data_server.h"
 #include "llm_datadist/llm_datadist.h"
 #include "test_peer.h"
+#include "tests/wait_until.h"
 
 using namespace llm_datadist;
 using lldd::MsgType;
@@ -358,14 +359,17 @@ class HostilePeerTest : public ::testing::Test {
     return decoded.desc.region_ids;
   }
 
-  // A data connection of the attacker's link (null if refused).
-  std::unique_ptr<RawConn> OpenData() {
+  // A data connection of the attacker's link (null if refused; `*refusal`,
+  // if given, then holds the server's answer).
+  std::unique_ptr<RawConn> OpenData(RawFrame* refusal = nullptr) {
     auto c = std::make_unique<RawConn>(server_->port());
     if (!c->connected() || !c->Send(Frame(T(MsgType::kHello), 1, HelloMeta(2, kEvilId, link_id_, link_secret_))))
       return nullptr;
     RawFrame ack;
-    if (!c->RecvFrame(&ack) || ack.type != T(MsgType::kHelloAck) || ack.status != LLM_SUCCESS) return nullptr;
-    return c;
+    const bool answered = c->RecvFrame(&ack);
+    if (answered && ack.type == T(MsgType::kHelloAck) && ack.status == LLM_SUCCESS) return c;
+    if (answered && refusal) *refusal = ack;
+    return nullptr;
   }
 
   // Every row of both caches still holds its pattern.
@@ -672,6 +676,37 @@ TEST_F(HostilePeerTest, DataConnectionsWithoutTheLinkSecretAreRefused) {
     EXPECT_TRUE(c.ClosedByPeer());
   }
   ExpectRead(*data_, victim_regions_[0], kVictimSeed, 0, 0, 64);
+}
+
+// A link gets the data connections its pool can use and some slack, not a
+// serving thread per connection it opens. Beyond that the server answers
+// LLM_LINK_BUSY (which an honest pool waits out: ConnectionPool::Acquire),
+// and admits again as soon as one of the link's connections has ended.
+TEST_F(HostilePeerTest, DataConnectionsBeyondTheLinksShareAreRefusedAsBusy) {
+  std::vector<std::unique_ptr<RawConn>> held;
+  RawFrame refusal;
+  while (held.size() < 256) {
+    auto c = OpenData(&refusal);
+    if (!c) break;
+    held.push_back(std::move(c));
+  }
+  // About 2 x the width + 8 (the width being at least 4), counting the
+  // fixture's own data connection and any the server has yet to reap.
+  EXPECT_GE(held.size() + 1, 12U);
+  ASSERT_LT(held.size(), 256U) << "a link was given a serving thread for every connection it opened";
+  EXPECT_EQ(refusal.type, T(MsgType::kHelloAck));
+  EXPECT_EQ(refusal.status, LLM_LINK_BUSY);
+  lldd::HelloAck decoded;
+  ASSERT_TRUE(lldd::DecodeHelloAck(refusal.meta, &decoded).ok());
+  EXPECT_EQ(decoded.error, "too many data connections on this link");
+  // Every admitted connection is still served.
+  for (auto& c : held) ExpectRead(*c, victim_regions_[0], kVictimSeed, 0, 0, 64);
+  // One hangs up: once its serving thread has ended, the link is admitted again.
+  held.pop_back();
+  std::unique_ptr<RawConn> again;
+  EXPECT_TRUE(lldd_test::WaitUntil([&] { return (again = OpenData()) != nullptr; }))
+      << "the link stayed refused after one of its connections closed";
+  if (again) ExpectRead(*again, victim_regions_[1], kVictimSeed, 1, 0, 64);
 }
 
 TEST_F(HostilePeerTest, SilentAndSlowConnectionsDoNotBlockOthers) {

@@ -6,6 +6,10 @@ namespace lldd {
 namespace {
 // How long past its dial deadline a promised connection may still arrive.
 constexpr auto kPromiseGrace = std::chrono::seconds(2);
+// A peer that says LINK_BUSY is still ending the serving threads of
+// connections we gave up on (after a timed-out burst, dozens end at once):
+// asking again shortly succeeds, so the wait grows from a millisecond to this.
+constexpr auto kMaxBusyBackoff = std::chrono::milliseconds(64);
 }  // namespace
 
 ConnectionPool::ConnectionPool(size_t max_connections, Dialer dialer)
@@ -29,6 +33,7 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
   // holds them all.
   const size_t limit = want == 1 ? 2 * max_ : max_;
   std::vector<uint64_t> mine;  // reverse dials of this request, not yet offered
+  auto busy_backoff = std::chrono::milliseconds(1);
   std::unique_lock<std::mutex> lock(mu_);
   auto awaited = [&] {
     return static_cast<size_t>(std::count_if(mine.begin(), mine.end(), [&](uint64_t id) { return promises_.count(id); }));
@@ -52,10 +57,17 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
       lock.lock();
       cv_.notify_all();
       if (dialed || !r.ok()) promises_.erase(id);  // a failed dial's connection arriving later is a late one
-      if (!r.ok()) {
-        if (out->empty()) return r;
-        break;
+      if (!r.ok() && !out->empty()) break;
+      if (r.code() == llm_datadist::LLM_LINK_BUSY && out->empty() && !closed_) {
+        // Busy is transient (see kMaxBusyBackoff): ask again until the
+        // deadline, waking early for a connection released meanwhile.
+        const auto retry_at = std::chrono::steady_clock::now() + busy_backoff;
+        if (retry_at >= deadline.when()) return r;
+        busy_backoff = std::min<std::chrono::milliseconds>(2 * busy_backoff, kMaxBusyBackoff);
+        cv_.wait_until(lock, retry_at);
+        continue;
       }
+      if (!r.ok()) return r;
       if (dialed) {
         TrackLocked(dialed);
         ++owned_;

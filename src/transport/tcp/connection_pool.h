@@ -42,7 +42,9 @@ class ConnectionPool {
 
   // Hands out between 1 and `want` connections; dials new ones while below
   // the maximum, waits for a released one otherwise. A request for one
-  // connection may go up to twice the maximum (see the .cc).
+  // connection may go up to twice the maximum (see the .cc). A dial the
+  // peer refuses as LLM_LINK_BUSY is tried again, backing off, until the
+  // deadline; any other failed dial is returned at once.
   Result Acquire(size_t want, Deadline deadline, std::vector<SocketPtr>* out);
   void Release(SocketPtr socket);
   void Discard(const SocketPtr& socket);

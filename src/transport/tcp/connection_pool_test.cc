@@ -22,6 +22,7 @@
 namespace lldd {
 namespace {
 
+using llm_datadist::LLM_LINK_BUSY;
 using llm_datadist::LLM_LINK_FAILED;
 using llm_datadist::LLM_TIMEOUT;
 using std::chrono::milliseconds;
@@ -179,6 +180,57 @@ TEST(ConnectionPoolTest, PartialDialFailureStillHandsOutWhatItGot) {
   ASSERT_TRUE(pool.Acquire(4, Deadline::AfterMillis(5000), &got).ok());
   EXPECT_EQ(got.size(), 2u);
   EXPECT_EQ(pool.owned(), 2u);
+}
+
+// A peer still ending the serving threads of abandoned connections refuses
+// new ones as busy for a moment: the pool asks again rather than fail.
+TEST(ConnectionPoolTest, BusyDialIsTriedAgainUntilThePeerAccepts) {
+  SocketMaker maker;
+  std::atomic<int> dials{0};
+  ConnectionPool pool(2, [&](Deadline, SocketPtr* out) {
+    if (++dials <= 3) return Result(LLM_LINK_BUSY, "too many data connections on this link");
+    *out = maker.Make();
+    return Result::Ok();
+  });
+  std::vector<SocketPtr> got;
+  Result r = pool.Acquire(1, Deadline::AfterMillis(5000), &got);
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(dials, 4);
+  EXPECT_EQ(pool.owned(), 1u);
+  EXPECT_EQ(pool.promised(), 0u);
+}
+
+TEST(ConnectionPoolTest, BusyUntilTheDeadlineIsReportedAsBusyAndHoldsNoSlot) {
+  std::atomic<int> dials{0};
+  ConnectionPool pool(2, [&](Deadline, SocketPtr*) {
+    ++dials;
+    return Result(LLM_LINK_BUSY, "too many data connections on this link");
+  });
+  std::vector<SocketPtr> got;
+  const auto start = steady_clock::now();
+  Result r = pool.Acquire(1, Deadline::AfterMillis(300), &got);
+  EXPECT_EQ(r.code(), LLM_LINK_BUSY);
+  EXPECT_EQ(r.message(), "too many data connections on this link");
+  EXPECT_LT(steady_clock::now() - start, milliseconds(5000));
+  EXPECT_GT(dials, 1);
+  EXPECT_TRUE(got.empty());
+  EXPECT_EQ(pool.owned(), 0u);
+  EXPECT_EQ(pool.promised(), 0u);
+}
+
+TEST(ConnectionPoolTest, BusyAfterSomeDialsHandsOutWhatItGot) {
+  SocketMaker maker;
+  std::atomic<int> dials{0};
+  ConnectionPool pool(4, [&](Deadline, SocketPtr* out) {
+    if (++dials > 1) return Result(LLM_LINK_BUSY, "busy");
+    *out = maker.Make();
+    return Result::Ok();
+  });
+  std::vector<SocketPtr> got;
+  ASSERT_TRUE(pool.Acquire(4, Deadline::AfterMillis(5000), &got).ok());
+  EXPECT_EQ(got.size(), 1u);  // some parallelism now, not a wait for more
+  EXPECT_EQ(dials, 2);
 }
 
 // ------------------------------------------------------------- width, burst

@@ -62,7 +62,8 @@ class TcpTransport : public Transport {
         if (!l) return Result::LinkFailed("link closed");
         std::vector<uint8_t> reply;
         Result r = l->CallPeer("tcp", EncodeTcpJoin(TcpEndpoint::kOpenReverse, dial_id), d, &reply);
-        if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT)
+        // Busy stays busy: the pool asks again (ConnectionPool::Acquire).
+        if (!r.ok() && r.code() != llm_datadist::LLM_TIMEOUT && r.code() != llm_datadist::LLM_LINK_BUSY)
           return Result::LinkFailed(Msg("peer could not open a data connection: ", r.message()));
         return r;
       };
