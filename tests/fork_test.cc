@@ -40,8 +40,10 @@ struct Pair {
 Pair MakePair(int64_t seed, std::string* why) {
   Pair p;
   const auto opts = [](std::map<std::string, std::string> extra) {
-    extra[OPTION_TRANSFER_BACKEND] = "tcp";
-    extra[LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK] = "4";
+    // Constructed in place (no caller sets these keys), not assigned: GCC 12
+    // at -O3 reports a false -Wrestrict for assigning "4" to a string.
+    extra.emplace(OPTION_TRANSFER_BACKEND, "tcp");
+    extra.emplace(LlmDataDist::OPTION_TCP_CONNECTIONS_PER_LINK, "4");
     return ClientOptions(extra);
   };
   p.server = std::make_unique<LlmDataDist>(kServerId, LlmRole::kPrompt);

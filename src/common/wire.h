@@ -24,19 +24,29 @@ class WireWriter {
   void I64(int64_t v) { PutLe(static_cast<uint64_t>(v)); }
   void Str(const std::string& s) {
     U32(static_cast<uint32_t>(s.size()));
-    buf_.insert(buf_.end(), s.begin(), s.end());
+    Bytes(s.data(), s.size());
   }
   void Bytes(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    buf_.insert(buf_.end(), b, b + n);
+    if (n == 0) return;
+    const size_t at = Grow(n);
+    std::memcpy(buf_.data() + at, p, n);
   }
   std::vector<uint8_t>& buffer() { return buf_; }
   size_t size() const { return buf_.size(); }
 
  private:
+  // The buffer grows by resize and is then written in place: GCC 12 at -O3
+  // misreads a vector grown by push_back or insert, once inlined into its
+  // callers, as an overflow (-Wstringop-overflow, -Warray-bounds).
+  size_t Grow(size_t n) {
+    const size_t at = buf_.size();
+    buf_.resize(at + n);
+    return at;
+  }
   template <typename T>
   void PutLe(T v) {
-    for (size_t i = 0; i < sizeof(T); ++i) buf_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    const size_t at = Grow(sizeof(T));
+    for (size_t i = 0; i < sizeof(T); ++i) buf_[at + i] = static_cast<uint8_t>(v >> (8 * i));
   }
   std::vector<uint8_t> buf_;
 };
