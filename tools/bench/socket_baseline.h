@@ -7,7 +7,9 @@
 // and the server acknowledges. With N connections a call's bytes are split
 // in N equal stripes, one per connection, and each connection (with its own
 // thread on both sides) repeats its stripe (or cycles through copies of
-// it) for the time budget without waiting for the others: the figure is what N connections can carry, an
+// it) for the time budget without waiting for the others, after an untimed
+// third of it that warms the connections: the figure is what N warm
+// connections can carry, an
 // upper bound for a library striping one call over N connections. No
 // library code is involved on either side.
 #ifndef LLM_DATADIST_TOOLS_BENCH_SOCKET_BASELINE_H_
