@@ -189,6 +189,12 @@ size_t DrivingThreads(size_t stripes) {
 
 }  // namespace
 
+Result AdmitDataConnection(const LinkHandle& link, size_t width) {
+  if (link.TrackedSockets() > 2 * width + 8)
+    return Result(llm_datadist::LLM_LINK_BUSY, "too many data connections on this link");
+  return Result::Ok();
+}
+
 TcpEndpoint::TcpEndpoint(std::shared_ptr<ConnectionPool> pool, const std::shared_ptr<LinkHandle>& link,
                          RegionTable& regions, int device_id)
     : pool_(std::move(pool)), link_(link), regions_(regions), device_id_(device_id) {}
@@ -213,10 +219,7 @@ Result TcpEndpoint::OnPeerCall(const std::vector<uint8_t>& request, std::vector<
     return Result::ParamInvalid("unknown tcp request");
   auto link = link_.lock();
   if (!link || !link->initiator()) return Result::ParamInvalid("only the connecting side dials");
-  // As for connections the peer opens (TcpTransport::AdmitJoin): what its
-  // pool can use, twice over for bursts, not a serving thread per request.
-  if (link->TrackedSockets() > 2 * pool_->max_connections() + 8)
-    return Result(llm_datadist::LLM_LINK_BUSY, "too many data connections on this link");
+  LDD_RETURN_IF_ERROR(AdmitDataConnection(*link, pool_->max_connections()));
   SocketPtr socket;
   LDD_RETURN_IF_ERROR(link->DialJoin("tcp", EncodeTcpJoin(static_cast<uint8_t>(TcpJoin::kReverse), dial_id),
                                      Deadline::AfterMillis(5000), &socket));

@@ -21,6 +21,12 @@ namespace lldd {
 
 class DeviceStagedTransfer;
 
+// Whether `link` may serve one more data connection, whichever side opens
+// it: a linked peer gets what its pool of `width` can use, twice over for
+// bursts, and a little slack, not a serving thread per connection it asks
+// for. LLM_LINK_BUSY otherwise (a pool waits that out: ConnectionPool).
+Result AdmitDataConnection(const LinkHandle& link, size_t width);
+
 class TcpEndpoint : public Endpoint {
  public:
   // Requests smaller than this use a single connection: striping small

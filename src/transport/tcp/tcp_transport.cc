@@ -81,11 +81,7 @@ class TcpTransport : public Transport {
     if (!DecodeTcpJoin(join_info, &kind, &dial_id) ||
         (kind != static_cast<uint8_t>(TcpJoin::kForward) && kind != static_cast<uint8_t>(TcpJoin::kReverse)))
       return Result::ParamInvalid("malformed tcp join");
-    // A linked peer gets the connections its pool can use (twice the width,
-    // for bursts) and a little slack, not one thread per connection it opens.
-    if (link->TrackedSockets() > 2 * static_cast<size_t>(connections_) + 8)
-      return Result(llm_datadist::LLM_LINK_BUSY, "too many data connections on this link");
-    return Result::Ok();
+    return AdmitDataConnection(*link, connections_);
   }
 
   void AcceptJoin(const std::shared_ptr<LinkHandle>& link, const std::shared_ptr<Endpoint>& endpoint,
