@@ -162,9 +162,11 @@ bool SocketBaselineClient::Measure(bool push, uint64_t bytes, unsigned connectio
     std::vector<std::thread> threads;
     for (unsigned i = 0; i < connections; ++i)
       threads.emplace_back([&, i] {
-        results[i] = LoopResult{};
-        results[i].start = results[i].end = start;
-        if (share[i] == 0) return;
+        if (share[i] == 0) {
+          results[i] = LoopResult{};
+          results[i].start = results[i].end = start;
+          return;
+        }
         uint64_t call = 0;
         results[i] = RunTimed(*run, start, [&] { return Call(*conns_[i], push, share[i], (call++ % copies) * share[i]); });
       });
