@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -243,6 +244,42 @@ uint64_t IovCursor::Remaining() const {
   return total;
 }
 
+namespace {
+
+// Clears O_NONBLOCK and sets the receive timeout to the deadline for the
+// scope's life; the flags are put back after.
+class BlockingUntil {
+ public:
+  BlockingUntil(int fd, Deadline deadline) : fd_(fd), flags_(fcntl(fd, F_GETFL, 0)) {
+    const int left = deadline.RemainingMillisForPoll();  // -1: never; 0 in the timeval means never
+    const int64_t ms = left < 0 ? 0 : std::max(1, left);
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    ok_ = flags_ >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+          fcntl(fd, F_SETFL, flags_ & ~O_NONBLOCK) == 0;
+  }
+  ~BlockingUntil() {
+    if (flags_ >= 0) fcntl(fd_, F_SETFL, flags_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  int fd_;
+  int flags_;
+  bool ok_ = false;
+};
+
+IoStep Received(ssize_t rc, IovCursor& cursor) {
+  if (rc > 0) {
+    cursor.Advance(static_cast<size_t>(rc));
+    return IoStep::kProgress;
+  }
+  if (rc == 0) return IoStep::kClosed;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return IoStep::kWouldBlock;
+  return errno == ECONNRESET ? IoStep::kClosed : IoStep::kError;
+}
+
+}  // namespace
+
 IoStep SendSome(int fd, IovCursor& cursor) {
   int n = 0;
   msghdr msg{};
@@ -262,14 +299,17 @@ IoStep RecvSome(int fd, IovCursor& cursor) {
   msghdr msg{};
   msg.msg_iov = cursor.Next(kIovBatch, &n);
   msg.msg_iovlen = static_cast<size_t>(n);
-  ssize_t rc = ::recvmsg(fd, &msg, MSG_DONTWAIT);
-  if (rc > 0) {
-    cursor.Advance(static_cast<size_t>(rc));
-    return IoStep::kProgress;
-  }
-  if (rc == 0) return IoStep::kClosed;
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return IoStep::kWouldBlock;
-  return errno == ECONNRESET ? IoStep::kClosed : IoStep::kError;
+  return Received(::recvmsg(fd, &msg, MSG_DONTWAIT), cursor);
+}
+
+IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline) {
+  BlockingUntil blocking(fd, deadline);
+  if (!blocking.ok()) return IoStep::kError;
+  int n = 0;
+  msghdr msg{};
+  msg.msg_iov = cursor.Next(kIovBatch, &n);
+  msg.msg_iovlen = static_cast<size_t>(n);
+  return Received(::recvmsg(fd, &msg, MSG_WAITALL), cursor);
 }
 
 Result SendAll(int fd, IovCursor& cursor, Deadline deadline) {
@@ -287,8 +327,10 @@ Result SendAll(int fd, IovCursor& cursor, Deadline deadline) {
 }
 
 Result RecvAll(int fd, IovCursor& cursor, Deadline deadline) {
+  const bool waiting = cursor.Remaining() >= kWaitingReceiveMinBytes;
   while (!cursor.done()) {
-    IoStep step = RecvSome(fd, cursor);
+    if (waiting && deadline.Expired()) return Result::Timeout("receive timed out");
+    IoStep step = waiting ? RecvWaiting(fd, cursor, deadline) : RecvSome(fd, cursor);
     if (step == IoStep::kProgress) continue;
     if (step == IoStep::kWouldBlock) {
       if (!WaitForEvents(fd, POLLIN, deadline)) return Result::Timeout("receive timed out");

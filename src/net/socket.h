@@ -1,8 +1,9 @@
 // Thin, deadline-aware wrappers over POSIX TCP sockets.
 //
 // Every socket made here is non-blocking; blocking behaviour comes from
-// poll() with the caller's deadline, so no call can hang past it, and
-// shutdown() from another thread wakes a waiter at once.
+// poll() with the caller's deadline, or for a large receive from a receive
+// timeout set to that deadline (RecvWaiting), so no call can hang past it,
+// and shutdown() from another thread wakes a waiter at once.
 #ifndef LLM_DATADIST_SRC_NET_SOCKET_H_
 #define LLM_DATADIST_SRC_NET_SOCKET_H_
 
@@ -116,8 +117,22 @@ enum class IoStep { kProgress, kWouldBlock, kClosed, kError };
 
 IoStep SendSome(int fd, IovCursor& cursor);
 IoStep RecvSome(int fd, IovCursor& cursor);
+// Receives into the cursor by one recvmsg(MSG_WAITALL) that sleeps in the
+// kernel until the cursor (or its first 1024 entries) is full, the deadline
+// passes, the peer closes or another thread shuts the socket down; the
+// socket is non-blocking again when it returns. kWouldBlock: nothing came
+// before the deadline (or a signal). For one large receive on a thread of
+// its own: poll() and RecvSome take three system calls per wakeup (poll,
+// the receive, the receive that finds the queue empty), which a
+// paravirtualized guest pays dearly for; a 2-core VM read 1 MiB requests
+// with 64 in flight 35% faster this way. A small receive should not: the
+// flag changes cost three calls of their own.
+IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline);
+// Below this, RecvAll and the data connections' receivers poll instead.
+constexpr uint64_t kWaitingReceiveMinBytes = 64 << 10;
 
-// Blocking (deadline-bounded) whole-buffer I/O.
+// Blocking (deadline-bounded) whole-buffer I/O; RecvAll of at least
+// kWaitingReceiveMinBytes receives with RecvWaiting.
 Result SendAll(int fd, IovCursor& cursor, Deadline deadline);
 Result RecvAll(int fd, IovCursor& cursor, Deadline deadline);
 Result SendAll(int fd, const void* data, size_t len, Deadline deadline);

@@ -1,12 +1,14 @@
 #include "net/socket.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
 #include <atomic>
+#include <chrono>
 #include <numeric>
 #include <thread>
 
@@ -255,43 +257,95 @@ TEST(SocketTest, ContiguousSendRecvBothWays) {
   EXPECT_EQ(c, 'x');
 }
 
-TEST(SocketTest, RecvAllTimesOutOnSilentPeer) {
+// RecvAll polls for a small buffer and sleeps in recvmsg for a large one
+// (RecvWaiting); both must keep the same contract.
+class RecvAllTest : public ::testing::TestWithParam<size_t> {};
+
+bool NonBlocking(int fd) { return (fcntl(fd, F_GETFL, 0) & O_NONBLOCK) != 0; }
+
+TEST_P(RecvAllTest, TimesOutOnSilentPeer) {
   Pair p = ConnectedPair();
-  char buf[16];
-  Result r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::AfterMillis(50));
+  std::vector<char> buf(GetParam());
+  Result r = RecvAll(p.server.fd(), buf.data(), buf.size(), Deadline::AfterMillis(50));
   EXPECT_EQ(r.code(), LLM_TIMEOUT) << r.message();
 
   // A partial message then silence also times out.
   ASSERT_TRUE(SendAll(p.client.fd(), "abc", 3, Deadline::AfterMillis(10000)).ok());
-  r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::AfterMillis(50));
+  r = RecvAll(p.server.fd(), buf.data(), buf.size(), Deadline::AfterMillis(50));
   EXPECT_EQ(r.code(), LLM_TIMEOUT) << r.message();
+  EXPECT_EQ(std::string(buf.data(), 3), "abc");
   EXPECT_FALSE(WaitReadable(p.server.fd(), Deadline::AfterMillis(10)));
+  EXPECT_TRUE(NonBlocking(p.server.fd()));
 }
 
-TEST(SocketTest, RecvAllReportsPeerClose) {
+TEST_P(RecvAllTest, ReportsPeerClose) {
   Pair p = ConnectedPair();
   ASSERT_TRUE(SendAll(p.client.fd(), "ab", 2, Deadline::AfterMillis(10000)).ok());
   p.client.Close();
-  char buf[4];
-  Result r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::AfterMillis(10000));
+  std::vector<char> buf(GetParam() + 2);
+  Result r = RecvAll(p.server.fd(), buf.data(), buf.size(), Deadline::AfterMillis(10000));
   EXPECT_EQ(r.code(), LLM_LINK_FAILED) << r.message();
+  EXPECT_TRUE(NonBlocking(p.server.fd()));
 }
 
-TEST(SocketTest, ShutdownWakesBlockedReceiver) {
+TEST_P(RecvAllTest, ShutdownWakesBlockedReceiver) {
   Pair p = ConnectedPair();
   std::atomic<bool> started{false};
   Result r;
   std::thread t([&] {
-    char buf[4];
+    std::vector<char> buf(GetParam());
     started = true;
     // Not Never(): if Shutdown did not wake it, the test fails (a timeout
     // instead of LLM_LINK_FAILED) rather than hanging.
-    r = RecvAll(p.server.fd(), buf, sizeof(buf), Deadline::AfterMillis(60000));
+    r = RecvAll(p.server.fd(), buf.data(), buf.size(), Deadline::AfterMillis(60000));
   });
   while (!started) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // most likely asleep in the kernel by now
   p.server.Shutdown();
   t.join();
   EXPECT_EQ(r.code(), LLM_LINK_FAILED) << r.message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, RecvAllTest, ::testing::Values(size_t{4}, size_t{kWaitingReceiveMinBytes}, size_t{1} << 20),
+                         [](const ::testing::TestParamInfo<size_t>& info) { return std::to_string(info.param); });
+
+// The bytes a sender trickles in arrive through one call, which returns
+// only when the buffers are full; the socket is non-blocking again after.
+TEST(SocketTest, RecvWaitingReturnsWhenTheBuffersAreFull) {
+  Pair p = ConnectedPair();
+  constexpr size_t kPieces = 16;
+  constexpr size_t kPiece = 64 << 10;
+  std::vector<uint8_t> src(kPieces * kPiece);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 131 + 7);
+  std::thread sender([&] {
+    for (size_t i = 0; i < kPieces; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ASSERT_TRUE(SendAll(p.client.fd(), src.data() + i * kPiece, kPiece, Deadline::AfterMillis(10000)).ok());
+    }
+  });
+  std::vector<uint8_t> dst(src.size(), 0);
+  std::vector<iovec> halves = {{dst.data(), dst.size() / 2}, {dst.data() + dst.size() / 2, dst.size() / 2}};
+  IovCursor cursor(std::move(halves));
+  IoStep step = RecvWaiting(p.server.fd(), cursor, Deadline::AfterMillis(60000));
+  sender.join();
+  EXPECT_EQ(step, IoStep::kProgress);
+  EXPECT_TRUE(cursor.done()) << cursor.Remaining() << " bytes left after one call";
+  EXPECT_TRUE(src == dst) << "received bytes differ";
+  EXPECT_TRUE(NonBlocking(p.server.fd()));
+}
+
+// At its deadline it returns what came (here: nothing) rather than waiting on.
+TEST(SocketTest, RecvWaitingStopsAtTheDeadline) {
+  Pair p = ConnectedPair();
+  std::vector<uint8_t> dst(1 << 20);
+  IovCursor cursor;
+  cursor.Append(dst.data(), dst.size());
+  EXPECT_EQ(RecvWaiting(p.server.fd(), cursor, Deadline::AfterMillis(30)), IoStep::kWouldBlock);
+  ASSERT_TRUE(SendAll(p.client.fd(), "abcd", 4, Deadline::AfterMillis(10000)).ok());
+  EXPECT_EQ(RecvWaiting(p.server.fd(), cursor, Deadline::AfterMillis(30)), IoStep::kProgress);
+  EXPECT_EQ(cursor.Remaining(), dst.size() - 4);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(dst.data()), 4), "abcd");
+  EXPECT_TRUE(NonBlocking(p.server.fd()));
 }
 
 TEST(SocketTest, ConnectToClosedPortFails) {

@@ -101,9 +101,10 @@ void OnResponseHeader(Stripe& st, bool is_write) {
   st.connection_clean = st.phase == Phase::kDone;
 }
 
-// Advances a stripe as far as it goes without blocking, or until the
-// deadline. Returns the poll events it now waits for (0 when done).
-short Pump(Stripe& st, bool is_write, Deadline deadline) {
+// Advances a stripe as far as it goes without waiting for poll(), or until
+// the deadline; `alone`: the stripe has its thread to itself. Returns the
+// poll events it now waits for (0 when done).
+short Pump(Stripe& st, bool is_write, Deadline deadline, bool alone) {
   for (;;) {
     IoStep step;
     // A fast peer may never make a send or receive wait: the deadline is
@@ -118,7 +119,11 @@ short Pump(Stripe& st, bool is_write, Deadline deadline) {
         if (step == IoStep::kWouldBlock) return POLLOUT;
         break;
       default:
-        step = RecvSome(st.socket->fd(), st.recv);
+        // A thread with one stripe to drive sleeps in the kernel until
+        // its bytes are in (socket.h says why); with several it polls.
+        step = alone && st.phase == Phase::kRecvData && st.bytes >= kWaitingReceiveMinBytes
+                   ? RecvWaiting(st.socket->fd(), st.recv, deadline)
+                   : RecvSome(st.socket->fd(), st.recv);
         if (step == IoStep::kProgress && st.recv.done()) {
           if (st.phase == Phase::kRecvHeader) {
             OnResponseHeader(st, is_write);
@@ -151,7 +156,7 @@ void DriveStripes(std::vector<Stripe*>& stripes, bool is_write, Deadline deadlin
     fds.clear();
     waiting.clear();
     for (Stripe* st : stripes) {
-      short events = Pump(*st, is_write, deadline);
+      short events = Pump(*st, is_write, deadline, stripes.size() == 1);
       if (events != 0) {
         fds.push_back({st->socket->fd(), events, 0});
         waiting.push_back(st);
