@@ -224,6 +224,7 @@ void EnableKeepAlive(int fd, int idle_s, int interval_s, int count) {
 }
 
 void IovCursor::Advance(size_t bytes) {
+  remaining_ -= std::min<uint64_t>(bytes, remaining_);
   while (bytes > 0 && index_ < iovs_.size()) {
     iovec& v = iovs_[index_];
     if (bytes < v.iov_len) {
@@ -238,11 +239,6 @@ void IovCursor::Advance(size_t bytes) {
   SkipEmpty();
 }
 
-uint64_t IovCursor::Remaining() const {
-  uint64_t total = 0;
-  for (size_t i = index_; i < iovs_.size(); ++i) total += iovs_[i].iov_len;
-  return total;
-}
 
 namespace {
 
@@ -312,6 +308,14 @@ IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline) {
   return Received(::recvmsg(fd, &msg, MSG_WAITALL), cursor);
 }
 
+IoStep RecvSomeThenWait(int fd, IovCursor& cursor, Deadline deadline) {
+  IoStep step = RecvSome(fd, cursor);
+  if (step != IoStep::kProgress && step != IoStep::kWouldBlock) return step;
+  if (cursor.Remaining() < kWaitingReceiveMinBytes || deadline.Expired()) return step;
+  IoStep waited = RecvWaiting(fd, cursor, deadline);
+  return waited == IoStep::kWouldBlock ? step : waited;
+}
+
 Result SendAll(int fd, IovCursor& cursor, Deadline deadline) {
   while (!cursor.done()) {
     IoStep step = SendSome(fd, cursor);
@@ -327,10 +331,8 @@ Result SendAll(int fd, IovCursor& cursor, Deadline deadline) {
 }
 
 Result RecvAll(int fd, IovCursor& cursor, Deadline deadline) {
-  const bool waiting = cursor.Remaining() >= kWaitingReceiveMinBytes;
   while (!cursor.done()) {
-    if (waiting && deadline.Expired()) return Result::Timeout("receive timed out");
-    IoStep step = waiting ? RecvWaiting(fd, cursor, deadline) : RecvSome(fd, cursor);
+    IoStep step = RecvSomeThenWait(fd, cursor, deadline);
     if (step == IoStep::kProgress) continue;
     if (step == IoStep::kWouldBlock) {
       if (!WaitForEvents(fd, POLLIN, deadline)) return Result::Timeout("receive timed out");

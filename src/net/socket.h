@@ -91,9 +91,13 @@ void EnableKeepAlive(int fd, int idle_s, int interval_s, int count);
 class IovCursor {
  public:
   IovCursor() = default;
-  explicit IovCursor(std::vector<iovec> iovs) : iovs_(std::move(iovs)) { SkipEmpty(); }
+  explicit IovCursor(std::vector<iovec> iovs) : iovs_(std::move(iovs)) {
+    for (const iovec& v : iovs_) remaining_ += v.iov_len;
+    SkipEmpty();
+  }
   void Append(void* base, size_t len) {
     if (len > 0) iovs_.push_back({base, len});
+    remaining_ += len;
   }
   bool done() const { return index_ >= iovs_.size(); }
   // What is left, as entries for sendmsg/recvmsg: at most `max` of them.
@@ -102,7 +106,7 @@ class IovCursor {
     return iovs_.data() + index_;
   }
   void Advance(size_t bytes);
-  uint64_t Remaining() const;
+  uint64_t Remaining() const { return remaining_; }
 
  private:
   void SkipEmpty() {
@@ -110,6 +114,7 @@ class IovCursor {
   }
   std::vector<iovec> iovs_;
   size_t index_ = 0;
+  uint64_t remaining_ = 0;
 };
 
 // Outcome of one non-blocking step of I/O.
@@ -124,15 +129,18 @@ IoStep RecvSome(int fd, IovCursor& cursor);
 // before the deadline (or a signal). For one large receive on a thread of
 // its own: poll() and RecvSome take three system calls per wakeup (poll,
 // the receive, the receive that finds the queue empty), which a
-// paravirtualized guest pays dearly for; a 2-core VM read 1 MiB requests
-// with 64 in flight 35% faster this way. A small receive should not: the
+// paravirtualized guest pays dearly for. A small receive should not: the
 // flag changes cost three calls of their own.
 IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline);
-// Below this, RecvAll and the data connections' receivers poll instead.
+// RecvSome, then RecvWaiting while at least kWaitingReceiveMinBytes are
+// still to come (and the deadline has not passed): what is queued is taken
+// at the cost of one call, and a large rest in one more. kProgress when any
+// bytes came; kWouldBlock when none did.
+IoStep RecvSomeThenWait(int fd, IovCursor& cursor, Deadline deadline);
 constexpr uint64_t kWaitingReceiveMinBytes = 64 << 10;
 
-// Blocking (deadline-bounded) whole-buffer I/O; RecvAll of at least
-// kWaitingReceiveMinBytes receives with RecvWaiting.
+// Blocking (deadline-bounded) whole-buffer I/O; RecvAll receives with
+// RecvSomeThenWait.
 Result SendAll(int fd, IovCursor& cursor, Deadline deadline);
 Result RecvAll(int fd, IovCursor& cursor, Deadline deadline);
 Result SendAll(int fd, const void* data, size_t len, Deadline deadline);

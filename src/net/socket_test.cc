@@ -334,6 +334,36 @@ TEST(SocketTest, RecvWaitingReturnsWhenTheBuffersAreFull) {
   EXPECT_TRUE(NonBlocking(p.server.fd()));
 }
 
+// What is queued comes first; a rest of 64 KiB or more is waited for in
+// the same call, a smaller one is not.
+TEST(SocketTest, RecvSomeThenWaitWaitsOnlyForALargeRest) {
+  Pair p = ConnectedPair();
+  std::vector<uint8_t> src(1 << 20);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 7 + 3);
+  ASSERT_TRUE(SendAll(p.client.fd(), src.data(), 4, Deadline::AfterMillis(10000)).ok());
+  std::thread sender([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(SendAll(p.client.fd(), src.data() + 4, src.size() - 4, Deadline::AfterMillis(10000)).ok());
+  });
+  std::vector<uint8_t> dst(src.size(), 0);
+  IovCursor large;
+  large.Append(dst.data(), dst.size());
+  EXPECT_EQ(RecvSomeThenWait(p.server.fd(), large, Deadline::AfterMillis(60000)), IoStep::kProgress);
+  sender.join();
+  EXPECT_TRUE(large.done()) << large.Remaining() << " bytes left after one call";
+  EXPECT_TRUE(src == dst) << "received bytes differ";
+
+  ASSERT_TRUE(SendAll(p.client.fd(), "abcd", 4, Deadline::AfterMillis(10000)).ok());
+  char small_buf[1000] = {};
+  IovCursor small;
+  small.Append(small_buf, sizeof(small_buf));
+  EXPECT_EQ(RecvSomeThenWait(p.server.fd(), small, Deadline::AfterMillis(60000)), IoStep::kProgress);
+  EXPECT_EQ(small.Remaining(), sizeof(small_buf) - 4);
+  EXPECT_EQ(std::string(small_buf, 4), "abcd");
+  EXPECT_EQ(RecvSomeThenWait(p.server.fd(), small, Deadline::AfterMillis(60000)), IoStep::kWouldBlock);
+  EXPECT_TRUE(NonBlocking(p.server.fd()));
+}
+
 // At its deadline it returns what came (here: nothing) rather than waiting on.
 TEST(SocketTest, RecvWaitingStopsAtTheDeadline) {
   Pair p = ConnectedPair();

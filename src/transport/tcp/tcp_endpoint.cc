@@ -121,9 +121,8 @@ short Pump(Stripe& st, bool is_write, Deadline deadline, bool alone) {
       default:
         // A thread with one stripe to drive sleeps in the kernel until
         // its bytes are in (socket.h says why); with several it polls.
-        step = alone && st.phase == Phase::kRecvData && st.bytes >= kWaitingReceiveMinBytes
-                   ? RecvWaiting(st.socket->fd(), st.recv, deadline)
-                   : RecvSome(st.socket->fd(), st.recv);
+        step = alone && st.phase == Phase::kRecvData ? RecvSomeThenWait(st.socket->fd(), st.recv, deadline)
+                                                     : RecvSome(st.socket->fd(), st.recv);
         if (step == IoStep::kProgress && st.recv.done()) {
           if (st.phase == Phase::kRecvHeader) {
             OnResponseHeader(st, is_write);
