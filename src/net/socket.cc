@@ -239,7 +239,6 @@ void IovCursor::Advance(size_t bytes) {
   SkipEmpty();
 }
 
-
 namespace {
 
 // Clears O_NONBLOCK and sets the receive timeout to the deadline for the

@@ -129,8 +129,9 @@ IoStep RecvSome(int fd, IovCursor& cursor);
 // before the deadline (or a signal). For one large receive on a thread of
 // its own: poll() and RecvSome take three system calls per wakeup (poll,
 // the receive, the receive that finds the queue empty), which a
-// paravirtualized guest pays dearly for. A small receive should not: the
-// flag changes cost three calls of their own.
+// paravirtualized guest pays dearly for (2-core VM, 1 MiB reads with 64 in
+// flight: 6.2-7.1 GB/s polling, 6.6-9.8 waiting). A small receive should
+// not: the flag changes cost three calls of their own.
 IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline);
 // RecvSome, then RecvWaiting while at least kWaitingReceiveMinBytes are
 // still to come (and the deadline has not passed): what is queued is taken
