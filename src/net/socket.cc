@@ -263,7 +263,13 @@ class BlockingUntil {
   bool ok_ = false;
 };
 
-IoStep Received(ssize_t rc, IovCursor& cursor) {
+// One recvmsg into what is left of the cursor (its first kIovBatch entries).
+IoStep ReceiveInto(int fd, IovCursor& cursor, int flags) {
+  int n = 0;
+  msghdr msg{};
+  msg.msg_iov = cursor.Next(kIovBatch, &n);
+  msg.msg_iovlen = static_cast<size_t>(n);
+  const ssize_t rc = ::recvmsg(fd, &msg, flags);
   if (rc > 0) {
     cursor.Advance(static_cast<size_t>(rc));
     return IoStep::kProgress;
@@ -289,22 +295,12 @@ IoStep SendSome(int fd, IovCursor& cursor) {
   return (rc < 0 && errno == EPIPE) ? IoStep::kClosed : IoStep::kError;
 }
 
-IoStep RecvSome(int fd, IovCursor& cursor) {
-  int n = 0;
-  msghdr msg{};
-  msg.msg_iov = cursor.Next(kIovBatch, &n);
-  msg.msg_iovlen = static_cast<size_t>(n);
-  return Received(::recvmsg(fd, &msg, MSG_DONTWAIT), cursor);
-}
+IoStep RecvSome(int fd, IovCursor& cursor) { return ReceiveInto(fd, cursor, MSG_DONTWAIT); }
 
 IoStep RecvWaiting(int fd, IovCursor& cursor, Deadline deadline) {
   BlockingUntil blocking(fd, deadline);
   if (!blocking.ok()) return IoStep::kError;
-  int n = 0;
-  msghdr msg{};
-  msg.msg_iov = cursor.Next(kIovBatch, &n);
-  msg.msg_iovlen = static_cast<size_t>(n);
-  return Received(::recvmsg(fd, &msg, MSG_WAITALL), cursor);
+  return ReceiveInto(fd, cursor, MSG_WAITALL);
 }
 
 IoStep RecvSomeThenWait(int fd, IovCursor& cursor, Deadline deadline) {
