@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "adxl/adxl_engine.h"
 #include "hixl/hixl.h"
 
 namespace lldd_test {
@@ -81,6 +82,23 @@ int ServeHixlCommands(const std::map<std::string, std::string>& options, int in,
         hixl::MemHandle handle = nullptr;
         st = engine.RegisterMem(desc, hixl::MEM_HOST, handle);
         answer = st == hixl::SUCCESS ? "ok " + std::to_string(desc.addr) + " " +
+                                           std::to_string(reinterpret_cast<uintptr_t>(handle))
+                                     : "error register " + std::to_string(st);
+      }
+    } else if (verb == "mreg") {
+      // As reg, with memory from adxl::AdxlEngine::MallocMem (shareable).
+      uint64_t len = 0;
+      uint64_t seed = 0;
+      cmd >> len >> seed;
+      void* p = nullptr;
+      st = adxl::AdxlEngine::MallocMem(adxl::MEM_HOST, len, &p);
+      if (st != hixl::SUCCESS) {
+        answer = "error mallocmem " + std::to_string(st);
+      } else {
+        FillHixlPattern(static_cast<uint8_t*>(p), len, seed);
+        hixl::MemHandle handle = nullptr;
+        st = engine.RegisterMem({reinterpret_cast<uintptr_t>(p), len}, hixl::MEM_HOST, handle);
+        answer = st == hixl::SUCCESS ? "ok " + std::to_string(reinterpret_cast<uintptr_t>(p)) + " " +
                                            std::to_string(reinterpret_cast<uintptr_t>(handle))
                                      : "error register " + std::to_string(st);
       }
@@ -155,7 +173,15 @@ HixlPeer::~HixlPeer() = default;
 std::string HixlPeer::Command(const std::string& line) { return process_->Command(line); }
 
 uint64_t HixlPeer::Register(uint64_t len, uint64_t seed, uint64_t* handle) {
-  std::istringstream a(Command("reg " + std::to_string(len) + " " + std::to_string(seed)));
+  return RegisterWith("reg", len, seed, handle);
+}
+
+uint64_t HixlPeer::RegisterMallocMem(uint64_t len, uint64_t seed, uint64_t* handle) {
+  return RegisterWith("mreg", len, seed, handle);
+}
+
+uint64_t HixlPeer::RegisterWith(const std::string& verb, uint64_t len, uint64_t seed, uint64_t* handle) {
+  std::istringstream a(Command(verb + " " + std::to_string(len) + " " + std::to_string(seed)));
   std::string ok;
   uint64_t addr = 0;
   uint64_t h = 0;

@@ -41,6 +41,8 @@ class HixlPeer {
   std::string Command(const std::string& line);
   // Registers `len` bytes filled with `seed`; returns the address, 0 on failure.
   uint64_t Register(uint64_t len, uint64_t seed, uint64_t* handle = nullptr);
+  // As Register, with memory from adxl::AdxlEngine::MallocMem.
+  uint64_t RegisterMallocMem(uint64_t len, uint64_t seed, uint64_t* handle = nullptr);
   // The peer's bytes [addr, addr + len) hold the pattern `seed` starting at
   // `first_offset`: "ok", else a reason.
   std::string Check(uint64_t addr, uint64_t len, uint64_t seed, uint64_t first_offset = 0);
@@ -50,6 +52,8 @@ class HixlPeer {
   int Stop();     // asks it to finalize and exit; returns its exit status
 
  private:
+  uint64_t RegisterWith(const std::string& verb, uint64_t len, uint64_t seed, uint64_t* handle);
+
   std::string name_;  // before process_: its constructor fills it
   std::unique_ptr<PeerProcess> process_;
 };

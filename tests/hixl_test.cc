@@ -456,6 +456,9 @@ TEST(HixlTest, ErrorStatuses) {
   EXPECT_EQ(v, FEATURE_NOT_SUPPORTED);
   EXPECT_EQ(Hixl::GetCapability(static_cast<FeatureType>(99), v), SUCCESS);
   EXPECT_EQ(v, FEATURE_NOT_SUPPORTED);
+  v = 7;
+  EXPECT_EQ(Hixl::GetCapability(static_cast<FeatureType>(-1), v), PARAM_INVALID);
+  EXPECT_EQ(v, 7);  // untouched
 }
 
 TEST(HixlTest, ConnectTwiceAndAutoConnect) {

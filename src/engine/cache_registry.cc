@@ -4,6 +4,7 @@
 
 #include "llm_datadist/llm_datadist.h"
 #include "memory/allocator.h"
+#include "memory/user_allocations.h"
 
 namespace lldd {
 
@@ -78,14 +79,16 @@ void CacheRegistry::DropPools() {
   host_pool_.reset();
 }
 
-Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride) {
+Result CacheRegistry::AddRegions(LocalCache& cache, uint64_t stride, const std::vector<Backing>& user_backing) {
   // A pooled cache's regions name the pool's backing, which peers share.
   uint64_t base = 0;
-  std::shared_ptr<Allocation> shared = cache.memory ? SharedBacking(cache.memory, &base) : nullptr;
+  std::shared_ptr<const Allocation> shared = cache.memory ? SharedBacking(cache.memory, &base) : nullptr;
   for (size_t t = 0; t < cache.addrs.size(); ++t) {
     uint64_t id = 0;
+    const bool user = t < user_backing.size();
     Result r = regions_.Add(reinterpret_cast<void*>(cache.addrs[t]), cache.layout.tensor_bytes, cache.kind,
-                            shared, base + stride * t, &id);
+                            user ? user_backing[t].allocation : shared,
+                            user ? user_backing[t].offset : base + stride * t, &id);
     if (!r.ok()) {
       regions_.Remove(cache.region_ids);
       cache.region_ids.clear();
@@ -117,7 +120,22 @@ Result CacheRegistry::Register(const llm_datadist::CacheDesc& desc, const std::v
       return Result::ParamInvalid(Msg("addrs[", i, "] is ", MemoryKindName(ClassifyUserMemory(reinterpret_cast<const void*>(addrs[i]))),
                                       " but addrs[0] is ", MemoryKindName(cache->kind), "; one cache is one kind"));
   for (uint64_t a : addrs) cache->addrs.push_back(static_cast<uintptr_t>(a));
-  LDD_RETURN_IF_ERROR(AddRegions(*cache, 0));
+  // Memory the library allocated for the user (MallocMem) is shareable:
+  // when every tensor lies in such memory of one kind, its regions name
+  // the allocations, so a peer on this host maps the pages.
+  std::vector<Backing> backing;
+  for (uint64_t a : addrs) {
+    Backing b;
+    b.allocation = FindUserAllocation(a, cache->layout.tensor_bytes, &b.offset);
+    if (!b.allocation || (!backing.empty() && b.allocation->kind() != backing.front().allocation->kind())) break;
+    backing.push_back(std::move(b));
+  }
+  if (backing.size() == addrs.size()) {
+    cache->kind = backing.front().allocation->kind();
+  } else {
+    backing.clear();
+  }
+  LDD_RETURN_IF_ERROR(AddRegions(*cache, 0, backing));
   *cache_id = Insert(cache, library);
   return Result::Ok();
 }

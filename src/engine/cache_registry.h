@@ -80,8 +80,15 @@ class CacheRegistry {
 
  private:
   int64_t Insert(std::shared_ptr<LocalCache> cache, bool library = false);
+  // Where a registered tensor's memory lies in an allocation of ours.
+  struct Backing {
+    std::shared_ptr<const Allocation> allocation;
+    uint64_t offset = 0;
+  };
   // Adds a region per tensor; on failure removes those already added.
-  Result AddRegions(LocalCache& cache, uint64_t stride);
+  // `user_backing`: per tensor, for user memory the library allocated
+  // (empty: none, or the cache is a library allocation).
+  Result AddRegions(LocalCache& cache, uint64_t stride, const std::vector<Backing>& user_backing = {});
 
   RegionTable& regions_;
   mutable std::mutex mu_;

@@ -135,6 +135,9 @@ Status Hixl::GetNotifies(std::vector<NotifyDesc>& notifies) {
 }
 
 Status Hixl::GetCapability(FeatureType feature_type, int32_t& value) {
+  if (feature_type < 0)
+    return Report("GetCapability", Result::ParamInvalid(lldd::Msg("feature_type ", static_cast<int32_t>(feature_type),
+                                                             " is negative")));
   switch (feature_type) {
     case AUTO_CONNECT:  // OPTION_AUTO_CONNECT: transfers connect on first use
       value = FEATURE_SUPPORTED;

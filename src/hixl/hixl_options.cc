@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/rdma_devices.h"
+#include "adxl/adxl_types.h"
 #include "hixl/hixl_types.h"
 #include "transport/registry.h"
 
@@ -159,18 +160,18 @@ Result ParseHixlOptions(const OptionMap& options, HixlOptions* out) {
       LDD_RETURN_IF_ERROR(ParseFlag(key, value, &fabric));
     } else if (key == ::hixl::OPTION_AUTO_CONNECT) {
       LDD_RETURN_IF_ERROR(ParseFlag(key, value, &o.auto_connect));
-    } else if (key == ::hixl::OPTION_RDMA_TRAFFIC_CLASS) {
+    } else if (key == ::hixl::OPTION_RDMA_TRAFFIC_CLASS || key == ::adxl::OPTION_RDMA_TRAFFIC_CLASS) {
       if (!ParseInt(value, 0, 255, &n) || n % 4 != 0) return Invalid(key, value, "must be a multiple of 4 in [0, 255]");
-    } else if (key == ::hixl::OPTION_RDMA_SERVICE_LEVEL) {
+    } else if (key == ::hixl::OPTION_RDMA_SERVICE_LEVEL || key == ::adxl::OPTION_RDMA_SERVICE_LEVEL) {
       if (!ParseInt(value, 0, 7, &n)) return Invalid(key, value, "must be in [0, 7]");
-    } else if (key == ::hixl::OPTION_BUFFER_POOL) {
+    } else if (key == ::hixl::OPTION_BUFFER_POOL || key == ::adxl::OPTION_BUFFER_POOL) {
       const auto colon = value.find(':');
       int64_t size = 0;
       if (colon == std::string::npos || !ParseInt(value.substr(0, colon), 0, 1 << 20, &n) ||
           !ParseInt(value.substr(colon + 1), 0, 1 << 20, &size) || ((n == 0) != (size == 0)))
         return Invalid(key, value, "must be BUFFER_NUM:BUFFER_SIZE_MB (\"0:0\" turns it off)");
       buffer_pool = true;
-    } else if (key == ::hixl::OPTION_LOCAL_COMM_RES) {
+    } else if (key == ::hixl::OPTION_LOCAL_COMM_RES || key == ::adxl::OPTION_LOCAL_COMM_RES) {
       if (!value.empty()) {
         Json j = Json::parse(value, nullptr, false);
         if (j.is_discarded() || !j.is_object()) return Invalid(key, value, "not a JSON object");

@@ -8,6 +8,8 @@
 // same-host device protocols (hccs, ub) leave the engine's own choice per
 // link (shm or cuda_ipc on one host, else the network); RDMA protocols
 // (roce) choose ucx when this build has it, else tcp.
+// The adxl API's spellings of the keys ("adxl.BufferPool", ...) are the
+// same options, in either front end, as in the vendor's library.
 // Our own engine options ("llm.*", e.g. llm.TransferBackend) pass through.
 // An unknown key or a malformed value is PARAM_INVALID naming the key.
 #ifndef LLM_DATADIST_SRC_HIXL_HIXL_OPTIONS_H_

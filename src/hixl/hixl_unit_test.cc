@@ -2,6 +2,7 @@
 // region map and its wire form, the option mapping.
 #include <gtest/gtest.h>
 
+#include "adxl/adxl_types.h"
 #include "common/rdma_devices.h"
 #include "hixl/engine_name.h"
 #include "hixl/hixl_options.h"
@@ -118,6 +119,32 @@ TEST(HixlOptionsTest, MapsProtocolsAndNamesBadKeys) {
   EXPECT_EQ(r.code(), llm_datadist::LLM_PARAM_INVALID);
   r = ParseHixlOptions({{::hixl::OPTION_LOCAL_COMM_RES, "[1]"}}, &o);
   EXPECT_NE(r.message().find(::hixl::OPTION_LOCAL_COMM_RES), std::string::npos);
+}
+
+// The adxl API's keys are the same options under another name: the same
+// values pass and the same mistakes fail, naming the key as given.
+TEST(HixlOptionsTest, AcceptsTheAdxlSpellings) {
+  HixlOptions o;
+  EXPECT_TRUE(ParseHixlOptions({{::adxl::OPTION_RDMA_TRAFFIC_CLASS, "132"},
+                                {::adxl::OPTION_RDMA_SERVICE_LEVEL, "4"},
+                                {::adxl::OPTION_BUFFER_POOL, "4:8"},
+                                {::adxl::OPTION_LOCAL_COMM_RES, "{}"},
+                                {::adxl::OPTION_AUTO_CONNECT, "1"}},
+                               &o)
+                  .ok());
+  EXPECT_TRUE(o.auto_connect);
+  const std::pair<const char*, const char*> bad[] = {{::adxl::OPTION_RDMA_TRAFFIC_CLASS, "130"},
+                                                     {::adxl::OPTION_RDMA_SERVICE_LEVEL, "8"},
+                                                     {::adxl::OPTION_BUFFER_POOL, "4"},
+                                                     {::adxl::OPTION_LOCAL_COMM_RES, "[1]"}};
+  for (const auto& [key, value] : bad) {
+    Result r = ParseHixlOptions({{key, value}}, &o);
+    EXPECT_EQ(r.code(), llm_datadist::LLM_PARAM_INVALID) << key;
+    EXPECT_NE(r.message().find(key), std::string::npos) << r.message();
+  }
+  Result r = ParseHixlOptions({{"adxl.Bogus", "1"}}, &o);
+  EXPECT_EQ(r.code(), llm_datadist::LLM_PARAM_INVALID);
+  EXPECT_NE(r.message().find("adxl.Bogus"), std::string::npos);
 }
 
 }  // namespace

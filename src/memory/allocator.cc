@@ -27,7 +27,8 @@ std::shared_ptr<DeviceMemoryProvider> GetDeviceMemoryProvider() {
   return g_provider;
 }
 
-Result AllocateCacheMemory(bool device, uint64_t bytes, int32_t device_id, std::shared_ptr<Allocation>* out) {
+Result AllocateCacheMemory(bool device, uint64_t bytes, int32_t device_id, std::shared_ptr<Allocation>* out,
+                           const char* host_name) {
   if (device) {
     if (auto provider = GetDeviceMemoryProvider()) {
       LDD_RETURN_IF_ERROR(provider->Allocate(bytes, device_id, out));
@@ -39,7 +40,7 @@ Result AllocateCacheMemory(bool device, uint64_t bytes, int32_t device_id, std::
     });
   }
   std::unique_ptr<SharedMemory> memory;
-  Result r = SharedMemory::Create(bytes, "llm_datadist_cache", &memory);
+  Result r = SharedMemory::Create(bytes, host_name, &memory);
   if (!r.ok()) return device ? Result(llm_datadist::LLM_DEVICE_OUT_OF_MEMORY, r.message()) : r;
   memory->set_id(g_next_allocation_id++);
   *out = std::move(memory);

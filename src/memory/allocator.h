@@ -33,7 +33,9 @@ std::shared_ptr<DeviceMemoryProvider> SetDeviceMemoryProvider(std::shared_ptr<De
 std::shared_ptr<DeviceMemoryProvider> GetDeviceMemoryProvider();
 
 // `device`: the cache is placed on the device (CachePlacement::kDevice).
-Result AllocateCacheMemory(bool device, uint64_t bytes, int32_t device_id, std::shared_ptr<Allocation>* out);
+// `host_name` names host memory's memfd (what /proc/<pid>/maps shows).
+Result AllocateCacheMemory(bool device, uint64_t bytes, int32_t device_id, std::shared_ptr<Allocation>* out,
+                           const char* host_name = "llm_datadist_cache");
 MemoryKind ClassifyUserMemory(const void* p);
 
 }  // namespace lldd

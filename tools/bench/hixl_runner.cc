@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "adxl/adxl_engine.h"
 #include "bench/block_lists.h"
 #include "bench/link_sockets.h"
 #include "bench/peer_protocol.h"
@@ -39,6 +40,7 @@ struct HixlRunner::Session {
   uint64_t op_bytes = 0;
   uint64_t ops = 0;
   uint64_t copies = 1;
+  bool mallocmem = false;
   hixl::Hixl engine;
   std::string remote;
   uintptr_t remote_base = 0;
@@ -48,7 +50,8 @@ struct HixlRunner::Session {
 
   ~Session() {
     engine.Finalize();
-    if (local) ::munmap(local, local_bytes);
+    if (local && mallocmem) (void)adxl::AdxlEngine::FreeMem(local);
+    if (local && !mallocmem) ::munmap(local, local_bytes);
   }
   uint8_t* LocalSlot(uint64_t slot) const { return local + slot * op_bytes; }
 };
@@ -135,17 +138,20 @@ bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c,
                  std::string* error) {
   auto& s = *session;
   const uint64_t copies = RequestCopies(c);
-  if (s && s->transport == c.transport && s->op_bytes == c.op_bytes && s->ops == c.ops && s->copies == copies)
+  if (s && s->transport == c.transport && s->op_bytes == c.op_bytes && s->ops == c.ops && s->copies == copies &&
+      s->mallocmem == c.mallocmem)
     return true;
   s.reset();
   std::string engine;
   uintptr_t base = 0;
-  if (!peer.StartHixl(c.transport, copies * c.ops, c.op_bytes, kServerSeed, &engine, &base, error)) return false;
+  if (!peer.StartHixl(c.transport, copies * c.ops, c.op_bytes, kServerSeed, c.mallocmem, &engine, &base, error))
+    return false;
   auto n = std::make_unique<Session>();
   n->transport = c.transport;
   n->op_bytes = c.op_bytes;
   n->ops = c.ops;
   n->copies = copies;
+  n->mallocmem = c.mallocmem;
   n->remote = engine;
   n->remote_base = base;
   std::map<hixl::AscendString, hixl::AscendString> options;
@@ -153,8 +159,14 @@ bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c,
   hixl::Status st = n->engine.Initialize(host.c_str(), options);
   if (st != hixl::SUCCESS) return *error = HixlError("Initialize", st), false;
   n->local_bytes = copies * c.ops * c.op_bytes;
-  void* p = ::mmap(nullptr, n->local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return *error = "out of memory", false;
+  void* p = nullptr;
+  if (c.mallocmem) {
+    st = adxl::AdxlEngine::MallocMem(adxl::MEM_HOST, n->local_bytes, &p);
+    if (st != hixl::SUCCESS) return *error = HixlError("MallocMem", st), false;
+  } else {
+    p = ::mmap(nullptr, n->local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return *error = "out of memory", false;
+  }
   n->local = static_cast<uint8_t*>(p);
   st = n->engine.RegisterMem({reinterpret_cast<uintptr_t>(p), n->local_bytes}, hixl::MEM_HOST, n->handle);
   if (st != hixl::SUCCESS) return *error = HixlError("RegisterMem", st), false;

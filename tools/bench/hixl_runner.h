@@ -32,6 +32,9 @@ struct HixlConfig {
   // their own KV blocks), and the socket limit cycles through as much
   // memory; else every request names the same one buffer.
   bool distinct = false;
+  // Both sides' memory comes from adxl::AdxlEngine::MallocMem (shareable:
+  // a peer on this host maps it) rather than from mmap.
+  bool mallocmem = false;
 
   uint64_t bytes_per_request() const { return op_bytes * ops; }
   // The equivalent library config: its block lists and memory limits.

@@ -52,6 +52,7 @@ struct Args {
   bool hixl = false;
   std::vector<uint32_t> in_flight;  // HIXL rows kept (0: sync); empty: all
   bool distinct_requests = false;
+  bool mallocmem = false;
   std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
@@ -182,6 +183,9 @@ int main(int argc, char** argv) {
   app.add_flag("--distinct-requests", a.distinct_requests,
                "with --hixl: each request in flight moves its own bytes (up to 64 MiB a side; the socket limit cycles "
                "through as much) rather than all naming one buffer");
+  app.add_flag("--mallocmem", a.mallocmem,
+               "with --hixl: both sides' memory comes from adxl::AdxlEngine::MallocMem, which a peer on this host maps "
+               "(shm), rather than from mmap");
   app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
   app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
@@ -290,7 +294,10 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   std::vector<HixlRow> hixl_rows;
   std::vector<HixlConfig> hixl_configs = a.hixl ? HixlSweep(transports, a.quick, a.smoke, a.in_flight) : std::vector<HixlConfig>{};
-  for (HixlConfig& hc : hixl_configs) hc.distinct = a.distinct_requests;
+  for (HixlConfig& hc : hixl_configs) {
+    hc.distinct = a.distinct_requests;
+    hc.mallocmem = a.mallocmem;
+  }
   HixlRunner hixl_runner(peer, socket, host, limits, all_cores, a.seed);
   bool hixl_header = false;
   uint64_t verified_calls = 0;
@@ -369,6 +376,7 @@ int main(int argc, char** argv) {
         if (a.distinct_requests)
           std::printf("HIXL requests in flight each move their own bytes (up to 64 MiB a side); the socket limits "
                       "cycle through as much memory\n");
+        if (a.mallocmem) std::printf("HIXL memory on both sides from adxl::AdxlEngine::MallocMem\n");
         PrintHixlTableHeader(stdout);
       }
       hixl_header = true;

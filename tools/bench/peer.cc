@@ -14,6 +14,7 @@
 #include "bench/bench_config.h"
 #include "bench/peer_protocol.h"
 #include "common/datadist_setup.h"
+#include "adxl/adxl_engine.h"
 #include "hixl/hixl.h"
 
 namespace lldd_bench {
@@ -26,8 +27,9 @@ using namespace llm_datadist;
 struct UserTensors {
   std::vector<void*> maps;
   size_t bytes = 0;
+  bool mallocmem = false;  // from adxl::AdxlEngine::MallocMem, not mmap
   ~UserTensors() {
-    for (void* p : maps) ::munmap(p, bytes);
+    for (void* p : maps) mallocmem ? (void)adxl::AdxlEngine::FreeMem(p) : (void)::munmap(p, bytes);
   }
 };
 
@@ -226,8 +228,10 @@ class Peer {
     std::string transport;
     PeerCache c;
     uint64_t seed = 0;
-    if (!(in >> transport >> c.rows >> c.row_bytes >> seed) || c.rows == 0 || c.row_bytes == 0)
-      return "error usage: hixl <transport> <slots> <slot bytes> <seed>";
+    std::string memory;
+    if (!(in >> transport >> c.rows >> c.row_bytes >> seed) || c.rows == 0 || c.row_bytes == 0 ||
+        (in >> memory && memory != "mallocmem"))
+      return "error usage: hixl <transport> <slots> <slot bytes> <seed> [mallocmem]";
     Reset();
     const std::string name = host_ + ":" + std::to_string(HixlPort());
     std::map<hixl::AscendString, hixl::AscendString> options;
@@ -243,8 +247,15 @@ class Peer {
     c.tensors = 1;
     c.user = std::make_unique<UserTensors>();
     c.user->bytes = c.rows * c.row_bytes;
-    void* p = ::mmap(nullptr, c.user->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return "error out of memory for " + std::to_string(c.user->bytes) + " bytes";
+    c.user->mallocmem = !memory.empty();
+    void* p = nullptr;
+    if (c.user->mallocmem) {
+      st = adxl::AdxlEngine::MallocMem(adxl::MEM_HOST, c.user->bytes, &p);
+      if (st != hixl::SUCCESS) return "error MallocMem returned " + std::to_string(st);
+    } else {
+      p = ::mmap(nullptr, c.user->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return "error out of memory for " + std::to_string(c.user->bytes) + " bytes";
+    }
     c.user->maps.push_back(p);
     c.addrs.push_back(reinterpret_cast<uintptr_t>(p));
     for (uint64_t r = 0; r < c.rows; ++r) lldd_tools::FillPattern(c.Row(0, r), c.row_bytes, RowSeed(seed, 0, r));

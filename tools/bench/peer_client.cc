@@ -81,10 +81,10 @@ bool PeerClient::Free(int64_t cache_id, std::string* error) {
 }
 
 bool PeerClient::StartHixl(const std::string& transport, uint64_t slots, uint64_t slot_bytes, uint64_t seed,
-                           std::string* engine, uintptr_t* region, std::string* error) {
+                           bool mallocmem, std::string* engine, uintptr_t* region, std::string* error) {
   std::string value;
   if (!Ask("hixl " + (transport.empty() ? std::string("-") : transport) + " " + std::to_string(slots) + " " +
-               std::to_string(slot_bytes) + " " + std::to_string(seed),
+               std::to_string(slot_bytes) + " " + std::to_string(seed) + (mallocmem ? " mallocmem" : ""),
            &value, error))
     return false;
   const size_t sp = value.find(' ');

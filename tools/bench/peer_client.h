@@ -27,8 +27,9 @@ class PeerClient {
   bool Check(int64_t cache_id, uint64_t seed, const std::vector<std::pair<uint64_t, uint64_t>>& pairs,
              std::string* error);
   bool Free(int64_t cache_id, std::string* error);
-  // The peer's HIXL engine name and its region's address.
-  bool StartHixl(const std::string& transport, uint64_t slots, uint64_t slot_bytes, uint64_t seed,
+  // The peer's HIXL engine name and its region's address. `mallocmem`: the
+  // region is memory from adxl::AdxlEngine::MallocMem, else from mmap.
+  bool StartHixl(const std::string& transport, uint64_t slots, uint64_t slot_bytes, uint64_t seed, bool mallocmem,
                  std::string* engine, uintptr_t* region, std::string* error);
   void Quit();
 

@@ -188,6 +188,7 @@ std::string JsonHixlRow(const HixlRow& r) {
   j["bytes_per_request"] = c.bytes_per_request();
   j["in_flight"] = c.in_flight;  // 0: TransferSync
   j["distinct_requests"] = c.distinct;
+  j["memory"] = c.mallocmem ? "mallocmem" : "mmap";
   j["link_connections"] = r.link_connections;
   j["requests"] = r.hixl.calls;
   j["seconds"] = r.hixl.seconds;

@@ -1,0 +1,105 @@
+// adxl::AdxlEngine: forwards to hixl::Hixl, whose statuses it returns
+// unchanged; the memory calls are the library's user allocations.
+#include "adxl/adxl_engine.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "common/last_error.h"
+#include "hixl/hixl.h"
+#include "memory/memory_kind.h"
+#include "memory/user_allocations.h"
+
+namespace adxl {
+namespace {
+
+using lldd::Result;
+
+Status Report(const char* api, const Result& r) {
+  (void)lldd::ReportResult(api, r);  // the log line and the thread's last error
+  if (r.ok()) return SUCCESS;
+  return r.code() == llm_datadist::LLM_PARAM_INVALID ? PARAM_INVALID : FAILED;
+}
+
+}  // namespace
+
+AdxlEngine::AdxlEngine() : hixl_(std::make_unique<hixl::Hixl>()) {}
+AdxlEngine::~AdxlEngine() = default;  // hixl::Hixl finalizes
+
+Status AdxlEngine::Initialize(const AscendString& local_engine, const std::map<AscendString, AscendString>& options) {
+  return hixl_->Initialize(local_engine, options);
+}
+
+void AdxlEngine::Finalize() { hixl_->Finalize(); }
+
+Status AdxlEngine::RegisterMem(const MemDesc& mem, MemType type, MemHandle& mem_handle) {
+  return hixl_->RegisterMem(mem, type, mem_handle);
+}
+
+Status AdxlEngine::DeregisterMem(MemHandle mem_handle) { return hixl_->DeregisterMem(mem_handle); }
+
+Status AdxlEngine::Connect(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return hixl_->Connect(remote_engine, timeout_in_millis);
+}
+
+Status AdxlEngine::Disconnect(const AscendString& remote_engine, int32_t timeout_in_millis) {
+  return hixl_->Disconnect(remote_engine, timeout_in_millis);
+}
+
+Status AdxlEngine::TransferSync(const AscendString& remote_engine, TransferOp operation,
+                                const std::vector<TransferOpDesc>& op_descs, int32_t timeout_in_millis) {
+  return hixl_->TransferSync(remote_engine, operation, op_descs, timeout_in_millis);
+}
+
+Status AdxlEngine::TransferAsync(const AscendString& remote_engine, TransferOp operation,
+                                 const std::vector<TransferOpDesc>& op_descs, const TransferArgs& optional_args,
+                                 TransferReq& req) {
+  return hixl_->TransferAsync(remote_engine, operation, op_descs, optional_args, req);
+}
+
+Status AdxlEngine::GetTransferStatus(const TransferReq& req, TransferStatus& status) {
+  return hixl_->GetTransferStatus(req, status);
+}
+
+Status AdxlEngine::SendNotify(const AscendString& remote_engine, const NotifyDesc& notify, int32_t timeout_in_millis) {
+  return hixl_->SendNotify(remote_engine, notify, timeout_in_millis);
+}
+
+Status AdxlEngine::GetNotifies(std::vector<NotifyDesc>& notifies) { return hixl_->GetNotifies(notifies); }
+
+Status AdxlEngine::MallocMem(MemType type, size_t size, void** ptr) {
+  if (type != MEM_HOST && type != MEM_DEVICE)
+    return Report("MallocMem", Result::ParamInvalid(lldd::Msg("memory type ", static_cast<int>(type),
+                                                              " is neither MEM_HOST nor MEM_DEVICE")));
+  // The current device is the one a GPU layer allocates on by default.
+  return Report("MallocMem", lldd::AllocateUserMemory(type == MEM_DEVICE, size, 0, ptr));
+}
+
+Status AdxlEngine::ExportToShareableHandle(void* addr, ShareableHandle& handle) {
+  if (addr == nullptr) return Report("ExportToShareableHandle", Result::ParamInvalid("addr is null"));
+  auto memory = lldd::UserAllocationAt(addr);
+  if (!memory)
+    return Report("ExportToShareableHandle",
+                  Result::ParamInvalid(lldd::Msg("address ", addr, " is not the start of memory from MallocMem, "
+                                                 "or that memory was freed")));
+  if (memory->shareable_fd() < 0)
+    return Report("ExportToShareableHandle", Result::Failed("this memory has no descriptor another process can map"));
+  ShareableHandle h{};
+  h.pid = static_cast<int32_t>(getpid());
+  h.fd = memory->shareable_fd();
+  h.size = memory->size();
+  h.mem_type = memory->kind() == lldd::kDeviceMemory ? MEM_DEVICE : MEM_HOST;
+  std::snprintf(h.path, sizeof(h.path), "/proc/%d/fd/%d", h.pid, h.fd);
+  handle = h;
+  return SUCCESS;
+}
+
+Status AdxlEngine::FreeMem(void* ptr) { return Report("FreeMem", lldd::FreeUserMemory(ptr)); }
+
+Status AdxlEngine::GetCapability(FeatureType feature_type, int32_t& value) {
+  return hixl::Hixl::GetCapability(feature_type, value);
+}
+
+}  // namespace adxl
