@@ -13,6 +13,7 @@ cmake -S "$source_dir/tests/install/consumer" -B "$work/consumer" -G Ninja \
   -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/consumer" >/dev/null
 "$work/consumer/consumer"
+"$work/consumer/adxl_consumer"
 
 libdir=$(find "$work/prefix" -name llm_datadist.pc -printf '%h\n' | head -n1)
 export PKG_CONFIG_PATH="$libdir"

@@ -96,7 +96,9 @@ Config HixlConfig::AsConfig() const {
   return c;
 }
 
-const BaselineResult& HixlRow::target_limit() const { return socket_bound() ? socket_link : memory.cma_all; }
+const BaselineResult& HixlRow::target_limit() const {
+  return socket_bound() ? socket_link : mapped() ? memory.memcpy_all : memory.cma_all;
+}
 
 std::vector<HixlConfig> HixlSweep(const std::vector<std::string>& transports, bool quick, bool smoke,
                                   const std::vector<uint32_t>& windows) {
@@ -351,9 +353,11 @@ bool HixlRunner::MeasureLimits(const HixlConfig& c, HixlRow* row, std::string* e
                             error, copies)) &&
            socket_.Measure(c.write, bytes, all_cores_, limits_, &row->socket_all, error, copies);
   }
+  // Mapped memory (MallocMem over shm) is moved by memcpy; other memory
+  // by cross-memory attach.
   const Config config = c.AsConfig();
-  return MeasureMemoryLimits(config, MakeBlockLists(config, seed_), limits_, all_cores_, false, true, &row->memory,
-                             error);
+  return MeasureMemoryLimits(config, MakeBlockLists(config, seed_), limits_, all_cores_, row->mapped(),
+                             !row->mapped(), &row->memory, error);
 }
 
 HixlRunner::HixlRunner(PeerClient& peer, SocketBaselineClient& socket, const std::string& host,

@@ -51,8 +51,11 @@ struct HixlRow {
   double wall_seconds = 0;
 
   bool socket_bound() const { return link != "shm"; }
-  // The limit a row is judged against: the link's connections (tcp) or
-  // all-core cross-memory attach (shm).
+  // Over shm, MallocMem memory is mapped by the peer, not reached through
+  // the kernel.
+  bool mapped() const { return !socket_bound() && config.mallocmem; }
+  // The limit a row is judged against: the link's connections (tcp), or
+  // all-core memcpy (shm, mapped) or cross-memory attach (shm).
   const BaselineResult& target_limit() const;
 };
 

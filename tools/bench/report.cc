@@ -153,6 +153,10 @@ std::string JsonRow(const Row& r) {
   return j.dump();
 }
 
+namespace {
+const char* HixlLimitKind(const HixlRow& r) { return r.socket_bound() ? "socket" : r.mapped() ? "memcpy" : "cma"; }
+}  // namespace
+
 void PrintHixlTableHeader(std::FILE* out) {
   std::fprintf(out, "%-5s %-9s %-4s %5s %4s %5s %6s %5s | %7s %9s %9s %9s | %-6s | %3s %7s %5s | %3s %7s %5s | %3s %7s %5s\n",
                "hixl", "transport", "link", "op", "ops", "req", "flight", "conns", "GB/s", "ops/s", "p50_us", "p99_us",
@@ -168,10 +172,10 @@ void PrintHixlTableRow(std::FILE* out, const HixlRow& r) {
   std::fprintf(out, "%-5s %-9s %-4s %5s %4llu %5s %6s %5s | %7.2f %9.0f %9.1f %9.1f | %-6s | %s | %s | %s\n",
                c.write ? "WRITE" : "READ", c.transport.c_str(), r.link.c_str(), Short(c.op_bytes).c_str(),
                static_cast<unsigned long long>(c.ops), Short(c.bytes_per_request()).c_str(), flight.c_str(),
-               conns.c_str(), g, r.hixl.ops_per_s, r.hixl.p50_us, r.hixl.p99_us, r.socket_bound() ? "socket" : "cma",
-               Limit(r.socket_bound() ? r.socket_one : r.memory.cma_one, g).c_str(),
+               conns.c_str(), g, r.hixl.ops_per_s, r.hixl.p50_us, r.hixl.p99_us, HixlLimitKind(r),
+               Limit(r.socket_bound() ? r.socket_one : r.mapped() ? r.memory.memcpy_one : r.memory.cma_one, g).c_str(),
                Limit(r.socket_bound() ? r.socket_link : kNotMeasured, g).c_str(),
-               Limit(r.socket_bound() ? r.socket_all : r.memory.cma_all, g).c_str());
+               Limit(r.socket_bound() ? r.socket_all : r.mapped() ? r.memory.memcpy_all : r.memory.cma_all, g).c_str());
   std::fflush(out);
 }
 
@@ -197,9 +201,11 @@ std::string JsonHixlRow(const HixlRow& r) {
   j["p50_us"] = r.hixl.p50_us;
   j["p99_us"] = r.hixl.p99_us;
   j["verified_requests"] = r.hixl.verified_calls;
-  j["limit_kind"] = r.socket_bound() ? "socket" : "cma";
+  j["limit_kind"] = HixlLimitKind(r);
   j["target_limit_gbps"] = r.target_limit().gbps;
   j["target_ratio"] = Ratio(g, r.target_limit().gbps);
+  j["memcpy_one"] = JsonLimit(r.memory.memcpy_one, g);
+  j["memcpy_all_cores"] = JsonLimit(r.memory.memcpy_all, g);
   j["cma_one"] = JsonLimit(r.memory.cma_one, g);
   j["cma_all_cores"] = JsonLimit(r.memory.cma_all, g);
   j["socket_one"] = JsonLimit(r.socket_one, g);
