@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "adxl/adxl_engine.h"
 #include "gpu/device_memory.h"
 #include "gpu/fake_gpu_api.h"
 #include "hixl/hixl.h"
@@ -140,6 +141,51 @@ TEST_F(GpuEngineTest, HixlMovesDeviceMemoryOverCudaIpc) {
   server.Finalize();
   api.Free(client_mem);
   api.Free(server_mem);
+}
+
+// adxl's MallocMem(MEM_DEVICE): GPU memory from the library's VMM
+// allocator, so that once registered a peer imports its VMM handle (not a
+// legacy IPC handle) and reads it with the copy kernel.
+TEST_F(GpuEngineTest, MallocMemDeviceMemoryIsSharedByItsVmmHandle) {
+  constexpr size_t kLen = 64 * 1024;
+  void* p = nullptr;
+  ASSERT_EQ(adxl::AdxlEngine::MallocMem(adxl::MEM_DEVICE, kLen, &p), adxl::SUCCESS);
+  ASSERT_TRUE(lldd::IsDeviceMemory(p));
+  auto* mem = static_cast<uint8_t*>(p);
+  for (size_t i = 0; i < kLen; ++i) mem[i] = static_cast<uint8_t>(i * 11 + 3);
+  adxl::ShareableHandle h{};
+  ASSERT_EQ(adxl::AdxlEngine::ExportToShareableHandle(p, h), adxl::SUCCESS);
+  EXPECT_EQ(h.mem_type, adxl::MEM_DEVICE);
+  EXPECT_GE(h.fd, 0);
+
+  adxl::AdxlEngine server;
+  std::string name;
+  adxl::Status st = adxl::FAILED;
+  for (int port = 22000 + (getpid() % 20000), tries = 0; st != adxl::SUCCESS && tries < 50; ++port, ++tries) {
+    name = "127.0.0.1:" + std::to_string(port);
+    st = server.Initialize(name.c_str(), {});
+  }
+  ASSERT_EQ(st, adxl::SUCCESS);
+  adxl::MemHandle sh = nullptr;
+  ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(p), kLen}, adxl::MEM_DEVICE, sh), adxl::SUCCESS);
+  adxl::AdxlEngine client;
+  ASSERT_EQ(client.Initialize("127.0.0.1", {}), adxl::SUCCESS);
+  std::vector<uint8_t> host(kLen, 0);
+  adxl::MemHandle hh = nullptr;
+  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(host.data()), kLen}, adxl::MEM_HOST, hh), adxl::SUCCESS);
+  ASSERT_EQ(client.Connect(name.c_str(), 5000), adxl::SUCCESS);
+  const int imports = api.vmm_imports;
+  const int opens = api.ipc_opens;
+  ASSERT_EQ(client.TransferSync(name.c_str(), adxl::READ,
+                                {{reinterpret_cast<uintptr_t>(host.data()), reinterpret_cast<uintptr_t>(p), kLen}}, 5000),
+            adxl::SUCCESS);
+  EXPECT_EQ(std::memcmp(host.data(), mem, kLen), 0);
+  EXPECT_EQ(api.vmm_imports - imports, 1);
+  EXPECT_EQ(api.ipc_opens - opens, 0);
+  client.Finalize();
+  EXPECT_EQ(server.DeregisterMem(sh), adxl::SUCCESS);
+  server.Finalize();
+  EXPECT_EQ(adxl::AdxlEngine::FreeMem(p), adxl::SUCCESS);
 }
 
 TEST_F(GpuEngineTest, WithoutAGpuDeviceCachesAreHostMemory) {

@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "common/last_error.h"
+#include "gpu/device_memory.h"
+#include "gpu/gpu_api.h"
 #include "hixl/hixl.h"
 #include "memory/memory_kind.h"
 #include "memory/user_allocations.h"
@@ -73,8 +75,14 @@ Status AdxlEngine::MallocMem(MemType type, size_t size, void** ptr) {
   if (type != MEM_HOST && type != MEM_DEVICE)
     return Report("MallocMem", Result::ParamInvalid(lldd::Msg("memory type ", static_cast<int>(type),
                                                               " is neither MEM_HOST nor MEM_DEVICE")));
-  // The current device is the one a GPU layer allocates on by default.
-  return Report("MallocMem", lldd::AllocateUserMemory(type == MEM_DEVICE, size, 0, ptr));
+  int device = 0;
+  if (type == MEM_DEVICE) {
+    // Before any engine has looked for a GPU, this call may be the first.
+    (void)lldd::InstallGpuMemoryProvider();
+    // The calling thread's current device, as the vendor's allocates on.
+    if (!lldd::Gpu().GetDevice(&device).ok()) device = 0;
+  }
+  return Report("MallocMem", lldd::AllocateUserMemory(type == MEM_DEVICE, size, device, ptr));
 }
 
 Status AdxlEngine::ExportToShareableHandle(void* addr, ShareableHandle& handle) {
