@@ -16,6 +16,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "adxl/adxl_engine.h"
@@ -24,6 +25,8 @@
 namespace {
 
 using namespace adxl;  // as code written for the adxl API does
+using namespace hixl;  // the two mix: adxl's names are HIXL's entities
+static_assert(std::is_same_v<adxl::TransferOpDesc, hixl::TransferOpDesc> && std::is_base_of_v<Hixl, AdxlEngine>);
 using lldd_test::FillHixlPattern;
 using lldd_test::FirstPatternMismatch;
 using lldd_test::HixlPeer;

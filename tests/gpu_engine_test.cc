@@ -34,6 +34,16 @@ class GpuEngineTest : public ::testing::Test {
   std::shared_ptr<lldd::DeviceMemoryProvider> previous;
 };
 
+// Initializes `server` listening on a free loopback port; its name, or ""
+// if no port could be had.
+std::string ListenOnSomePort(hixl::Hixl& server) {
+  for (int port = 21000 + (getpid() % 20000), tries = 0; tries < 50; ++port, ++tries) {
+    const std::string name = "127.0.0.1:" + std::to_string(port);
+    if (server.Initialize(name.c_str(), {}) == hixl::SUCCESS) return name;
+  }
+  return "";
+}
+
 TEST_F(GpuEngineTest, DeviceCachesArePulledOverCudaIpcWithOneLaunchPerCall) {
   LlmDataDist server(2, LlmRole::kPrompt);
   ASSERT_EQ(server.Initialize(lldd_test::ClientOptions({{OPTION_LISTEN_IP_INFO, "127.0.0.1:0"}})), LLM_SUCCESS)
@@ -93,13 +103,8 @@ TEST_F(GpuEngineTest, HixlMovesDeviceMemoryOverCudaIpc) {
   for (size_t i = 0; i < kLen; ++i) server_mem[i] = static_cast<uint8_t>(i * 13 + 7);
   std::memset(client_mem, 0, kLen);
   hixl::Hixl server;
-  std::string name;
-  hixl::Status st = hixl::FAILED;
-  for (int port = 21000 + (getpid() % 20000), tries = 0; st != hixl::SUCCESS && tries < 50; ++port, ++tries) {
-    name = "127.0.0.1:" + std::to_string(port);
-    st = server.Initialize(name.c_str(), {});
-  }
-  ASSERT_EQ(st, hixl::SUCCESS);
+  const std::string name = ListenOnSomePort(server);
+  ASSERT_FALSE(name.empty());
   hixl::MemHandle sh = nullptr;
   ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(server_mem), kLen}, hixl::MEM_DEVICE, sh), hixl::SUCCESS);
   hixl::Hixl client;
@@ -159,13 +164,8 @@ TEST_F(GpuEngineTest, MallocMemDeviceMemoryIsSharedByItsVmmHandle) {
   EXPECT_GE(h.fd, 0);
 
   adxl::AdxlEngine server;
-  std::string name;
-  adxl::Status st = adxl::FAILED;
-  for (int port = 22000 + (getpid() % 20000), tries = 0; st != adxl::SUCCESS && tries < 50; ++port, ++tries) {
-    name = "127.0.0.1:" + std::to_string(port);
-    st = server.Initialize(name.c_str(), {});
-  }
-  ASSERT_EQ(st, adxl::SUCCESS);
+  const std::string name = ListenOnSomePort(server);
+  ASSERT_FALSE(name.empty());
   adxl::MemHandle sh = nullptr;
   ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(p), kLen}, adxl::MEM_DEVICE, sh), adxl::SUCCESS);
   adxl::AdxlEngine client;

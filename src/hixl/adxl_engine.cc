@@ -1,5 +1,5 @@
-// adxl::AdxlEngine: forwards to hixl::Hixl, whose statuses it returns
-// unchanged; the memory calls are the library's user allocations.
+// adxl::AdxlEngine's own calls: the memory it allocates for the caller,
+// which is the library's user allocations (memory/user_allocations.h).
 #include "adxl/adxl_engine.h"
 
 #include <unistd.h>
@@ -10,7 +10,6 @@
 #include "common/last_error.h"
 #include "gpu/device_memory.h"
 #include "gpu/gpu_api.h"
-#include "hixl/hixl.h"
 #include "memory/memory_kind.h"
 #include "memory/user_allocations.h"
 
@@ -26,50 +25,6 @@ Status Report(const char* api, const Result& r) {
 }
 
 }  // namespace
-
-AdxlEngine::AdxlEngine() : hixl_(std::make_unique<hixl::Hixl>()) {}
-AdxlEngine::~AdxlEngine() = default;  // hixl::Hixl finalizes
-
-Status AdxlEngine::Initialize(const AscendString& local_engine, const std::map<AscendString, AscendString>& options) {
-  return hixl_->Initialize(local_engine, options);
-}
-
-void AdxlEngine::Finalize() { hixl_->Finalize(); }
-
-Status AdxlEngine::RegisterMem(const MemDesc& mem, MemType type, MemHandle& mem_handle) {
-  return hixl_->RegisterMem(mem, type, mem_handle);
-}
-
-Status AdxlEngine::DeregisterMem(MemHandle mem_handle) { return hixl_->DeregisterMem(mem_handle); }
-
-Status AdxlEngine::Connect(const AscendString& remote_engine, int32_t timeout_in_millis) {
-  return hixl_->Connect(remote_engine, timeout_in_millis);
-}
-
-Status AdxlEngine::Disconnect(const AscendString& remote_engine, int32_t timeout_in_millis) {
-  return hixl_->Disconnect(remote_engine, timeout_in_millis);
-}
-
-Status AdxlEngine::TransferSync(const AscendString& remote_engine, TransferOp operation,
-                                const std::vector<TransferOpDesc>& op_descs, int32_t timeout_in_millis) {
-  return hixl_->TransferSync(remote_engine, operation, op_descs, timeout_in_millis);
-}
-
-Status AdxlEngine::TransferAsync(const AscendString& remote_engine, TransferOp operation,
-                                 const std::vector<TransferOpDesc>& op_descs, const TransferArgs& optional_args,
-                                 TransferReq& req) {
-  return hixl_->TransferAsync(remote_engine, operation, op_descs, optional_args, req);
-}
-
-Status AdxlEngine::GetTransferStatus(const TransferReq& req, TransferStatus& status) {
-  return hixl_->GetTransferStatus(req, status);
-}
-
-Status AdxlEngine::SendNotify(const AscendString& remote_engine, const NotifyDesc& notify, int32_t timeout_in_millis) {
-  return hixl_->SendNotify(remote_engine, notify, timeout_in_millis);
-}
-
-Status AdxlEngine::GetNotifies(std::vector<NotifyDesc>& notifies) { return hixl_->GetNotifies(notifies); }
 
 Status AdxlEngine::MallocMem(MemType type, size_t size, void** ptr) {
   if (type != MEM_HOST && type != MEM_DEVICE)
@@ -105,9 +60,5 @@ Status AdxlEngine::ExportToShareableHandle(void* addr, ShareableHandle& handle) 
 }
 
 Status AdxlEngine::FreeMem(void* ptr) { return Report("FreeMem", lldd::FreeUserMemory(ptr)); }
-
-Status AdxlEngine::GetCapability(FeatureType feature_type, int32_t& value) {
-  return hixl::Hixl::GetCapability(feature_type, value);
-}
 
 }  // namespace adxl
