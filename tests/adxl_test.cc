@@ -25,8 +25,7 @@
 namespace {
 
 using namespace adxl;  // as code written for the adxl API does
-using namespace hixl;  // the two mix: adxl's names are HIXL's entities
-static_assert(std::is_same_v<adxl::TransferOpDesc, hixl::TransferOpDesc> && std::is_base_of_v<Hixl, AdxlEngine>);
+static_assert(std::is_same_v<adxl::TransferOpDesc, hixl::TransferOpDesc> && std::is_base_of_v<hixl::Hixl, AdxlEngine>);
 using lldd_test::FillHixlPattern;
 using lldd_test::FirstPatternMismatch;
 using lldd_test::HixlPeer;
@@ -63,6 +62,22 @@ TransferStatus WaitFor(AdxlEngine& e, TransferReq req) {
   }
   return s;
 }
+
+// Code that uses both namespaces compiles: adxl's names are HIXL's
+// entities, except the option keys, whose spellings differ.
+namespace both {
+using namespace adxl;
+using namespace hixl;
+TEST(AdxlTest, NamesMixWithHixls) {
+  AdxlEngine engine;
+  Hixl& as_hixl = engine;
+  MemDesc desc{};
+  MemHandle handle = nullptr;
+  EXPECT_EQ(as_hixl.RegisterMem(desc, MEM_HOST, handle), FAILED);  // not initialized
+  EXPECT_EQ(std::string(OPTION_AUTO_CONNECT), "AutoConnect");       // one key, both spellings
+  EXPECT_STRNE(adxl::OPTION_BUFFER_POOL, hixl::OPTION_BUFFER_POOL);
+}
+}  // namespace both
 
 class AdxlPathTest : public ::testing::TestWithParam<std::string> {};
 
