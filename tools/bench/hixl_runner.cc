@@ -370,8 +370,22 @@ void HixlRunner::Close() { session_.reset(); }
 
 bool HixlRunner::Run(const HixlConfig& c, HixlRow* row, std::string* error) {
   const auto start = Clock::now();
-  row->config = c;
-  if (!Measure(c, row, error) || !MeasureLimits(c, row, error)) return false;
+  // On a shared machine a neighbour's burst can land on either side of one
+  // pair of measurements; alternating rounds and taking the median round
+  // treats the library and its limit alike.
+  std::vector<HixlRow> rounds(std::max<uint32_t>(1, c.rounds));
+  std::vector<double> scores;
+  for (HixlRow& r : rounds) {
+    r.config = c;
+    if (!Measure(c, &r, error) || !MeasureLimits(c, &r, error)) return false;
+    const double limit = r.target_limit().gbps;
+    scores.push_back(limit > 0 ? r.hixl.gbps / limit : r.hixl.gbps);
+  }
+  std::vector<size_t> order(rounds.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  *row = std::move(rounds[order[order.size() / 2]]);
+  row->round_scores = std::move(scores);
   row->wall_seconds = Seconds(start, Clock::now());
   return true;
 }

@@ -35,6 +35,9 @@ struct HixlConfig {
   // Both sides' memory comes from adxl::AdxlEngine::MallocMem (shareable:
   // a peer on this host maps it) rather than from mmap.
   bool mallocmem = false;
+  // The row and its limits are measured this many times, alternating; the
+  // round whose ratio to its own target limit is the median is reported.
+  uint32_t rounds = 1;
 
   uint64_t bytes_per_request() const { return op_bytes * ops; }
   // The equivalent library config: its block lists and memory limits.
@@ -49,6 +52,9 @@ struct HixlRow {
   BaselineResult socket_one, socket_link, socket_all;
   MemoryLimits memory;
   double wall_seconds = 0;
+  // Every round's library / target limit (or GB/s where no limit was
+  // measured), in measuring order; the reported round is their median.
+  std::vector<double> round_scores;
 
   bool socket_bound() const { return link != "shm"; }
   // Over shm, MallocMem memory is mapped by the peer, not reached through

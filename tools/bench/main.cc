@@ -53,6 +53,7 @@ struct Args {
   std::vector<uint32_t> in_flight;  // HIXL rows kept (0: sync); empty: all
   bool distinct_requests = false;
   bool mallocmem = false;
+  uint32_t rounds = 0;  // 0: 3 with --quick, else 1
   std::string json_out;
   std::vector<std::string> transports;
   std::vector<std::string> ops{"pull", "push"};
@@ -186,6 +187,10 @@ int main(int argc, char** argv) {
   app.add_flag("--mallocmem", a.mallocmem,
                "with --hixl: both sides' memory comes from adxl::AdxlEngine::MallocMem, which a peer on this host maps "
                "(shm), rather than from mmap");
+  app.add_option("--rounds", a.rounds,
+                 "with --hixl: measure each row and its limits this many times, alternating, and report the round "
+                 "with the median ratio (default 3 with --quick, else 1)")
+      ->check(CLI::Range(1, 99));
   app.add_flag("--json", a.json, "JSON lines instead of a table: the machine, one object per row, the targets");
   app.add_option("--json-out", a.json_out, "also write the JSON lines to this file (with the table on stdout)");
   app.add_option("--transports", a.transports,
@@ -297,6 +302,7 @@ int main(int argc, char** argv) {
   for (HixlConfig& hc : hixl_configs) {
     hc.distinct = a.distinct_requests;
     hc.mallocmem = a.mallocmem;
+    hc.rounds = a.rounds != 0 ? a.rounds : (a.quick ? 3 : 1);
   }
   HixlRunner hixl_runner(peer, socket, host, limits, all_cores, a.seed);
   bool hixl_header = false;
@@ -377,6 +383,10 @@ int main(int argc, char** argv) {
           std::printf("HIXL requests in flight each move their own bytes (up to 64 MiB a side); the socket limits "
                       "cycle through as much memory\n");
         if (a.mallocmem) std::printf("HIXL memory on both sides from adxl::AdxlEngine::MallocMem\n");
+        if (!hixl_configs.empty() && hixl_configs[0].rounds > 1)
+          std::printf("each HIXL row: the median of %u alternating rounds of the row and its limits (ratio to the "
+                      "target limit)\n",
+                      hixl_configs[0].rounds);
         PrintHixlTableHeader(stdout);
       }
       hixl_header = true;

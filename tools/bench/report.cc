@@ -193,6 +193,8 @@ std::string JsonHixlRow(const HixlRow& r) {
   j["in_flight"] = c.in_flight;  // 0: TransferSync
   j["distinct_requests"] = c.distinct;
   j["memory"] = c.mallocmem ? "mallocmem" : "mmap";
+  j["rounds"] = r.round_scores.size();
+  j["round_scores"] = r.round_scores;  // library / target limit per round; the row is the median's
   j["link_connections"] = r.link_connections;
   j["requests"] = r.hixl.calls;
   j["seconds"] = r.hixl.seconds;
