@@ -57,6 +57,12 @@ Result ConnectionPool::Acquire(size_t want, Deadline deadline, std::vector<Socke
       lock.lock();
       cv_.notify_all();
       if (dialed || !r.ok()) promises_.erase(id);  // a failed dial's connection arriving later is a late one
+      // Closed while dialing: whatever the dial said (often BUSY or a reset
+      // caused by the close itself), the answer is that the link is gone.
+      if (closed_) {
+        if (dialed) dialed->Shutdown();
+        break;
+      }
       if (!r.ok() && !out->empty()) break;
       if (r.code() == llm_datadist::LLM_LINK_BUSY && out->empty() && !closed_) {
         // Busy is transient (see kMaxBusyBackoff): ask again until the

@@ -418,6 +418,26 @@ TEST(ConnectionPoolTest, CloseDuringADialFailsThatAcquire) {
   EXPECT_TRUE(made[0]->shut_down());
 }
 
+// A dial that the peer refuses as busy while the link closes: the caller
+// learns the link is closed, not that it should try again.
+TEST(ConnectionPoolTest, CloseDuringABusyDialReportsTheClosedLink) {
+  ConnectionPool* pool_ptr = nullptr;
+  int dials = 0;
+  ConnectionPool pool(2, [&](Deadline, SocketPtr*) {
+    ++dials;
+    pool_ptr->Close();
+    return Result(LLM_LINK_BUSY, "too many data connections on this link");
+  });
+  pool_ptr = &pool;
+  std::vector<SocketPtr> got;
+  Result r = pool.Acquire(1, Deadline::AfterMillis(5000), &got);
+  EXPECT_EQ(r.code(), LLM_LINK_FAILED);
+  EXPECT_NE(r.message().find("the link is closed"), std::string::npos) << r.message();
+  EXPECT_TRUE(got.empty());
+  EXPECT_EQ(dials, 1);  // not retried as a busy peer would be
+  EXPECT_EQ(pool.promised(), 0u);
+}
+
 // ------------------------------------------------------------- reverse dials
 
 // A reverse dialer whose connections the test delivers by hand.
