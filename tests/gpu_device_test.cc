@@ -13,6 +13,8 @@
 #include <numeric>
 #include <random>
 
+#include "adxl/adxl_engine.h"
+#include "llm_datadist/llm_datadist.h"
 #include "transport/tcp/device_staging.h"
 #include "gpu/fake_gpu_api.h"
 #include "gpu/gpu_api.h"
@@ -276,6 +278,59 @@ TEST_F(GpuDeviceTest, CudaIpcPullsAndPushesAnotherProcesssGpuCache) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// adxl's MallocMem(MEM_DEVICE) on this GPU: VMM memory of the current
+// device, whose exported descriptor maps the same bytes, and which one
+// engine registers and another reads into host memory (cuda_ipc imports
+// the VMM handle).
+TEST_F(GpuDeviceTest, AdxlMallocMemIsSharedGpuMemory) {
+  SetGpuApiForTesting(api);  // the library's GPU layer: this one (the fake under LLDD_GPU_TESTS_ON_FAKE)
+  constexpr uint64_t kLen = 4U << 20;
+  void* p = nullptr;
+  ASSERT_EQ(adxl::AdxlEngine::MallocMem(adxl::MEM_DEVICE, kLen, &p), adxl::SUCCESS)
+      << llm_datadist::LlmDataDist::GetLastErrorMessage();
+  GpuPointerInfo info;
+  ASSERT_TRUE(api->PointerInfo(p, &info).ok());
+  EXPECT_TRUE(info.device);
+  const std::vector<uint8_t> bytes = Pattern(kLen, 3);
+  ASSERT_TRUE(Upload(p, bytes).ok());
+  adxl::ShareableHandle h{};
+  ASSERT_EQ(adxl::AdxlEngine::ExportToShareableHandle(p, h), adxl::SUCCESS);
+  EXPECT_EQ(h.mem_type, adxl::MEM_DEVICE);
+  ASSERT_GE(h.size, kLen);
+  GpuVmmBuffer imported;
+  Result r = api->VmmImport(h.fd, h.size, 0, &imported);
+  ASSERT_TRUE(r.ok()) << r.message();
+  std::vector<uint8_t> got;
+  ASSERT_TRUE(Download(&got, imported.ptr, kLen).ok());
+  EXPECT_TRUE(got == bytes);
+  api->VmmUnmap(&imported);
+
+  adxl::AdxlEngine server;
+  std::string name;
+  for (int port = 23000 + getpid() % 20000, tries = 0; name.empty() && tries < 50; ++port, ++tries)
+    if (server.Initialize(("127.0.0.1:" + std::to_string(port)).c_str(), {}) == adxl::SUCCESS)
+      name = "127.0.0.1:" + std::to_string(port);
+  ASSERT_FALSE(name.empty());
+  adxl::MemHandle sh = nullptr;
+  ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(p), kLen}, adxl::MEM_DEVICE, sh), adxl::SUCCESS);
+  adxl::AdxlEngine client;
+  ASSERT_EQ(client.Initialize("127.0.0.1", {}), adxl::SUCCESS);
+  std::vector<uint8_t> host(kLen, 0);
+  adxl::MemHandle hh = nullptr;
+  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(host.data()), kLen}, adxl::MEM_HOST, hh), adxl::SUCCESS);
+  ASSERT_EQ(client.Connect(name.c_str(), 10000), adxl::SUCCESS);
+  ASSERT_EQ(client.TransferSync(name.c_str(), adxl::READ,
+                                {{reinterpret_cast<uintptr_t>(host.data()), reinterpret_cast<uintptr_t>(p), kLen}}, 10000),
+            adxl::SUCCESS)
+      << llm_datadist::LlmDataDist::GetLastErrorMessage();
+  EXPECT_TRUE(host == bytes);
+  client.Finalize();
+  EXPECT_EQ(server.DeregisterMem(sh), adxl::SUCCESS);
+  server.Finalize();
+  EXPECT_EQ(adxl::AdxlEngine::FreeMem(p), adxl::SUCCESS);
+  SetGpuApiForTesting(nullptr);
 }
 
 TEST(GpuAbsent, TheLibraryLoadsAndSaysWhyThereIsNoGpu) {
