@@ -15,6 +15,7 @@
 
 #include "adxl/adxl_engine.h"
 #include "llm_datadist/llm_datadist.h"
+#include "tests/adxl_pair.h"
 #include "transport/tcp/device_staging.h"
 #include "gpu/fake_gpu_api.h"
 #include "gpu/gpu_api.h"
@@ -307,28 +308,12 @@ TEST_F(GpuDeviceTest, AdxlMallocMemIsSharedGpuMemory) {
   EXPECT_TRUE(got == bytes);
   api->VmmUnmap(&imported);
 
-  adxl::AdxlEngine server;
-  std::string name;
-  for (int port = 23000 + getpid() % 20000, tries = 0; name.empty() && tries < 50; ++port, ++tries)
-    if (server.Initialize(("127.0.0.1:" + std::to_string(port)).c_str(), {}) == adxl::SUCCESS)
-      name = "127.0.0.1:" + std::to_string(port);
-  ASSERT_FALSE(name.empty());
-  adxl::MemHandle sh = nullptr;
-  ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(p), kLen}, adxl::MEM_DEVICE, sh), adxl::SUCCESS);
-  adxl::AdxlEngine client;
-  ASSERT_EQ(client.Initialize("127.0.0.1", {}), adxl::SUCCESS);
-  std::vector<uint8_t> host(kLen, 0);
-  adxl::MemHandle hh = nullptr;
-  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(host.data()), kLen}, adxl::MEM_HOST, hh), adxl::SUCCESS);
-  ASSERT_EQ(client.Connect(name.c_str(), 10000), adxl::SUCCESS);
-  ASSERT_EQ(client.TransferSync(name.c_str(), adxl::READ,
-                                {{reinterpret_cast<uintptr_t>(host.data()), reinterpret_cast<uintptr_t>(p), kLen}}, 10000),
-            adxl::SUCCESS)
-      << llm_datadist::LlmDataDist::GetLastErrorMessage();
-  EXPECT_TRUE(host == bytes);
-  client.Finalize();
-  EXPECT_EQ(server.DeregisterMem(sh), adxl::SUCCESS);
-  server.Finalize();
+  {
+    lldd_test::AdxlPair pair;
+    ASSERT_EQ(pair.Open(p, kLen, adxl::MEM_DEVICE, 10000), "") << llm_datadist::LlmDataDist::GetLastErrorMessage();
+    ASSERT_EQ(pair.ReadAll(p, 10000), adxl::SUCCESS) << llm_datadist::LlmDataDist::GetLastErrorMessage();
+    EXPECT_TRUE(pair.host == bytes);
+  }
   EXPECT_EQ(adxl::AdxlEngine::FreeMem(p), adxl::SUCCESS);
   SetGpuApiForTesting(nullptr);
 }

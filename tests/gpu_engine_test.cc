@@ -15,6 +15,7 @@
 #include "llm_datadist/llm_datadist.h"
 #include "memory/allocator.h"
 #include "test_peer.h"
+#include "tests/adxl_pair.h"
 
 using namespace llm_datadist;
 
@@ -33,16 +34,6 @@ class GpuEngineTest : public ::testing::Test {
   lldd::FakeGpuApi api;
   std::shared_ptr<lldd::DeviceMemoryProvider> previous;
 };
-
-// Initializes `server` listening on a free loopback port; its name, or ""
-// if no port could be had.
-std::string ListenOnSomePort(hixl::Hixl& server) {
-  for (int port = 21000 + (getpid() % 20000), tries = 0; tries < 50; ++port, ++tries) {
-    const std::string name = "127.0.0.1:" + std::to_string(port);
-    if (server.Initialize(name.c_str(), {}) == hixl::SUCCESS) return name;
-  }
-  return "";
-}
 
 TEST_F(GpuEngineTest, DeviceCachesArePulledOverCudaIpcWithOneLaunchPerCall) {
   LlmDataDist server(2, LlmRole::kPrompt);
@@ -103,7 +94,7 @@ TEST_F(GpuEngineTest, HixlMovesDeviceMemoryOverCudaIpc) {
   for (size_t i = 0; i < kLen; ++i) server_mem[i] = static_cast<uint8_t>(i * 13 + 7);
   std::memset(client_mem, 0, kLen);
   hixl::Hixl server;
-  const std::string name = ListenOnSomePort(server);
+  const std::string name = lldd_test::ListenOnSomePort(server);
   ASSERT_FALSE(name.empty());
   hixl::MemHandle sh = nullptr;
   ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(server_mem), kLen}, hixl::MEM_DEVICE, sh), hixl::SUCCESS);
@@ -163,28 +154,14 @@ TEST_F(GpuEngineTest, MallocMemDeviceMemoryIsSharedByItsVmmHandle) {
   EXPECT_EQ(h.mem_type, adxl::MEM_DEVICE);
   EXPECT_GE(h.fd, 0);
 
-  adxl::AdxlEngine server;
-  const std::string name = ListenOnSomePort(server);
-  ASSERT_FALSE(name.empty());
-  adxl::MemHandle sh = nullptr;
-  ASSERT_EQ(server.RegisterMem({reinterpret_cast<uintptr_t>(p), kLen}, adxl::MEM_DEVICE, sh), adxl::SUCCESS);
-  adxl::AdxlEngine client;
-  ASSERT_EQ(client.Initialize("127.0.0.1", {}), adxl::SUCCESS);
-  std::vector<uint8_t> host(kLen, 0);
-  adxl::MemHandle hh = nullptr;
-  ASSERT_EQ(client.RegisterMem({reinterpret_cast<uintptr_t>(host.data()), kLen}, adxl::MEM_HOST, hh), adxl::SUCCESS);
-  ASSERT_EQ(client.Connect(name.c_str(), 5000), adxl::SUCCESS);
+  lldd_test::AdxlPair pair;
+  ASSERT_EQ(pair.Open(p, kLen, adxl::MEM_DEVICE, 5000), "");
   const int imports = api.vmm_imports;
   const int opens = api.ipc_opens;
-  ASSERT_EQ(client.TransferSync(name.c_str(), adxl::READ,
-                                {{reinterpret_cast<uintptr_t>(host.data()), reinterpret_cast<uintptr_t>(p), kLen}}, 5000),
-            adxl::SUCCESS);
-  EXPECT_EQ(std::memcmp(host.data(), mem, kLen), 0);
+  ASSERT_EQ(pair.ReadAll(p, 5000), adxl::SUCCESS);
+  EXPECT_EQ(std::memcmp(pair.host.data(), mem, kLen), 0);
   EXPECT_EQ(api.vmm_imports - imports, 1);
   EXPECT_EQ(api.ipc_opens - opens, 0);
-  client.Finalize();
-  EXPECT_EQ(server.DeregisterMem(sh), adxl::SUCCESS);
-  server.Finalize();
   EXPECT_EQ(adxl::AdxlEngine::FreeMem(p), adxl::SUCCESS);
 }
 
