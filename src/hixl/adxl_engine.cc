@@ -5,11 +5,10 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 
-#include "common/last_error.h"
 #include "gpu/device_memory.h"
 #include "gpu/gpu_api.h"
+#include "hixl/hixl_status.h"
 #include "memory/memory_kind.h"
 #include "memory/user_allocations.h"
 
@@ -18,11 +17,7 @@ namespace {
 
 using lldd::Result;
 
-Status Report(const char* api, const Result& r) {
-  (void)lldd::ReportResult(api, r);  // the log line and the thread's last error
-  if (r.ok()) return SUCCESS;
-  return r.code() == llm_datadist::LLM_PARAM_INVALID ? PARAM_INVALID : FAILED;
-}
+Status Report(const char* api, const Result& r) { return lldd::hixl_impl::ReportHixl(api, r); }
 
 }  // namespace
 

@@ -2,33 +2,16 @@
 // HIXL status codes, logging every failure with its reason.
 #include "hixl/hixl.h"
 
-#include "common/last_error.h"
 #include "common/logging.h"
 #include "hixl/hixl_engine.h"
+#include "hixl/hixl_status.h"
 
 namespace hixl {
 namespace {
 
 using lldd::Result;
 
-Status ToStatus(const Result& r) {
-  switch (r.code()) {
-    case llm_datadist::LLM_SUCCESS: return SUCCESS;
-    case llm_datadist::LLM_PARAM_INVALID: return PARAM_INVALID;
-    case llm_datadist::LLM_TIMEOUT: return TIMEOUT;
-    case llm_datadist::LLM_NOT_YET_LINK: return NOT_CONNECTED;
-    case llm_datadist::LLM_ALREADY_LINK: return ALREADY_CONNECTED;
-    case llm_datadist::LLM_OUT_OF_MEMORY:
-    case llm_datadist::LLM_CLUSTER_NUM_EXCEED_LIMIT: return RESOURCE_EXHAUSTED;
-    case llm_datadist::LLM_FEATURE_NOT_ENABLED: return UNSUPPORTED;
-    default: return FAILED;
-  }
-}
-
-Status Report(const char* api, const Result& r) {
-  (void)lldd::ReportResult(api, r);  // the log line and the thread's last error
-  return ToStatus(r);
-}
+Status Report(const char* api, const Result& r) { return lldd::hixl_impl::ReportHixl(api, r); }
 
 }  // namespace
 
