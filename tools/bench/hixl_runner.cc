@@ -1,18 +1,15 @@
 #include "bench/hixl_runner.h"
 
 #include <algorithm>
-
-#include <sys/mman.h>
-
 #include <deque>
 #include <memory>
 #include <thread>
 
-#include "adxl/adxl_engine.h"
 #include "bench/block_lists.h"
 #include "bench/link_sockets.h"
 #include "bench/peer_protocol.h"
 #include "bench/row_pattern.h"
+#include "bench/user_memory.h"
 #include "hixl/hixl.h"
 
 namespace lldd_bench {
@@ -50,8 +47,7 @@ struct HixlRunner::Session {
 
   ~Session() {
     engine.Finalize();
-    if (local && mallocmem) (void)adxl::AdxlEngine::FreeMem(local);
-    if (local && !mallocmem) ::munmap(local, local_bytes);
+    if (local) FreeUserBuffer(mallocmem, local, local_bytes);
   }
   uint8_t* LocalSlot(uint64_t slot) const { return local + slot * op_bytes; }
 };
@@ -162,13 +158,7 @@ bool OpenSession(PeerClient& peer, const std::string& host, const HixlConfig& c,
   if (st != hixl::SUCCESS) return *error = HixlError("Initialize", st), false;
   n->local_bytes = copies * c.ops * c.op_bytes;
   void* p = nullptr;
-  if (c.mallocmem) {
-    st = adxl::AdxlEngine::MallocMem(adxl::MEM_HOST, n->local_bytes, &p);
-    if (st != hixl::SUCCESS) return *error = HixlError("MallocMem", st), false;
-  } else {
-    p = ::mmap(nullptr, n->local_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return *error = "out of memory", false;
-  }
+  if (std::string why = AllocateUserBuffer(c.mallocmem, n->local_bytes, &p); !why.empty()) return *error = why, false;
   n->local = static_cast<uint8_t*>(p);
   st = n->engine.RegisterMem({reinterpret_cast<uintptr_t>(p), n->local_bytes}, hixl::MEM_HOST, n->handle);
   if (st != hixl::SUCCESS) return *error = HixlError("RegisterMem", st), false;

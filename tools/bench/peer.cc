@@ -1,7 +1,6 @@
 #include "bench/peer.h"
 
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,8 +12,8 @@
 #include "bench/row_pattern.h"
 #include "bench/bench_config.h"
 #include "bench/peer_protocol.h"
+#include "bench/user_memory.h"
 #include "common/datadist_setup.h"
-#include "adxl/adxl_engine.h"
 #include "hixl/hixl.h"
 
 namespace lldd_bench {
@@ -29,7 +28,7 @@ struct UserTensors {
   size_t bytes = 0;
   bool mallocmem = false;  // from adxl::AdxlEngine::MallocMem, not mmap
   ~UserTensors() {
-    for (void* p : maps) mallocmem ? (void)adxl::AdxlEngine::FreeMem(p) : (void)::munmap(p, bytes);
+    for (void* p : maps) FreeUserBuffer(mallocmem, p, bytes);
   }
 };
 
@@ -132,8 +131,8 @@ class Peer {
       c.user->bytes = c.rows * c.row_bytes;
       std::vector<uint64_t> addrs;
       for (uint32_t t = 0; t < c.tensors; ++t) {
-        void* p = ::mmap(nullptr, c.user->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return "error out of memory for " + std::to_string(c.user->bytes) + " bytes";
+        void* p = nullptr;
+        if (std::string why = AllocateUserBuffer(false, c.user->bytes, &p); !why.empty()) return "error " + why;
         c.user->maps.push_back(p);
         addrs.push_back(reinterpret_cast<uint64_t>(p));
         c.addrs.push_back(reinterpret_cast<uintptr_t>(p));
@@ -249,13 +248,7 @@ class Peer {
     c.user->bytes = c.rows * c.row_bytes;
     c.user->mallocmem = !memory.empty();
     void* p = nullptr;
-    if (c.user->mallocmem) {
-      st = adxl::AdxlEngine::MallocMem(adxl::MEM_HOST, c.user->bytes, &p);
-      if (st != hixl::SUCCESS) return "error MallocMem returned " + std::to_string(st);
-    } else {
-      p = ::mmap(nullptr, c.user->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) return "error out of memory for " + std::to_string(c.user->bytes) + " bytes";
-    }
+    if (std::string why = AllocateUserBuffer(c.user->mallocmem, c.user->bytes, &p); !why.empty()) return "error " + why;
     c.user->maps.push_back(p);
     c.addrs.push_back(reinterpret_cast<uintptr_t>(p));
     for (uint64_t r = 0; r < c.rows; ++r) lldd_tools::FillPattern(c.Row(0, r), c.row_bytes, RowSeed(seed, 0, r));
